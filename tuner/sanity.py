@@ -1,0 +1,153 @@
+"""The one-minibatch sanity gate ("overfit one minibatch" before training for real).
+
+With the trial's λ, a throw-away copy of the freshly initialised model trains on one fixed minibatch. The gate
+passes only if every task's loss stays finite, the total loss falls by ``min_loss_drop``, the main task reaches
+``min_accuracy`` on that batch, and every head is wired: its own loss gives its parameters and the trunk a
+non-zero gradient. It stops as soon as all conditions hold, so a healthy set-up costs a few steps.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from tuner.losses import MAIN, LossBreakdown, compute_losses
+from tuner.model import MultiTaskModel
+from tuner.spec import SanitySpec, TrainingSpec
+from tuner.workloads import Split
+
+# Names of the checks, as stored and shown.
+NON_FINITE = "non_finite_loss"
+NO_GRADIENT = "no_gradient"
+LOSS_NOT_DROPPING = "loss_not_dropping"
+LOW_ACCURACY = "low_accuracy"
+
+
+@dataclass
+class SanityResult:
+    """Outcome of the gate; ``reason`` says in words which condition failed, with the figures."""
+
+    passed: bool
+    reason: str = ""
+    failed_checks: list[str] = field(default_factory=list)
+    steps: int = 0
+    initial_loss: float = math.nan
+    final_loss: float = math.nan
+    loss_drop: float = math.nan
+    main_accuracy: float = math.nan
+    task_losses: dict[str, float] = field(default_factory=dict)
+    disconnected: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return json_safe(asdict(self))
+
+
+def json_safe(obj: Any) -> Any:
+    """JSON has no NaN/inf: report them as None."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def make_optimizer(params: Any, training: TrainingSpec, lr: float) -> torch.optim.Optimizer:
+    if training.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=training.weight_decay)
+    if training.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=training.weight_decay)
+    return torch.optim.Adam(params, lr=lr, weight_decay=training.weight_decay)
+
+
+def _nonzero_grad(grads: tuple[torch.Tensor | None, ...]) -> bool:
+    return any(g is not None and bool(torch.any(g != 0)) for g in grads)
+
+
+def check_wiring(model: MultiTaskModel, breakdown: LossBreakdown) -> dict[str, str]:
+    """Tasks whose own (unweighted) loss gives no gradient to their head or to the trunk, with why."""
+    trunk_params = [p for p in model.trunk.parameters() if p.requires_grad]
+    problems: dict[str, str] = {}
+    for name, term in breakdown.terms.items():
+        head_params = [p for p in model.heads[name].parameters() if p.requires_grad]
+        if not term.requires_grad:
+            problems[name] = "its loss has no gradient at all (output detached from every parameter)"
+            continue
+        grads = torch.autograd.grad(term, head_params + trunk_params, allow_unused=True, retain_graph=True)
+        if not _nonzero_grad(grads[: len(head_params)]):
+            problems[name] = "its head's parameters get a zero gradient"
+        elif trunk_params and not _nonzero_grad(grads[len(head_params):]):
+            problems[name] = "no gradient reaches the shared trunk (head cut off from the trunk)"
+    return problems
+
+
+def sanity_gate(
+    model: MultiTaskModel,
+    batch: Split,
+    task_losses: dict[str, str],
+    lambdas: dict[str, float],
+    training: TrainingSpec,
+    sanity: SanitySpec,
+    temperatures: dict[str, float] | None = None,
+) -> SanityResult:
+    """Train a copy of ``model`` on ``batch`` and report whether the set-up can learn at all."""
+    start = time.perf_counter()
+    net = copy.deepcopy(model)
+    net.train()
+    opt = make_optimizer(net.parameters(), training, sanity.lr or training.lr * 10)
+    result = SanityResult(passed=False)
+
+    def fail(check: str, reason: str) -> SanityResult:
+        result.failed_checks.append(check)
+        result.reason = "; ".join(filter(None, [result.reason, reason]))
+        return result
+
+    for step in range(sanity.max_steps + 1):
+        out = net(batch.x)
+        bd = compute_losses(out, batch.y, batch.aux, task_losses, lambdas, temperatures)
+        losses = bd.detached()
+        result.task_losses = {k: v for k, v in losses.items() if k != "total"}
+        bad = [k for k, v in losses.items() if not math.isfinite(v)]
+        if bad:
+            result.steps = step
+            result.final_loss = losses["total"]
+            tasks = [k for k in bad if k != "total"] or ["total"]
+            fail(NON_FINITE, f"non-finite loss in task(s) {tasks} at step {step} "
+                             f"(lr={opt.param_groups[0]['lr']:g}); lower the learning rate or check the targets")
+            break
+        if step == 0:
+            result.initial_loss = losses["total"]
+            result.disconnected = check_wiring(net, bd)
+            if result.disconnected:
+                fail(NO_GRADIENT, "; ".join(f"task {k!r}: {v}" for k, v in result.disconnected.items()))
+        result.final_loss = losses["total"]
+        result.loss_drop = 1.0 - losses["total"] / result.initial_loss if result.initial_loss > 0 else 0.0
+        result.main_accuracy = float((out[MAIN].argmax(-1) == batch.y).float().mean())
+        result.steps = step
+        if (not result.failed_checks and result.loss_drop >= sanity.min_loss_drop
+                and result.main_accuracy >= sanity.min_accuracy):
+            result.passed = True
+            break
+        if step == sanity.max_steps:
+            break
+        opt.zero_grad(set_to_none=True)
+        bd.total.backward()
+        opt.step()
+
+    if not result.passed and NON_FINITE not in result.failed_checks:
+        if result.loss_drop < sanity.min_loss_drop:
+            fail(LOSS_NOT_DROPPING, f"total loss fell by {result.loss_drop:.1%} in {result.steps} steps "
+                                    f"({result.initial_loss:.4g} → {result.final_loss:.4g}); "
+                                    f"needs ≥ {sanity.min_loss_drop:.0%}")
+        if result.main_accuracy < sanity.min_accuracy:
+            fail(LOW_ACCURACY, f"main-task accuracy on the batch reached {result.main_accuracy:.1%} "
+                               f"in {result.steps} steps; needs ≥ {sanity.min_accuracy:.0%}")
+    result.seconds = time.perf_counter() - start
+    return result

@@ -1,0 +1,234 @@
+"""One trial: sanity gate → full training with per-epoch per-task metrics → test at the best epoch.
+
+The loop is fixed; what varies goes through ``TrialCallback`` hooks, dispatched from one place
+(``_dispatch``): Optuna's report/should_prune, heartbeats and metric logging all plug in there.
+The objective is the main task's validation metric, never the weighted total (λ changes its scale).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from typing import Any, Literal
+
+import torch
+
+from tuner.losses import MAIN, compute_losses
+from tuner.model import MultiTaskModel, build_model, resolve_device
+from tuner.sanity import SanityResult, json_safe, make_optimizer, sanity_gate
+from tuner.spec import StudySpec
+from tuner.workloads import Split, Workload, WorkloadData, make_workload
+
+logger = logging.getLogger(__name__)
+
+TrialStatus = Literal["complete", "pruned", "failed_sanity"]
+
+
+@dataclass
+class EpochMetrics:
+    """Figures of one epoch; losses are unweighted, per task (``main`` and each aux), plus ``total``."""
+
+    epoch: int
+    train_loss: dict[str, float]
+    val_loss: dict[str, float]
+    val_accuracy: float
+    seconds: float
+
+    def objective(self, metric: str) -> float:
+        return self.val_accuracy if metric == "val_accuracy" else self.val_loss[MAIN]
+
+
+@dataclass
+class TrialResult:
+    """Everything one trial produced; ``value`` is the objective (best epoch's main-task val metric)."""
+
+    status: TrialStatus
+    lambdas: dict[str, float]
+    seed: int
+    metric: str
+    direction: str
+    sanity: SanityResult | None = None
+    value: float | None = None
+    best_epoch: int | None = None
+    val_accuracy: float | None = None
+    test_accuracy: float | None = None
+    test_loss: dict[str, float] = field(default_factory=dict)
+    epochs: list[EpochMetrics] = field(default_factory=list)
+    seconds: float = 0.0
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["sanity"] = self.sanity.to_dict() if self.sanity else None
+        return json_safe(d)
+
+
+class TrialPruned(Exception):
+    """Raised by a callback (e.g. a pruner) to stop the trial after an epoch."""
+
+
+class TrialCallback:
+    """Hooks into a trial. Override what you need; raise ``TrialPruned`` from ``on_epoch_end`` to stop."""
+
+    def on_sanity_end(self, result: SanityResult) -> None:
+        pass
+
+    def on_epoch_end(self, metrics: EpochMetrics) -> None:
+        pass
+
+
+def _dispatch(callbacks: Sequence[TrialCallback], hook: str, arg: Any) -> None:
+    for cb in callbacks:
+        getattr(cb, hook)(arg)
+
+
+@dataclass
+class PreparedStudy:
+    """A spec with its data built and moved to the device, reused across the trials of one worker."""
+
+    spec: StudySpec
+    workload: Workload
+    data: WorkloadData
+    device: torch.device
+
+    @property
+    def task_losses(self) -> dict[str, str]:
+        return {t.name: t.loss for t in self.spec.aux_tasks}
+
+    @property
+    def temperatures(self) -> dict[str, float]:
+        return {t.name: t.temperature for t in self.spec.aux_tasks}
+
+    def new_model(self, seed: int) -> MultiTaskModel:
+        torch.manual_seed(seed)
+        tasks = {t.name: self.data.tasks[t.name] for t in self.spec.aux_tasks}
+        trunk = self.workload.build_trunk(self.data.input_shape, self.spec.training.hidden)
+        model = build_model(self.data.input_shape, self.data.n_classes, tasks, self.spec.training.hidden, trunk)
+        return model.to(self.device)
+
+    def sanity_batch(self, seed: int) -> Split:
+        g = torch.Generator().manual_seed(seed)
+        n = min(self.spec.sanity.batch_size, len(self.data.train))
+        index = torch.randperm(len(self.data.train), generator=g)[:n].to(self.device)
+        return self.data.train.take(index)
+
+
+@lru_cache(maxsize=8)
+def _build_data(workload_name: str, params_json: str, aux_tasks: tuple[str, ...]) -> tuple[Workload, WorkloadData]:
+    workload = make_workload(workload_name, json.loads(params_json))
+    return workload, workload.build(aux_tasks)
+
+
+def prepare(spec: StudySpec, device: str | torch.device | None = None) -> PreparedStudy:
+    """Build (or reuse) the workload's data for ``spec`` and place it on the device."""
+    params_json = json.dumps(spec.workload.params, sort_keys=True, default=str)
+    aux = tuple(sorted(t.name for t in spec.aux_tasks))
+    workload, data = _build_data(spec.workload.name, params_json, aux)
+    dev = resolve_device(str(device)) if device is not None else resolve_device(spec.training.device)
+    return PreparedStudy(spec=spec, workload=workload, data=data.to(dev), device=dev)
+
+
+@torch.no_grad()
+def evaluate(prep: PreparedStudy, model: MultiTaskModel, split: Split, lambdas: dict[str, float],
+             chunk: int = 4096) -> tuple[dict[str, float], float]:
+    """Per-task mean losses (plus weighted ``total``) and main-task accuracy over ``split``."""
+    model.eval()
+    sums: dict[str, float] = {}
+    correct = 0
+    n = len(split)
+    for start in range(0, n, chunk):
+        part = split.take(torch.arange(start, min(start + chunk, n), device=split.x.device))
+        out = model(part.x)
+        bd = compute_losses(out, part.y, part.aux, prep.task_losses, lambdas, prep.temperatures)
+        for k, v in bd.detached().items():
+            sums[k] = sums.get(k, 0.0) + v * len(part)
+        correct += int((out[MAIN].argmax(-1) == part.y).sum())
+    model.train()
+    return {k: v / n for k, v in sums.items()}, correct / n
+
+
+def _better(a: float, b: float | None, direction: str) -> bool:
+    if b is None or math.isnan(b):
+        return not math.isnan(a)
+    return a > b if direction == "maximize" else a < b
+
+
+def run_trial(
+    prep: PreparedStudy,
+    lambdas: dict[str, float],
+    seed: int | None = None,
+    callbacks: Sequence[TrialCallback] = (),
+) -> TrialResult:
+    """Run one trial of ``prep.spec`` with ``lambdas`` (complete: fixed λ filled in by the caller or here).
+
+    Deterministic given (spec, λ, seed) on the CPU. The sanity gate runs first; a failed gate ends the
+    trial with status ``failed_sanity`` and its reason, and costs no full training.
+    """
+    spec = prep.spec
+    lambdas = spec.complete_lambdas(lambdas)
+    seed = spec.training.seed if seed is None else seed
+    metric, direction = spec.objective.metric, str(spec.objective.direction)
+    start = time.perf_counter()
+    result = TrialResult(status="complete", lambdas=lambdas, seed=seed, metric=metric, direction=direction)
+
+    model = prep.new_model(seed)
+    if spec.sanity.enabled:
+        result.sanity = sanity_gate(model, prep.sanity_batch(seed), prep.task_losses, lambdas,
+                                    spec.training, spec.sanity, prep.temperatures)
+        _dispatch(callbacks, "on_sanity_end", result.sanity)
+        if not result.sanity.passed:
+            result.status = "failed_sanity"
+            result.reason = result.sanity.reason
+            result.seconds = time.perf_counter() - start
+            return result
+
+    opt = make_optimizer(model.parameters(), spec.training, spec.training.lr)
+    train = prep.data.train
+    gen = torch.Generator().manual_seed(seed)
+    bs = spec.training.batch_size
+    best_state: dict[str, torch.Tensor] | None = None
+    since_best = 0
+    for epoch in range(spec.training.epochs):
+        t0 = time.perf_counter()
+        order = torch.randperm(len(train), generator=gen).to(prep.device)
+        sums: dict[str, float] = {}
+        for i in range(0, len(train), bs):
+            batch = train.take(order[i:i + bs])
+            bd = compute_losses(model(batch.x), batch.y, batch.aux, prep.task_losses, lambdas,
+                                prep.temperatures)
+            opt.zero_grad(set_to_none=True)
+            bd.total.backward()
+            opt.step()
+            for k, v in bd.terms.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach()) * len(batch)
+            sums["total"] = sums.get("total", 0.0) + float(bd.total.detach()) * len(batch)
+        val_loss, val_acc = evaluate(prep, model, prep.data.val, lambdas)
+        m = EpochMetrics(epoch=epoch, train_loss={k: v / len(train) for k, v in sums.items()},
+                         val_loss=val_loss, val_accuracy=val_acc, seconds=time.perf_counter() - t0)
+        result.epochs.append(m)
+        value = m.objective(metric)
+        if _better(value, result.value, direction):
+            result.value, result.best_epoch, result.val_accuracy = value, epoch, val_acc
+            best_state = copy.deepcopy(model.state_dict())
+            since_best = 0
+        else:
+            since_best += 1
+        try:
+            _dispatch(callbacks, "on_epoch_end", m)
+        except TrialPruned:
+            result.status = "pruned"
+            break
+        if spec.training.patience is not None and since_best >= spec.training.patience:
+            break
+
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    result.test_loss, result.test_accuracy = evaluate(prep, model, prep.data.test, lambdas)
+    result.seconds = time.perf_counter() - start
+    return result

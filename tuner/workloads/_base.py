@@ -1,0 +1,131 @@
+"""The ``Workload`` interface: what a model + data set must give the engine.
+
+A workload turns its ``params`` (from the spec) into tensors for the train/val/test splits, the main-task
+labels, and one target tensor per auxiliary task. Describing tasks (``describe_tasks``) must not need torch,
+so the API can check specs without importing it; only ``build`` creates tensors.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+TargetKind = Literal["soft", "real", "class", "probs"]
+
+# Which losses fit which kind of target. "soft" targets are scores in [0, 1].
+LOSSES_FOR_KIND: dict[str, tuple[str, ...]] = {
+    "soft": ("bce", "mse"),
+    "real": ("mse",),
+    "class": ("ce",),
+    "probs": ("kd",),
+}
+
+
+class WorkloadError(ValueError):
+    """A workload cannot be built from its params; ``field`` names the spec field to fix."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        self.message = message
+        super().__init__(f"{field}: {message}")
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """One auxiliary task a workload offers."""
+
+    name: str
+    kind: TargetKind
+    dim: int = 1
+    description: str = ""
+
+    @property
+    def losses(self) -> tuple[str, ...]:
+        return LOSSES_FOR_KIND[self.kind]
+
+
+@dataclass
+class Split:
+    """One data split: inputs, main-task class labels, and aux targets by task name."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    aux: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def to(self, device: torch.device | str) -> Split:
+        return Split(self.x.to(device), self.y.to(device), {k: v.to(device) for k, v in self.aux.items()})
+
+    def take(self, index: torch.Tensor) -> Split:
+        return Split(self.x[index], self.y[index], {k: v[index] for k, v in self.aux.items()})
+
+
+@dataclass
+class WorkloadData:
+    """Everything the engine needs to train: splits, shapes, and the task list."""
+
+    train: Split
+    val: Split
+    test: Split
+    input_shape: tuple[int, ...]
+    n_classes: int
+    tasks: dict[str, TaskInfo]
+    class_names: list[str] = field(default_factory=list)
+
+    def to(self, device: torch.device | str) -> WorkloadData:
+        return WorkloadData(self.train.to(device), self.val.to(device), self.test.to(device),
+                            self.input_shape, self.n_classes, self.tasks, self.class_names)
+
+
+class WorkloadParams(BaseModel):
+    """Base of every workload's params model: unknown params are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Workload(ABC):
+    """A named source of (model input, data splits, tasks). Register built-ins in ``tuner.workloads``;
+    third-party workloads register through the entry-point group ``auxtune.workloads``.
+
+    Subclasses set ``name``, ``description``, ``params_model``, and implement ``describe_tasks`` and
+    ``build``. They may override ``build_trunk`` to bring their own shared trunk.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    params_model: ClassVar[type[WorkloadParams]] = WorkloadParams
+    #: params that hold file paths; a spec loaded from a file resolves them against the file's folder.
+    path_params: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, params: dict[str, Any] | WorkloadParams | None = None):
+        if isinstance(params, WorkloadParams):
+            self.params = params
+        else:
+            self.params = self.params_model.model_validate(params or {})
+
+    @abstractmethod
+    def describe_tasks(self) -> dict[str, TaskInfo]:
+        """The auxiliary tasks this workload offers, by name. Must not import torch."""
+
+    @abstractmethod
+    def build(self, aux_tasks: Sequence[str] = ()) -> WorkloadData:
+        """Load or generate the data; deterministic given the params (split seed included).
+
+        Args:
+            aux_tasks: the aux tasks the study uses; a workload may need them (``table`` drops per-sample
+                target columns from its features) and must provide at least their targets.
+        """
+
+    def build_trunk(self, input_shape: tuple[int, ...], hidden: int) -> tuple[nn.Module, int] | None:
+        """Return ``(trunk, feature_dim)`` to replace the default trunk, or None for the default."""
+        return None

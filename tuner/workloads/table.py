@@ -1,0 +1,198 @@
+"""``table``: the user's own tabular data, no code (the pets recipe).
+
+- ``data``: a CSV or Parquet file of numeric feature columns plus a ``label`` column (the main task's
+  classes, numbers or strings).
+- ``attributes`` (optional): a CSV/Parquet file with one row per class: a column named like ``label``, then
+  attribute columns with scores in [0, 1] (per-class soft targets).
+
+An aux task named ``X`` takes its per-sample target from attribute column ``X`` of the sample's class, or
+else from a column ``X`` of the data file (a per-sample target; such a column is then not a feature).
+Features are standardised with the training split's mean and std.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from pydantic import Field, model_validator
+
+from tuner.workloads._base import Split, TaskInfo, Workload, WorkloadData, WorkloadError, WorkloadParams
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+P = "workload.params"
+
+
+class TableParams(WorkloadParams):
+    data: str = Field(min_length=1, description="CSV or Parquet file: features + label column")
+    label: str = Field(min_length=1, description="column of the main task's class")
+    attributes: str | None = Field(None, description="optional per-class attribute table")
+    features: list[str] | None = Field(None, description="feature columns; default: all other columns")
+    val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    split_seed: int = 0
+
+    @model_validator(mode="after")
+    def _fractions(self) -> TableParams:
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise ValueError("val_fraction + test_fraction must be < 1 to leave training data")
+        return self
+
+
+@lru_cache(maxsize=16)
+def _read(path: str, mtime: float) -> pd.DataFrame:
+    import pandas as pd
+
+    if Path(path).suffix.lower() in (".parquet", ".pq"):
+        return pd.read_parquet(path)
+    return pd.read_csv(path)
+
+
+def read_frame(path: str, field: str) -> pd.DataFrame:
+    """Read a CSV/Parquet file, or raise a ``WorkloadError`` naming ``field``."""
+    p = Path(path)
+    if not p.is_file():
+        raise WorkloadError(field, f"file not found: {path}; give a path to an existing CSV or Parquet file")
+    try:
+        return _read(str(p), p.stat().st_mtime)
+    except Exception as exc:  # pandas raises many types for unreadable files
+        raise WorkloadError(field, f"cannot read {path} as CSV/Parquet: {exc}") from None
+
+
+def _is_numeric(series: pd.Series) -> bool:
+    import pandas as pd
+
+    return bool(pd.api.types.is_numeric_dtype(series)) and not pd.api.types.is_bool_dtype(series)
+
+
+def _kind(series: pd.Series) -> TaskInfo:
+    lo, hi = float(series.min()), float(series.max())
+    if 0.0 <= lo and hi <= 1.0:
+        return TaskInfo(str(series.name), "soft", 1, "scores in [0, 1]")
+    return TaskInfo(str(series.name), "real", 1, f"values in [{lo:g}, {hi:g}], outside [0, 1]")
+
+
+class TableWorkload(Workload):
+    name: ClassVar[str] = "table"
+    description: ClassVar[str] = "your CSV/Parquet data + optional per-class attribute table"
+    params_model: ClassVar[type[WorkloadParams]] = TableParams
+    path_params: ClassVar[tuple[str, ...]] = ("data", "attributes")
+
+    @property
+    def p(self) -> TableParams:
+        return self.params  # type: ignore[return-value]
+
+    def _frames(self) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+        p = self.p
+        data = read_frame(p.data, f"{P}.data")
+        if p.label not in data.columns:
+            raise WorkloadError(f"{P}.label", f"column {p.label!r} is not in {p.data}; "
+                                              f"columns: {list(map(str, data.columns))}")
+        if data[p.label].isna().any():
+            raise WorkloadError(f"{P}.data", f"column {p.label!r} has empty labels; fill or drop those rows")
+        if p.attributes is None:
+            return data, None
+        attrs = read_frame(p.attributes, f"{P}.attributes")
+        if p.label not in attrs.columns:
+            raise WorkloadError(f"{P}.attributes", f"the attribute table needs a column named {p.label!r} "
+                                                   f"(like the label); it has {list(map(str, attrs.columns))}")
+        keys = attrs[p.label].astype(str)
+        if keys.duplicated().any():
+            raise WorkloadError(f"{P}.attributes", f"classes {sorted(set(keys[keys.duplicated()]))} have "
+                                                   "more than one row; keep one row per class")
+        missing = sorted(set(data[p.label].astype(str)) - set(keys))
+        if missing:
+            raise WorkloadError(f"{P}.attributes", f"classes {missing[:10]} of {p.label!r} have no row in the "
+                                                   "attribute table; add a row for each class")
+        for col in attrs.columns:
+            if col == p.label:
+                continue
+            if not _is_numeric(attrs[col]) or attrs[col].isna().any():
+                raise WorkloadError(f"{P}.attributes", f"attribute column {col!r} must hold numbers, "
+                                                       "no empty cells")
+        return data, attrs
+
+    def describe_tasks(self) -> dict[str, TaskInfo]:
+        data, attrs = self._frames()
+        tasks: dict[str, TaskInfo] = {}
+        for col in data.columns:
+            if col != self.p.label and _is_numeric(data[col]) and not data[col].isna().any():
+                tasks[str(col)] = _kind(data[col])
+        if attrs is not None:  # attribute columns take precedence over same-named data columns
+            for col in attrs.columns:
+                if col != self.p.label:
+                    info = _kind(attrs[col])
+                    tasks[str(col)] = TaskInfo(info.name, info.kind, 1, f"per-class attribute, {info.description}")
+        return tasks
+
+    def build(self, aux_tasks: Sequence[str] = ()) -> WorkloadData:
+        import numpy as np
+        import torch
+
+        p = self.p
+        data, attrs = self._frames()
+        available = self.describe_tasks()
+        unknown = [t for t in aux_tasks if t not in available]
+        if unknown:
+            raise WorkloadError("aux_tasks", f"unknown aux task(s) {unknown}; available: {sorted(available)}")
+        attr_cols = set(attrs.columns) - {p.label} if attrs is not None else set()
+        per_sample = {t for t in aux_tasks if t not in attr_cols}
+        if p.features is not None:
+            absent = [c for c in p.features if c not in data.columns]
+            if absent:
+                raise WorkloadError(f"{P}.features", f"columns {absent} are not in {p.data}")
+            clash = sorted(set(p.features) & (per_sample | {p.label}))
+            if clash:
+                raise WorkloadError(f"{P}.features", f"columns {clash} are targets, not features; remove them")
+            features = list(p.features)
+        else:
+            features = [c for c in data.columns if c != p.label and c not in per_sample]
+        if not features:
+            raise WorkloadError(f"{P}.data", "no feature columns left; the data needs numeric feature columns")
+        bad = [str(c) for c in features if not _is_numeric(data[c])]
+        if bad:
+            raise WorkloadError(f"{P}.data", f"feature column(s) {bad} are not numeric; encode them as numbers "
+                                             "or list only numeric columns in features")
+        if data[features].isna().any().any():
+            cols = [str(c) for c in features if data[c].isna().any()]
+            raise WorkloadError(f"{P}.data", f"feature column(s) {cols} have empty cells; fill or drop them")
+
+        labels = data[p.label].astype(str)
+        classes = sorted(labels.unique())
+        if len(classes) < 2:
+            raise WorkloadError(f"{P}.label", f"column {p.label!r} has one class only; the main task needs ≥ 2")
+        index = {c: i for i, c in enumerate(classes)}
+        y = torch.tensor(labels.map(index).to_numpy(), dtype=torch.long)
+        x = torch.tensor(data[features].to_numpy(dtype=np.float32))
+        aux: dict[str, torch.Tensor] = {}
+        for t in aux_tasks:
+            if t in attr_cols:
+                assert attrs is not None
+                table = attrs.set_index(attrs[p.label].astype(str))[t]
+                aux[t] = torch.tensor(labels.map(table).to_numpy(dtype=np.float32))
+            else:
+                aux[t] = torch.tensor(data[t].to_numpy(dtype=np.float32))
+
+        n = len(y)
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(p.split_seed))
+        n_val, n_test = max(1, round(n * p.val_fraction)), max(1, round(n * p.test_fraction))
+        n_train = n - n_val - n_test
+        if n_train < 2:
+            raise WorkloadError(f"{P}.data", f"{n} rows leave {n_train} for training; give more rows")
+        full = Split(x, y, aux)
+        train = full.take(order[:n_train])
+        mean, std = train.x.mean(0), train.x.std(0).clamp_min(1e-6)
+        full = Split((x - mean) / std, y, aux)
+        return WorkloadData(
+            train=full.take(order[:n_train]),
+            val=full.take(order[n_train:n_train + n_val]),
+            test=full.take(order[n_train + n_val:]),
+            input_shape=(len(features),),
+            n_classes=len(classes),
+            tasks=available,
+            class_names=classes,
+        )
