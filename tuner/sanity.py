@@ -101,7 +101,7 @@ def sanity_gate(
     start = time.perf_counter()
     net = copy.deepcopy(model)
     net.train()
-    opt = make_optimizer(net.parameters(), training, sanity.lr or training.lr * 10)
+    opt = make_optimizer(net.parameters(), training, sanity.lr or training.lr * 3)
     result = SanityResult(passed=False)
 
     def fail(check: str, reason: str) -> SanityResult:

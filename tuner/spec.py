@@ -117,7 +117,7 @@ class SanitySpec(_Strict):
     enabled: bool = True
     max_steps: int = Field(40, gt=0, description="most optimisation steps on the one minibatch")
     batch_size: int = Field(32, gt=0)
-    lr: float | None = Field(None, gt=0.0, description="learning rate of the gate; default: training.lr × 10")
+    lr: float | None = Field(None, gt=0.0, description="learning rate of the gate; default: training.lr × 3")
     min_loss_drop: float = Field(0.5, gt=0.0, lt=1.0, description="fraction the total loss must fall by")
     min_accuracy: float = Field(0.9, gt=0.0, le=1.0, description="main-task accuracy to reach on the batch")
 
