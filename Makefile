@@ -1,0 +1,39 @@
+# The two commands a new user needs (README): `make serve` and `make test`.
+# Both install what they need into .venv first (torch pinned first: an unpinned torch pulls CUDA wheels).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PORT   ?= 8000
+
+.PHONY: install serve test lint bench clean
+
+$(STAMP): pyproject.toml tests/plugin_pkg/pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install -q -c constraints.txt ./tests/plugin_pkg
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Runs the example study locally on the embedded default store (SQLite file ./auxtune.db).
+serve: install
+	$(BIN)/auxtune validate examples/synthetic.yaml
+	$(BIN)/auxtune trial examples/synthetic.yaml --lambda helpful=1 --lambda neutral=0 --lambda harmful=0
+
+test: install
+	bash scripts/ensure-postgres.sh
+	$(BIN)/ruff check tuner api storage tests bench examples
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check tuner api storage tests bench examples
+	$(BIN)/mypy
+
+bench: install
+	$(BIN)/python bench/sanity_cost.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info auxtune.db auxtune.db-wal auxtune.db-shm

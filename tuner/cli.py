@@ -1,0 +1,190 @@
+"""The ``auxtune`` command line: check a spec, run one trial, list workloads (and, with the store, studies).
+
+Exit codes: 0 success, 1 the set-up failed a check (sanity gate, trial), 2 bad input (spec, λ, arguments).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from tuner.spec import LambdaSpec, SpecError, StudySpec, load_spec
+from tuner.workloads import WorkloadError
+
+if TYPE_CHECKING:
+    from tuner.training import PreparedStudy
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="auxtune: tune the loss weights λ of auxiliary tasks in multi-task networks.")
+console = Console()
+err_console = Console(stderr=True)
+
+EXIT_CHECK_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
+def _fail(lines: list[str], code: int = EXIT_BAD_INPUT) -> typer.Exit:
+    for line in lines:
+        err_console.print(f"[red]error:[/red] {line}", highlight=False, markup=True, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _load(path: Path) -> StudySpec:
+    try:
+        return load_spec(path)
+    except SpecError as exc:
+        raise _fail([f"{loc}: {msg}" if loc else msg for loc, msg in exc.errors]) from None
+
+
+def _parse_lambdas(items: list[str]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            if not sep or not name:
+                raise ValueError
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise _fail([f"--lambda {item!r}: expected TASK=VALUE, e.g. --lambda ear=1.5"]) from None
+    return out
+
+
+def _bounds(lam: LambdaSpec) -> str:
+    if lam.fixed is not None:
+        return f"fixed {lam.fixed}"
+    return f"in [{lam.low}, {lam.high}]" + (" log" if lam.log else "")
+
+
+def _prepare(spec: StudySpec, device: str | None) -> PreparedStudy:
+    from tuner.training import prepare
+
+    try:
+        return prepare(spec, device)
+    except WorkloadError as exc:
+        raise _fail([str(exc)]) from None
+
+
+@app.command()
+def validate(
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="study spec, YAML or JSON")],
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N (default: the spec's)")] = None,
+) -> None:
+    """Check a spec and run the one-minibatch sanity gate at the default λ (1, clipped to bounds)."""
+    from tuner.sanity import sanity_gate
+
+    spec = _load(spec_path)
+    prep = _prepare(spec, device)
+    lambdas = spec.default_lambdas()
+    result = sanity_gate(prep.new_model(spec.training.seed), prep.sanity_batch(spec.training.seed),
+                         prep.task_losses, lambdas, spec.training, spec.sanity, prep.temperatures)
+    data = prep.data
+    console.print(f"spec [bold]{spec.name}[/bold]: workload {spec.workload.name}, "
+                  f"{len(data.train)}/{len(data.val)}/{len(data.test)} train/val/test samples, "
+                  f"{data.n_classes} classes, input {data.input_shape}, device {prep.device}")
+    console.print("aux tasks: " + (", ".join(f"{t.name} ({t.loss}, λ {_bounds(t.lambda_)})" for t in spec.aux_tasks)
+                                   or "none"))
+    console.print(f"search: {spec.search.algorithm}, {spec.search.n_trials} trials; "
+                  f"objective: {spec.objective.metric} ({spec.objective.direction})")
+    if result.passed:
+        console.print(f"[green]sanity gate passed[/green] at λ={lambdas} in {result.steps} steps "
+                      f"({result.seconds * 1000:.0f} ms): loss {result.initial_loss:.4g} → {result.final_loss:.4g}, "
+                      f"main accuracy on the batch {result.main_accuracy:.0%}")
+        return
+    raise _fail([f"sanity gate failed at λ={lambdas}: {result.reason}"], EXIT_CHECK_FAILED)
+
+
+@app.command()
+def trial(
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="study spec, YAML or JSON")],
+    lambda_: Annotated[list[str] | None, typer.Option(
+        "--lambda", "-l", help="TASK=VALUE; repeat per task. Unset tasks take their default λ.")] = None,
+    seed: Annotated[int | None, typer.Option(help="trial seed (model init, batch order)")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N (default: the spec's)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the final result as JSON")] = False,
+) -> None:
+    """Run one full trial (sanity gate, then training) and print per-epoch, per-task figures."""
+    from tuner.training import EpochMetrics, TrialCallback, run_trial
+
+    spec = _load(spec_path)
+    try:
+        lambdas = spec.complete_lambdas(_parse_lambdas(lambda_ or []))
+    except SpecError as exc:
+        raise _fail([f"{loc}: {msg}" for loc, msg in exc.errors]) from None
+    prep = _prepare(spec, device)
+    tasks = ["main", *[t.name for t in spec.aux_tasks]]
+    out = err_console if as_json else console
+
+    table = Table(title=f"{spec.name}: λ={lambdas}", show_lines=False)
+    for col in ["epoch", *[f"train {t}" for t in tasks], *[f"val {t}" for t in tasks], "val acc"]:
+        table.add_column(col, justify="right")
+
+    with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=out, transient=True) as progress:
+        bar = progress.add_task("training", total=spec.training.epochs)
+
+        class _Show(TrialCallback):
+            def on_epoch_end(self, m: EpochMetrics) -> None:
+                table.add_row(str(m.epoch), *[f"{m.train_loss[t]:.4f}" for t in tasks],
+                              *[f"{m.val_loss[t]:.4f}" for t in tasks], f"{m.val_accuracy:.4f}")
+                progress.update(bar, advance=1)
+
+        result = run_trial(prep, lambdas, seed=seed, callbacks=[_Show()])
+
+    if as_json:
+        print(json.dumps(result.to_dict(), allow_nan=False))
+    else:
+        console.print(table)
+    if result.status == "failed_sanity":
+        raise _fail([f"sanity gate failed: {result.reason}"], EXIT_CHECK_FAILED)
+    if not as_json:
+        console.print(f"[bold]{result.metric}[/bold] {result.value:.4f} (best epoch {result.best_epoch}), "
+                      f"test accuracy {result.test_accuracy:.4f}, {result.seconds:.2f} s, status {result.status}")
+
+
+@app.command()
+def workloads(
+    as_json: Annotated[bool, typer.Option("--json", help="print as JSON")] = False,
+) -> None:
+    """List registered workloads (built-ins and plugins) and the aux tasks they offer."""
+    from tuner.workloads import registered_workloads
+
+    rows = []
+    for name, cls in registered_workloads().items():
+        try:
+            tasks = {t.name: {"kind": t.kind, "dim": t.dim, "losses": list(t.losses), "description": t.description}
+                     for t in cls().describe_tasks().values()}
+        except Exception:  # workloads whose tasks depend on required params (table: your columns)
+            tasks = {}
+        rows.append({"name": name, "description": cls.description, "module": cls.__module__,
+                     "params": sorted(cls.params_model.model_fields), "tasks": tasks})
+    if as_json:
+        print(json.dumps(rows))
+        return
+    table = Table(title="registered workloads")
+    for col in ("name", "description", "params", "aux tasks"):
+        table.add_column(col)
+    for r in rows:
+        tasks = ", ".join(f"{n} ({v['kind']})" for n, v in r["tasks"].items()) or "from your data's columns"
+        table.add_row(r["name"], r["description"], ", ".join(r["params"]), tasks)
+    console.print(table)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app()
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
