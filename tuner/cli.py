@@ -16,10 +16,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from tuner.spec import LambdaSpec, SpecError, StudySpec, load_spec
+from tuner.spec import LambdaSpec, SpecError, StudySpec, load_spec, parse_spec
 from tuner.workloads import WorkloadError
 
 if TYPE_CHECKING:
+    from storage import Store, StudyRecord
+    from tuner.runner import Progress as RunProgress
     from tuner.training import PreparedStudy
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -177,8 +179,160 @@ def workloads(
     console.print(table)
 
 
+DbOption = Annotated[str | None, typer.Option("--db", help="store URL (default: $AUXTUNE_DB or sqlite:///./auxtune.db)")]
+
+
+def _store(db: str | None) -> Store:
+    from storage import Store, StoreError
+
+    try:
+        return Store(db)
+    except StoreError as exc:
+        raise _fail([str(exc).splitlines()[0]]) from None
+
+
+def _study(store: Store, name: str) -> StudyRecord:
+    from storage import StudyNotFound
+
+    try:
+        return store.get_study(int(name) if name.isdigit() else name)
+    except StudyNotFound:
+        known = [s.name for s in store.list_studies(limit=20)]
+        raise _fail([f"no study {name!r} in {store.safe_url}; studies: {known}"]) from None
+
+
+@app.command()
+def run(
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="study spec, YAML or JSON")],
+    db: DbOption = None,
+    workers: Annotated[int, typer.Option(min=1, help="local worker processes sharing the store")] = 1,
+    lease_timeout: Annotated[float, typer.Option(help="seconds without heartbeat before a trial is requeued")] = 60.0,
+) -> None:
+    """Run a whole study locally to n_trials with N worker processes; rerunning resumes it by name."""
+    from storage import StudyConflict
+    from tuner.runner import create_or_resume, run_study
+
+    spec = _load(spec_path)
+    store = _store(db)
+    try:
+        study = create_or_resume(store, spec)
+    except SpecError as exc:
+        raise _fail([f"{loc}: {msg}" if loc else msg for loc, msg in exc.errors]) from None
+    except StudyConflict as exc:
+        raise _fail([str(exc)]) from None
+    console.print(f"study [bold]{study.name}[/bold] (id {study.id}) in {store.safe_url}: "
+                  f"{study.n_trials} trials, {workers} worker(s)")
+    with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task("trials", total=study.n_trials, info="")
+
+        def show(p: RunProgress) -> None:
+            best = f"best {p.best_value:.4f}" if p.best_value is not None else "no result yet"
+            bar.update(task, completed=p.done, info=f"running {p.running} · failed {p.failed} · {best}")
+
+        try:
+            final = run_study(store, study, workers, show, lease_timeout_s=lease_timeout)
+        except KeyboardInterrupt:
+            bar.stop()
+            err_console.print("stopped: running trials went back to the queue; run the same command to resume")
+            raise typer.Exit(130) from None
+    if final.done < final.total:
+        raise _fail([f"{final.done}/{final.total} trials finished; the workers stopped early "
+                     "(see their log lines above); run the same command to resume"], EXIT_CHECK_FAILED)
+    console.print(f"done: {final.done} trials, best {spec.objective.metric} = {final.best_value} "
+                  f"at λ = {final.best_lambdas}")
+
+
+@app.command()
+def best(
+    name: Annotated[str, typer.Argument(help="study name or id")],
+    db: DbOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print as JSON")] = False,
+) -> None:
+    """The best λ set of a study so far."""
+    store = _store(db)
+    study = _study(store, name)
+    top = store.best_trial(study.id)
+    if top is None:
+        raise _fail([f"study {study.name!r} has no finished trial yet; wait for one, or run it"], EXIT_CHECK_FAILED)
+    spec = parse_spec(study.spec)
+    lambdas = spec.complete_lambdas({k: float(v) for k, v in top.params.items()})
+    doc = {"study": study.name, "lambdas": lambdas, "value": top.value, "trial": top.number,
+           "metric": spec.objective.metric, "direction": top.direction}
+    if as_json:
+        print(json.dumps(doc))
+        return
+    console.print(f"study {study.name}: best {doc['metric']} = {top.value:.4f} ({top.direction}) "
+                  f"at trial {top.number}, λ = {lambdas}")
+
+
+@app.command()
+def studies(db: DbOption = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List the studies in the store."""
+    store = _store(db)
+    rows = []
+    for s in store.list_studies(limit=1000):
+        counts = store.counts_by_state(s.id)
+        top = store.best_trial(s.id)
+        rows.append({"id": s.id, "name": s.name, "status": s.status, "n_trials": s.n_trials, "counts": counts,
+                     "best": top.value if top else None, "created_at": s.created_at.isoformat()})
+    if as_json:
+        print(json.dumps(rows))
+        return
+    table = Table(title=f"studies in {store.safe_url}")
+    for col in ("id", "name", "status", "finished/total", "running", "best"):
+        table.add_column(col)
+    for r in rows:
+        finished = sum(v for k, v in r["counts"].items() if k not in ("queued", "running"))
+        table.add_row(str(r["id"]), r["name"], r["status"], f"{finished}/{r['n_trials']}",
+                      str(r["counts"].get("running", 0)), "" if r["best"] is None else f"{r['best']:.4f}")
+    console.print(table)
+
+
+@app.command()
+def trials(
+    name: Annotated[str, typer.Argument(help="study name or id")],
+    db: DbOption = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List the trials of a study: λ, state, value, attempt, worker, sanity-gate reason."""
+    store = _store(db)
+    study = _study(store, name)
+    rows = [{"number": t.number, "state": t.state, "lambdas": t.params, "value": t.value, "attempt": t.attempt,
+             "worker": t.worker_id, "reason": t.reason} for t in store.trials(study.id, limit=100000)]
+    if as_json:
+        print(json.dumps(rows))
+        return
+    table = Table(title=f"trials of {study.name}")
+    for col in ("#", "state", "λ", "value", "attempt", "worker", "reason"):
+        table.add_column(col)
+    for r in rows:
+        lam = ", ".join(f"{k}={v:.3g}" for k, v in r["lambdas"].items())
+        table.add_row(str(r["number"]), r["state"], lam, "" if r["value"] is None else f"{r['value']:.4f}",
+                      str(r["attempt"]), r["worker"] or "", (r["reason"] or "")[:80])
+    console.print(table)
+
+
+@app.command()
+def worker(
+    db: DbOption = None,
+    study: Annotated[list[str] | None, typer.Option(help="serve only this study (repeatable)")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N (default: the spec's)")] = None,
+    forever: Annotated[bool, typer.Option(help="keep polling for new studies when idle")] = True,
+) -> None:
+    """Run one worker: pull trials of running studies from the store until stopped (SIGTERM-safe)."""
+    from tuner.worker import main as worker_main
+
+    args = [*(["--db", db] if db else []), *sum((["--study", s] for s in study or []), []),
+            *(["--device", device] if device else []), *(["--forever"] if forever else [])]
+    raise typer.Exit(worker_main(args))
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         app()
     except KeyboardInterrupt:

@@ -1,13 +1,16 @@
 """``table``: the user's own tabular data, no code (the pets recipe).
 
-- ``data``: a CSV or Parquet file of numeric feature columns plus a ``label`` column (the main task's
-  classes, numbers or strings).
+- ``data``: a CSV or Parquet file of numeric (or boolean, read as 0/1) feature columns plus a ``label``
+  column (the main task's classes, numbers or strings).
 - ``attributes`` (optional): a CSV/Parquet file with one row per class: a column named like ``label``, then
   attribute columns with scores in [0, 1] (per-class soft targets).
 
 An aux task named ``X`` takes its per-sample target from attribute column ``X`` of the sample's class, or
 else from a column ``X`` of the data file (a per-sample target; such a column is then not a feature).
-Features are standardised with the training split's mean and std.
+Class labels match between the two files by their text, with integral numbers written without a decimal
+point (a label ``3.0`` in one file matches ``3`` in the other). Features are standardised with the training
+split's mean and std. Every check that does not depend on the chosen aux tasks runs in ``describe_tasks``, so
+a spec that parses is a spec that builds.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 P = "workload.params"
+PARQUET_SUFFIXES = (".parquet", ".pq")
 
 
 class TableParams(WorkloadParams):
@@ -44,12 +48,13 @@ class TableParams(WorkloadParams):
 
 
 @lru_cache(maxsize=16)
-def _read(path: str, mtime: float) -> pd.DataFrame:
+def _read(path: str, mtime_ns: int, size: int) -> pd.DataFrame:
+    """Read once per file version (path, mtime, size); callers must not modify the frame."""
     import pandas as pd
 
-    if Path(path).suffix.lower() in (".parquet", ".pq"):
-        return pd.read_parquet(path)
-    return pd.read_csv(path)
+    frame = pd.read_parquet(path) if Path(path).suffix.lower() in PARQUET_SUFFIXES else pd.read_csv(path)
+    frame.columns = [str(c) for c in frame.columns]  # Parquet allows non-string column names
+    return frame
 
 
 def read_frame(path: str, field: str) -> pd.DataFrame:
@@ -58,15 +63,40 @@ def read_frame(path: str, field: str) -> pd.DataFrame:
     if not p.is_file():
         raise WorkloadError(field, f"file not found: {path}; give a path to an existing CSV or Parquet file")
     try:
-        return _read(str(p), p.stat().st_mtime)
+        st = p.stat()
+        return _read(str(p.resolve()), st.st_mtime_ns, st.st_size)
     except Exception as exc:  # pandas raises many types for unreadable files
         raise WorkloadError(field, f"cannot read {path} as CSV/Parquet: {exc}") from None
 
 
 def _is_numeric(series: pd.Series) -> bool:
+    """Numbers or booleans (read as 0/1)."""
     import pandas as pd
 
-    return bool(pd.api.types.is_numeric_dtype(series)) and not pd.api.types.is_bool_dtype(series)
+    return bool(pd.api.types.is_numeric_dtype(series))
+
+
+def class_keys(series: pd.Series) -> pd.Series:
+    """Class labels as strings, so the data file and the attribute table match whatever dtype each was read
+    with: integral numbers are written without a decimal point (``3.0`` and ``3`` are both ``"3"``)."""
+    import numpy as np
+    import pandas as pd
+
+    if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+        values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+        if np.all(np.isfinite(values) & (values == np.round(values))):
+            return series.astype(np.int64).astype(str)
+    return series.astype(str)
+
+
+def _class_order(labels: pd.Series, keys: pd.Series) -> list[str]:
+    """Distinct class keys, in numeric order for numeric labels, else in string order."""
+    import pandas as pd
+
+    distinct = sorted(set(keys))
+    if pd.api.types.is_numeric_dtype(labels) and not pd.api.types.is_bool_dtype(labels):
+        return sorted(distinct, key=float)
+    return distinct
 
 
 def _kind(series: pd.Series) -> TaskInfo:
@@ -86,25 +116,60 @@ class TableWorkload(Workload):
     def p(self) -> TableParams:
         return self.params  # type: ignore[return-value]
 
+    # -- reading and checking (no torch: runs when a spec is parsed) -----------------------------------
     def _frames(self) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+        """Both tables, checked: everything that does not depend on the chosen aux tasks fails here, so a
+        spec that parses is a spec that builds."""
         p = self.p
         data = read_frame(p.data, f"{P}.data")
         if p.label not in data.columns:
             raise WorkloadError(f"{P}.label", f"column {p.label!r} is not in {p.data}; "
-                                              f"columns: {list(map(str, data.columns))}")
+                                              f"columns: {list(data.columns)}")
         if data[p.label].isna().any():
             raise WorkloadError(f"{P}.data", f"column {p.label!r} has empty labels; fill or drop those rows")
+        n_classes = data[p.label].nunique()
+        if n_classes < 2:
+            raise WorkloadError(f"{P}.label", f"column {p.label!r} has one class only; the main task needs ≥ 2")
+        self._check_features(data)
+        n_train = self._split_sizes(len(data))[0]
+        if n_train < 2:
+            raise WorkloadError(f"{P}.data", f"{len(data)} rows leave {n_train} for training after the "
+                                             f"validation and test splits; give more rows")
         if p.attributes is None:
             return data, None
-        attrs = read_frame(p.attributes, f"{P}.attributes")
+        return data, self._check_attributes(data, read_frame(p.attributes, f"{P}.attributes"))
+
+    def _check_features(self, data: pd.DataFrame) -> None:
+        # A column that is not numeric or has empty cells can never be an aux task, so unless ``features``
+        # says otherwise it would be a feature: refuse it now rather than when a worker builds the data.
+        p = self.p
+        if p.features is not None:
+            absent = [c for c in p.features if c not in data.columns]
+            if absent:
+                raise WorkloadError(f"{P}.features", f"columns {absent} are not in {p.data}")
+            if p.label in p.features:
+                raise WorkloadError(f"{P}.features", f"{p.label!r} is the label, not a feature; remove it")
+            candidates = list(p.features)
+        else:
+            candidates = [c for c in data.columns if c != p.label]
+        bad = [c for c in candidates if not _is_numeric(data[c])]
+        if bad:
+            raise WorkloadError(f"{P}.data", f"feature column(s) {bad} are not numeric; encode them as numbers "
+                                             "or list only numeric columns in workload.params.features")
+        empty = [c for c in candidates if data[c].isna().any()]
+        if empty:
+            raise WorkloadError(f"{P}.data", f"feature column(s) {empty} have empty cells; fill or drop them")
+
+    def _check_attributes(self, data: pd.DataFrame, attrs: pd.DataFrame) -> pd.DataFrame:
+        p = self.p
         if p.label not in attrs.columns:
             raise WorkloadError(f"{P}.attributes", f"the attribute table needs a column named {p.label!r} "
-                                                   f"(like the label); it has {list(map(str, attrs.columns))}")
-        keys = attrs[p.label].astype(str)
+                                                   f"(like the label); it has {list(attrs.columns)}")
+        keys = class_keys(attrs[p.label])
         if keys.duplicated().any():
             raise WorkloadError(f"{P}.attributes", f"classes {sorted(set(keys[keys.duplicated()]))} have "
                                                    "more than one row; keep one row per class")
-        missing = sorted(set(data[p.label].astype(str)) - set(keys))
+        missing = sorted(set(class_keys(data[p.label])) - set(keys))
         if missing:
             raise WorkloadError(f"{P}.attributes", f"classes {missing[:10]} of {p.label!r} have no row in the "
                                                    "attribute table; add a row for each class")
@@ -114,21 +179,27 @@ class TableWorkload(Workload):
             if not _is_numeric(attrs[col]) or attrs[col].isna().any():
                 raise WorkloadError(f"{P}.attributes", f"attribute column {col!r} must hold numbers, "
                                                        "no empty cells")
-        return data, attrs
+        return attrs
+
+    def _split_sizes(self, n: int) -> tuple[int, int, int]:
+        n_val, n_test = max(1, round(n * self.p.val_fraction)), max(1, round(n * self.p.test_fraction))
+        return n - n_val - n_test, n_val, n_test
 
     def describe_tasks(self) -> dict[str, TaskInfo]:
         data, attrs = self._frames()
         tasks: dict[str, TaskInfo] = {}
         for col in data.columns:
             if col != self.p.label and _is_numeric(data[col]) and not data[col].isna().any():
-                tasks[str(col)] = _kind(data[col])
+                info = _kind(data[col])
+                tasks[col] = TaskInfo(col, info.kind, 1, f"per-sample column, {info.description}")
         if attrs is not None:  # attribute columns take precedence over same-named data columns
             for col in attrs.columns:
                 if col != self.p.label:
                     info = _kind(attrs[col])
-                    tasks[str(col)] = TaskInfo(info.name, info.kind, 1, f"per-class attribute, {info.description}")
+                    tasks[col] = TaskInfo(col, info.kind, 1, f"per-class attribute, {info.description}")
         return tasks
 
+    # -- tensors ---------------------------------------------------------------------------------------
     def build(self, aux_tasks: Sequence[str] = ()) -> WorkloadData:
         import numpy as np
         import torch
@@ -142,50 +213,36 @@ class TableWorkload(Workload):
         attr_cols = set(attrs.columns) - {p.label} if attrs is not None else set()
         per_sample = {t for t in aux_tasks if t not in attr_cols}
         if p.features is not None:
-            absent = [c for c in p.features if c not in data.columns]
-            if absent:
-                raise WorkloadError(f"{P}.features", f"columns {absent} are not in {p.data}")
-            clash = sorted(set(p.features) & (per_sample | {p.label}))
+            clash = sorted(set(p.features) & per_sample)
             if clash:
-                raise WorkloadError(f"{P}.features", f"columns {clash} are targets, not features; remove them")
+                raise WorkloadError(f"{P}.features", f"columns {clash} are aux-task targets, not features; "
+                                                     "remove them from features")
             features = list(p.features)
         else:
             features = [c for c in data.columns if c != p.label and c not in per_sample]
         if not features:
-            raise WorkloadError(f"{P}.data", "no feature columns left; the data needs numeric feature columns")
-        bad = [str(c) for c in features if not _is_numeric(data[c])]
-        if bad:
-            raise WorkloadError(f"{P}.data", f"feature column(s) {bad} are not numeric; encode them as numbers "
-                                             "or list only numeric columns in features")
-        if data[features].isna().any().any():
-            cols = [str(c) for c in features if data[c].isna().any()]
-            raise WorkloadError(f"{P}.data", f"feature column(s) {cols} have empty cells; fill or drop them")
+            raise WorkloadError(f"{P}.data", "no feature columns left; the data needs numeric feature columns "
+                                             "besides the label and the per-sample aux-task targets")
 
-        labels = data[p.label].astype(str)
-        classes = sorted(labels.unique())
-        if len(classes) < 2:
-            raise WorkloadError(f"{P}.label", f"column {p.label!r} has one class only; the main task needs ≥ 2")
+        labels = class_keys(data[p.label])
+        classes = _class_order(data[p.label], labels)
         index = {c: i for i, c in enumerate(classes)}
-        y = torch.tensor(labels.map(index).to_numpy(), dtype=torch.long)
+        y = torch.tensor(labels.map(index).to_numpy(dtype=np.int64))
         x = torch.tensor(data[features].to_numpy(dtype=np.float32))
         aux: dict[str, torch.Tensor] = {}
         for t in aux_tasks:
             if t in attr_cols:
                 assert attrs is not None
-                table = attrs.set_index(attrs[p.label].astype(str))[t]
+                table = attrs.set_index(class_keys(attrs[p.label]))[t]
                 aux[t] = torch.tensor(labels.map(table).to_numpy(dtype=np.float32))
             else:
                 aux[t] = torch.tensor(data[t].to_numpy(dtype=np.float32))
 
-        n = len(y)
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(p.split_seed))
-        n_val, n_test = max(1, round(n * p.val_fraction)), max(1, round(n * p.test_fraction))
-        n_train = n - n_val - n_test
-        if n_train < 2:
-            raise WorkloadError(f"{P}.data", f"{n} rows leave {n_train} for training; give more rows")
-        full = Split(x, y, aux)
-        train = full.take(order[:n_train])
-        mean, std = train.x.mean(0), train.x.std(0).clamp_min(1e-6)
+        order = torch.randperm(len(y), generator=torch.Generator().manual_seed(p.split_seed))
+        n_train, n_val, _ = self._split_sizes(len(y))
+        train_x = x[order[:n_train]]
+        # Standardise with the training split's statistics only, so val/test stay unseen.
+        mean, std = train_x.mean(0), train_x.std(0).clamp_min(1e-6)
         full = Split((x - mean) / std, y, aux)
         return WorkloadData(
             train=full.take(order[:n_train]),

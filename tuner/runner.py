@@ -1,0 +1,97 @@
+"""``auxtune run``: a whole study on this machine, N worker processes sharing the store.
+
+The runner creates the study (or resumes it by name when the spec is the same), starts N real worker
+processes (``python -m tuner.worker``), shows progress from the store, and on Ctrl-C asks the workers to stop:
+each gives its running trial back to the queue, so a rerun resumes where this one stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from storage import Store, StudyRecord
+from tuner.search import make_backend
+from tuner.spec import StudySpec
+
+
+@dataclass
+class Progress:
+    done: int
+    total: int
+    running: int
+    queued: int
+    failed: int
+    best_value: float | None
+    best_lambdas: dict[str, float] | None
+
+
+def spec_document(spec: StudySpec) -> dict:
+    """The spec as stored: every default filled in, aliases as users write them (``lambda``)."""
+    return spec.model_dump(mode="json", by_alias=True)
+
+
+def create_or_resume(store: Store, spec: StudySpec) -> StudyRecord:
+    """Create the study with its controls first, or resume the one of the same name and spec.
+
+    Raises:
+        SpecError: the search backend refuses the spec (nothing to search, a package missing).
+        StudyConflict: a study of this name exists with another definition.
+    """
+    backend = make_backend(spec)
+    study = store.create_or_resume_study(spec.name, spec_document(spec), [str(spec.objective.direction)],
+                                         backend.max_trials(), enqueue=backend.controls())
+    if study.status in ("queued", "paused"):
+        study = store.set_study_status(study.id, "running")
+    return study
+
+
+def progress_of(store: Store, study: StudyRecord) -> Progress:
+    counts = store.counts_by_state(study.id)
+    best = store.best_trial(study.id)
+    finished = sum(counts.get(s, 0) for s in ("complete", "pruned", "failed", "failed_sanity"))
+    return Progress(done=finished, total=study.n_trials, running=counts.get("running", 0),
+                    queued=counts.get("queued", 0),
+                    failed=counts.get("failed", 0) + counts.get("failed_sanity", 0),
+                    best_value=best.value if best else None,
+                    best_lambdas={k: float(v) for k, v in best.params.items()} if best else None)
+
+
+def worker_command(url: str, study: str, stream: int, threads: int, lease_timeout_s: float,
+                   heartbeat_s: float) -> list[str]:
+    return [sys.executable, "-m", "tuner.worker", "--db", url, "--study", study, "--stream", str(stream),
+            "--threads", str(threads), "--lease-timeout", str(lease_timeout_s), "--heartbeat", str(heartbeat_s)]
+
+
+def run_study(store: Store, study: StudyRecord, workers: int, on_progress: Callable[[Progress], None],
+              lease_timeout_s: float = 60.0, heartbeat_s: float = 5.0, poll_s: float = 0.5) -> Progress:
+    """Run ``study`` to its budget with ``workers`` local worker processes; returns the final progress.
+
+    KeyboardInterrupt stops the workers cleanly (their running trials go back to the queue) and re-raises.
+    """
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    procs = [subprocess.Popen(worker_command(store.url, study.name, i, threads, lease_timeout_s, heartbeat_s),
+                              start_new_session=True)
+             for i in range(workers)]
+    try:
+        while any(p.poll() is None for p in procs):
+            on_progress(progress_of(store, study))
+            time.sleep(poll_s)
+    except KeyboardInterrupt:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        raise
+    final = progress_of(store, study)
+    on_progress(final)
+    return final

@@ -1,0 +1,247 @@
+"""The worker loop: claim a trial from the store, run it, report it; heartbeats; SIGTERM-safe.
+
+One worker process per device. A worker leases one trial at a time (exactly once, see ``storage``), renews the
+lease from a heartbeat thread while it trains, records the sanity gate and every epoch as they happen, lets
+the study's pruner stop the trial, and reports the outcome. On SIGTERM/SIGINT it stops at the next epoch
+boundary and gives the running trial back to the queue (nothing half-written: the attempt's rows are removed).
+A worker that dies without a word (SIGKILL, power loss) stops heartbeating; its lease expires and the next
+claim requeues the trial with ``attempt + 1``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import threading
+import traceback
+import uuid
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from storage import Claim, LeaseLost, Store, StoreError, StudyRecord
+from tuner.sanity import SanityResult
+from tuner.search import SearchBackend, make_backend, pruning_step
+from tuner.spec import StudySpec, parse_spec
+from tuner.training import EpochMetrics, PreparedStudy, TrialCallback, TrialPruned, prepare, run_trial
+
+logger = logging.getLogger(__name__)
+
+ACTIVE_STATUSES = ("queued", "running")
+
+
+@dataclass
+class WorkerConfig:
+    lease_timeout_s: float = 60.0
+    heartbeat_s: float = 5.0
+    max_attempts: int = 3
+    poll_s: float = 1.0
+    device: str | None = None
+
+
+class _Abort(Exception):
+    """The trial must stop now: the worker is shutting down, or its lease was lost."""
+
+
+class _StoreReporter(TrialCallback):
+    """Writes the gate and each epoch to the store, asks the pruner, and stops on shutdown or lost lease."""
+
+    def __init__(self, store: Store, claim: Claim, metric: str, stop: threading.Event, lost: threading.Event):
+        self.store, self.claim, self.metric, self.stop, self.lost = store, claim, metric, stop, lost
+
+    def _check(self) -> None:
+        if self.lost.is_set():
+            raise _Abort("lease lost")
+        if self.stop.is_set():
+            raise _Abort("shutting down")
+
+    def on_sanity_end(self, result: SanityResult) -> None:
+        self._check()
+        self.store.record_sanity(self.claim, result.to_dict())
+
+    def on_epoch_end(self, metrics: EpochMetrics) -> None:
+        self._check()
+        self.store.record_epoch(self.claim, metrics.epoch, asdict(metrics))
+        value = metrics.objective(self.metric)
+        if value == value and self.store.report(self.claim, pruning_step(metrics.epoch), value):  # NaN-safe
+            raise TrialPruned
+
+
+class _Heartbeat(threading.Thread):
+    def __init__(self, store: Store, claim: Claim, every_s: float, lost: threading.Event):
+        super().__init__(daemon=True, name=f"heartbeat-{claim.number}")
+        self.store, self.claim, self.every_s, self.lost = store, claim, every_s, lost
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(self.every_s):
+            try:
+                if not self.store.heartbeat(self.claim):
+                    self.lost.set()
+                    return
+            except StoreError as exc:  # a blip of the database: keep trying until the lease runs out
+                logger.warning("heartbeat of trial %d failed: %s", self.claim.number, exc)
+
+
+@dataclass
+class _StudyContext:
+    record: StudyRecord
+    spec: StudySpec
+    backend: SearchBackend
+    prep: PreparedStudy | None = None
+
+    def suggest(self, trial: Any) -> dict[str, float]:
+        for name, dist in self.backend.search_space().items():
+            trial.suggest_float(name, dist.low, dist.high, log=dist.log)
+        return self.backend.lambdas_of(trial)
+
+
+class Worker:
+    """Pulls trials of the given studies (or of every active study, in turn) until there is no more work."""
+
+    def __init__(self, store: Store, worker_id: str | None = None, config: WorkerConfig | None = None,
+                 stop: threading.Event | None = None, stream: int = 0):
+        self.store = store
+        self.config = config or WorkerConfig()
+        self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.stop = stop or threading.Event()
+        self.stream = stream
+        self._contexts: dict[int, _StudyContext] = {}
+        self._samplers: dict[int, tuple[Any, Any]] = {}
+        self.trials_run = 0
+
+    def _context(self, study: StudyRecord) -> _StudyContext:
+        ctx = self._contexts.get(study.id)
+        if ctx is None or ctx.record.spec_hash != study.spec_hash:
+            spec = parse_spec(study.spec)
+            ctx = _StudyContext(study, spec, make_backend(spec))
+            self._contexts[study.id] = ctx
+            self._samplers[study.id] = (ctx.backend.sampler(self.stream), ctx.backend.pruner())
+        return ctx
+
+    def _active_studies(self, names: list[str] | None) -> list[StudyRecord]:
+        if names is not None:
+            return [s for s in (self.store.get_study(n) for n in names) if s.status in ACTIVE_STATUSES]
+        return [s for status in ACTIVE_STATUSES for s in self.store.list_studies(status=status, limit=1000)]
+
+    def claim_next(self, names: list[str] | None = None) -> tuple[_StudyContext, Claim] | None:
+        """Claim one trial, taking studies in turn (fair share); None when no study has work now."""
+        studies = self._active_studies(names)
+        if not studies:
+            return None
+        start = self.trials_run % len(studies)
+        for study in studies[start:] + studies[:start]:
+            ctx = self._context(study)
+            sampler, pruner = self._samplers[study.id]
+            claim = self.store.claim_trial(
+                study.id, self.id, ctx.suggest, sampler=sampler, pruner=pruner,
+                lease_timeout_s=self.config.lease_timeout_s, max_attempts=self.config.max_attempts,
+                max_parallel=ctx.spec.search.max_parallel or None,
+            )
+            if claim is not None:
+                return ctx, claim
+        return None
+
+    def run(self, names: list[str] | None = None, exit_when_idle: bool = True) -> int:
+        """Work until stopped, or (``exit_when_idle``) until the given studies have nothing left to run."""
+        self.store.register_worker(self.id, socket.gethostname(), self.config.device or "auto", os.getpid())
+        while not self.stop.is_set():
+            got = self.claim_next(names)
+            if got is None:
+                if exit_when_idle and not self._work_may_come(names):
+                    break
+                self.stop.wait(self.config.poll_s)
+                self.store.worker_heartbeat(self.id)
+                continue
+            self.run_claim(*got)
+        return self.trials_run
+
+    def _work_may_come(self, names: list[str] | None) -> bool:
+        """True while a study we serve still has queued or running trials (a lease may expire and requeue)."""
+        for study in self._active_studies(names):
+            counts = self.store.counts_by_state(study.id)
+            if counts.get("queued", 0) or counts.get("running", 0) or sum(counts.values()) < study.n_trials:
+                return True
+        return False
+
+    def run_claim(self, ctx: _StudyContext, claim: Claim) -> None:
+        """Run one claimed trial and report it; release it on shutdown; drop it if the lease was lost."""
+        lost = threading.Event()
+        beat = _Heartbeat(self.store, claim, self.config.heartbeat_s, lost)
+        beat.start()
+        lambdas = {k: float(v) for k, v in claim.params.items()}
+        try:
+            if ctx.prep is None:
+                ctx.prep = prepare(ctx.spec, self.config.device)
+            seed = ctx.spec.training.seed + claim.number
+            reporter = _StoreReporter(self.store, claim, ctx.spec.objective.metric, self.stop, lost)
+            result = run_trial(ctx.prep, lambdas, seed=seed, callbacks=[reporter])
+        except _Abort as why:
+            beat.done.set()
+            if not lost.is_set() and self.store.release_trial(claim):
+                logger.info("trial %d of %s given back to the queue (%s)", claim.number, claim.study_name, why)
+            return
+        except Exception as exc:  # a bug or a broken workload: record it, don't retry the same thing forever
+            beat.done.set()
+            logger.exception("trial %d of %s failed", claim.number, claim.study_name)
+            reason = f"{type(exc).__name__}: {exc}"[:2000]
+            self._finish(claim, "failed", None, {"traceback": traceback.format_exc()[-4000:]}, reason)
+            return
+        beat.done.set()
+        state = {"complete": "complete", "pruned": "pruned", "failed_sanity": "failed_sanity"}[result.status]
+        value = result.value if state != "failed_sanity" else None
+        if state == "complete" and (value is None or value != value):
+            state, value = "failed", None
+            result.reason = "the objective was not finite in any epoch"
+        self._finish(claim, state, value, result.to_dict(), result.reason)
+        self.trials_run += 1
+
+    def _finish(self, claim: Claim, state: str, value: float | None, result: dict, reason: str) -> None:
+        try:
+            self.store.finish_trial(claim, state, value, result, reason)
+        except LeaseLost as exc:
+            logger.warning("%s", exc)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tuner.worker``: one worker process (``auxtune run`` starts N of these)."""
+    parser = argparse.ArgumentParser(description="auxtune worker: pull and run trials from the store")
+    parser.add_argument("--db", default=None, help="store URL (default: $AUXTUNE_DB or sqlite:///./auxtune.db)")
+    parser.add_argument("--study", action="append", default=None, help="serve only this study (repeatable)")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--stream", type=int, default=0, help="sampler seed stream (distinct per worker)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--lease-timeout", type=float, default=60.0)
+    parser.add_argument("--heartbeat", type=float, default=5.0)
+    parser.add_argument("--max-attempts", type=int, default=3)
+    parser.add_argument("--forever", action="store_true", help="keep polling when there is no work")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=os.environ.get("AUXTUNE_LOG", "WARNING"),
+                        format="%(asctime)s %(levelname)s worker %(process)d %(name)s: %(message)s")
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    config = WorkerConfig(lease_timeout_s=args.lease_timeout, heartbeat_s=args.heartbeat,
+                          max_attempts=args.max_attempts, device=args.device)
+    try:
+        store = Store(args.db)
+    except StoreError as exc:
+        print(f"error: {exc}")
+        return 2
+    worker = Worker(store, config=config, stop=stop, stream=args.stream)
+    worker.run(args.study, exit_when_idle=not args.forever)
+    store.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
