@@ -147,13 +147,15 @@ class StudySpec(_Strict):
     sanity: SanitySpec = Field(default_factory=SanitySpec)
     objective: ObjectiveSpec = Field(default_factory=ObjectiveSpec)
 
-    @model_validator(mode="after")
-    def _check_unique_tasks(self) -> StudySpec:
-        names = [t.name for t in self.aux_tasks]
+    @field_validator("aux_tasks")
+    @classmethod
+    def _check_unique_tasks(cls, tasks: list[AuxTaskSpec]) -> list[AuxTaskSpec]:
+        # A field validator, so the error's location is ``aux_tasks`` (a model validator's would be empty).
+        names = [t.name for t in tasks]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise ValueError(f"aux_tasks: task(s) {dupes} listed more than once; list each task once")
-        return self
+            raise ValueError(f"task(s) {dupes} listed more than once; list each task once")
+        return tasks
 
     # -- λ helpers -------------------------------------------------------------------------------------
     def searched_tasks(self) -> list[AuxTaskSpec]:
