@@ -1,0 +1,200 @@
+"""``SearchBackend``: the one interface between a study spec and an Optuna sampler/pruner pair.
+
+A backend turns ``spec.search`` and the λ bounds of the aux tasks into what an Optuna study needs: the search
+space (one ``FloatDistribution`` per searched λ), a seeded sampler, a pruner, the control trials, and the
+trial budget. Every backend works on the study's full trial history in the store and keeps no state of its own
+that a restart would lose.
+
+Pruning contract (the training loop's reporting callback follows it): the value reported to Optuna is the
+objective metric of the epoch (``spec.objective.metric`` on the validation split) and its step is
+``pruning_step(epoch_index)`` = the number of epochs completed, ``1 .. spec.training.epochs``.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import importlib.util
+import logging
+import warnings
+from collections.abc import Iterator
+from typing import ClassVar
+
+import optuna
+from optuna.distributions import BaseDistribution, FloatDistribution
+from optuna.exceptions import ExperimentalWarning
+from optuna.pruners import BasePruner
+from optuna.samplers import BaseSampler
+from optuna.trial import BaseTrial, Trial
+
+from tuner.spec import AuxTaskSpec, SpecError, StudySpec
+
+logger = logging.getLogger(__name__)
+
+CONTROL_ATTR = "auxtune:control"
+"""User attribute set on the control trials: ``"baseline"`` (λ = 0) or ``"equal"`` (λ = 1)."""
+
+# Import name → the distribution a user installs to get it.
+_PIP_NAMES: dict[str, str] = {"ax": "ax-platform", "cmaes": "cmaes", "scipy": "scipy", "torch": "torch"}
+
+
+def pruning_step(epoch_index: int) -> int:
+    """The step reported to Optuna after epoch ``epoch_index`` (0-based): the number of epochs completed."""
+    return epoch_index + 1
+
+
+def clip_lambda(task: AuxTaskSpec, value: float) -> float:
+    """``value`` clipped into the task's λ bounds."""
+    lam = task.lambda_
+    return min(max(float(value), lam.low), lam.high)
+
+
+def missing_modules(modules: tuple[str, ...]) -> list[str]:
+    """The distributions (pip names) of ``modules`` that cannot be imported here."""
+    return [_PIP_NAMES.get(m, m) for m in modules if importlib.util.find_spec(m) is None]
+
+
+@contextlib.contextmanager
+def quiet_experimental() -> Iterator[None]:
+    """Silence optuna's ExperimentalWarning for a part we chose knowingly (QMCSampler, WilcoxonPruner).
+
+    Both have been marked experimental since optuna 3.x without interface changes; tests/search cover the calls.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        yield
+
+
+class SearchBackend(abc.ABC):
+    """How one search algorithm explores the λ of a study.
+
+    Subclasses set ``algorithm`` (the ``spec.search.algorithm`` value they serve) and ``requires`` (modules
+    their sampler imports), and implement ``sampler``. Everything else is built from the spec here.
+
+    A spec whose λ are all fixed (``fixed`` set, or ``low == high``) is refused: there is nothing to search and
+    the study would only repeat one configuration.
+
+    Args:
+        spec: the study definition.
+
+    Raises:
+        SpecError: nothing to search, or a package the algorithm needs is not installed.
+    """
+
+    algorithm: ClassVar[str]
+    requires: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, spec: StudySpec) -> None:
+        self.spec = spec
+        self._searched = spec.searched_tasks()
+        if not self._searched:
+            raise SpecError([(
+                "aux_tasks",
+                "no λ to search: every aux task has a fixed λ (or low == high); give at least one task "
+                "bounds with low < high",
+            )])
+        missing = missing_modules(self.requires)
+        if missing:
+            raise SpecError([(
+                "search.algorithm",
+                f"{self.algorithm!r} needs {', '.join(missing)}: pip install {' '.join(missing)}, "
+                "or choose another algorithm",
+            )])
+
+    # -- the sampler --------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def sampler(self, stream: int = 0) -> BaseSampler:
+        """A new sampler for this study, seeded from ``spec.search.seed``.
+
+        Build it once per process and pass it to ``optuna.create_study``/``load_study``. Workers of one study
+        pass distinct ``stream`` numbers (e.g. their worker index) so that seeded samplers do not propose the
+        same λ in parallel; backends whose sequence is shared through the study (QMC, grid, Ax) ignore it.
+        """
+
+    def _seed(self, stream: int = 0) -> int:
+        return self.spec.search.seed + stream
+
+    # -- the search space -----------------------------------------------------------------------------------
+    def search_space(self) -> dict[str, optuna.distributions.FloatDistribution]:
+        """One distribution per searched λ, named after its aux task (log scale where the spec says so)."""
+        return {
+            t.name: FloatDistribution(t.lambda_.low, t.lambda_.high, log=t.lambda_.log) for t in self._searched
+        }
+
+    def ask(self, study: optuna.Study) -> Trial:
+        """A new trial of ``study`` with every searched λ already sampled (enqueued controls come first)."""
+        fixed: dict[str, BaseDistribution] = dict(self.search_space())
+        return study.ask(fixed_distributions=fixed)
+
+    def lambdas_of(self, trial: BaseTrial) -> dict[str, float]:
+        """Every aux task's λ for ``trial``: the searched ones from its params, the others from the spec."""
+        out: dict[str, float] = {}
+        params = trial.params
+        for task in self.spec.aux_tasks:
+            if task.lambda_.searched:
+                if task.name not in params:
+                    raise KeyError(f"trial {trial.number} has no λ for aux task {task.name!r}")
+                out[task.name] = float(params[task.name])
+            else:
+                out[task.name] = task.lambda_.default()
+        return out
+
+    # -- controls and budget --------------------------------------------------------------------------------
+    def _labelled_controls(self) -> list[tuple[str, dict[str, float]]]:
+        if not self.spec.search.controls:
+            return []
+        out: list[tuple[str, dict[str, float]]] = []
+        for label, value in (("baseline", 0.0), ("equal", 1.0)):
+            params = {t.name: clip_lambda(t, value) for t in self._searched}
+            if all(params != seen for _, seen in out):
+                out.append((label, params))
+        return out
+
+    def controls(self) -> list[dict[str, float]]:
+        """The searched λ of the control trials, to run first: λ = 0 for all (the baseline) and λ = 1 for all.
+
+        Each value is clipped into its task's bounds and duplicates are dropped; empty when
+        ``spec.search.controls`` is false. Controls count towards ``n_trials``.
+        """
+        return [params for _, params in self._labelled_controls()]
+
+    def enqueue_controls(self, study: optuna.Study) -> None:
+        """Enqueue the controls on ``study`` once, tagged with ``CONTROL_ATTR``; a rerun adds nothing."""
+        for label, params in self._labelled_controls():
+            study.enqueue_trial(params, user_attrs={CONTROL_ATTR: label}, skip_if_exists=True)
+
+    def max_trials(self) -> int:
+        """How many trials the study runs, controls included."""
+        return self.spec.search.n_trials
+
+    # -- the pruner ---------------------------------------------------------------------------------------
+    def pruner(self) -> BasePruner:
+        """The pruner named by ``spec.search.pruner``; steps follow ``pruning_step``.
+
+        - ``none``: never prunes.
+        - ``median``: prunes a trial whose value at a step is worse than the median of earlier trials at that
+          step, from 5 finished trials on, never before ``warmup_epochs`` epochs are done.
+        - ``hyperband``: resource = epochs, from 1 to ``training.epochs``, reduction factor 3
+          (``warmup_epochs`` is not used: the brackets decide).
+        - ``wilcoxon``: Optuna's pruner is meant for per-instance scores (one step per problem instance); we
+          report one step per epoch, so it pairs the trial's validation curve with the best trial's, epoch by
+          epoch, and prunes when a Wilcoxon signed-rank test (p < 0.1) says the curve is below the best one.
+          Epochs are not independent instances, so read the p-value as a heuristic, not a calibrated test.
+          Pruning starts after ``warmup_epochs`` epochs (and never before 2, which the test needs).
+        """
+        cfg = self.spec.search.pruner
+        if cfg.name == "none":
+            return optuna.pruners.NopPruner()
+        if cfg.name == "median":
+            return optuna.pruners.MedianPruner(n_warmup_steps=cfg.warmup_epochs)
+        if cfg.name == "hyperband":
+            return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=self.spec.training.epochs)
+        if cfg.name == "wilcoxon":
+            missing = missing_modules(("scipy",))
+            if missing:
+                raise SpecError([("search.pruner.name", "'wilcoxon' needs scipy: pip install scipy")])
+            with quiet_experimental():
+                return optuna.pruners.WilcoxonPruner(n_startup_steps=cfg.warmup_epochs)
+        raise SpecError([("search.pruner.name", f"unknown pruner {cfg.name!r}; allowed: none, median, "
+                          "hyperband, wilcoxon")])
+
