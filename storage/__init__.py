@@ -1,0 +1,49 @@
+"""The SQL study store: SQLAlchemy 2 models, Alembic migrations, and the ``Store`` repository.
+
+Optuna's RDB schema holds the trial ledger (so every Optuna sampler and pruner, and optuna-dashboard, work on
+our database unchanged); auxtune's ``auxtune_*`` tables beside it hold study specs and status, trial leases,
+per-epoch metrics, sanity-gate results and workers. This package never imports ``tuner``, torch or fastapi.
+"""
+
+from storage._claims import SuggestFn
+from storage.database import DEFAULT_URL, ENV_VAR, resolve_url
+from storage.errors import LeaseLost, StoreError, StoreUnavailable, StudyConflict, StudyNotFound, TrialNotFound
+from storage.records import (
+    CLAIMABLE_STUDY_STATUSES,
+    FINISHED_TRIAL_STATES,
+    STUDY_STATUSES,
+    TRIAL_STATES,
+    BestTrial,
+    Claim,
+    EpochRecord,
+    SanityRecord,
+    StudyRecord,
+    TrialRecord,
+    WorkerRecord,
+)
+from storage.store import Store
+
+__all__ = [
+    "CLAIMABLE_STUDY_STATUSES",
+    "DEFAULT_URL",
+    "ENV_VAR",
+    "FINISHED_TRIAL_STATES",
+    "STUDY_STATUSES",
+    "TRIAL_STATES",
+    "BestTrial",
+    "Claim",
+    "EpochRecord",
+    "LeaseLost",
+    "SanityRecord",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "StudyConflict",
+    "StudyNotFound",
+    "StudyRecord",
+    "SuggestFn",
+    "TrialNotFound",
+    "TrialRecord",
+    "WorkerRecord",
+    "resolve_url",
+]

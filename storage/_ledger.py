@@ -1,0 +1,168 @@
+"""Keeping auxtune's trial rows and Optuna's trials in step.
+
+Each trial number lives twice: in Optuna's ``trials`` table (what samplers and pruners read) and in
+``auxtune_trials`` (the lease). They are written through two connections, so each change is ordered to be
+safe if the process dies half-way, and a later claimer repairs what is left (``ClaimOps._reconcile``):
+
+* an Optuna trial with no row of ours (a claimer died between ``ask`` and recording it) is adopted as queued;
+* a row of ours that finished while its Optuna trial is still active (a worker died between recording the
+  result and telling Optuna) is told to Optuna again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from storage._core import as_utc, json_safe
+from storage.models import StudyModel, TrialModel, WorkerModel
+from storage.records import CLAIMABLE_STUDY_STATUSES, TrialRecord
+
+logger = logging.getLogger(__name__)
+
+#: Optuna user attribute that carries the reason a trial failed (optuna-dashboard shows user attributes).
+REASON_ATTR = "auxtune_reason"
+#: Optuna user attribute that carries the auxtune state when it is finer than Optuna's (``failed_sanity``).
+STATE_ATTR = "auxtune_state"
+
+_FROM_OPTUNA = {
+    TrialState.WAITING: "queued",
+    TrialState.RUNNING: "queued",  # nobody holds a lease on it: hand it out again
+    TrialState.COMPLETE: "complete",
+    TrialState.PRUNED: "pruned",
+    TrialState.FAIL: "failed",
+}
+_TO_OPTUNA = {
+    "complete": TrialState.COMPLETE,
+    "pruned": TrialState.PRUNED,
+    "failed": TrialState.FAIL,
+    "failed_sanity": TrialState.FAIL,
+}
+
+
+def trial_record(row: TrialModel) -> TrialRecord:
+    return TrialRecord(
+        study_id=row.study_id,
+        number=row.number,
+        optuna_trial_id=row.optuna_trial_id,
+        params=dict(row.params),
+        state=row.state,
+        attempt=row.attempt,
+        worker_id=row.worker_id,
+        heartbeat_at=as_utc(row.heartbeat_at),
+        lease_expires_at=as_utc(row.lease_expires_at),
+        started_at=as_utc(row.started_at),
+        finished_at=as_utc(row.finished_at),
+        value=row.value,
+        reason=row.reason,
+        result=dict(row.result) if row.result is not None else None,
+    )
+
+
+def params_of(frozen: FrozenTrial) -> dict[str, Any]:
+    """λ of an Optuna trial: its suggested params, else the params it was enqueued with."""
+    fixed = frozen.system_attrs.get("fixed_params") or {}
+    return json_safe({**fixed, **frozen.params})
+
+
+def adopted_row(study_id: int, frozen: FrozenTrial, now: Any) -> TrialModel:
+    """A row of ours for an Optuna trial that has none (enqueued controls, or a claimer that died)."""
+    state = frozen.user_attrs.get(STATE_ATTR) or _FROM_OPTUNA[frozen.state]
+    finished = frozen.state.is_finished()
+    return TrialModel(
+        study_id=study_id,
+        number=frozen.number,
+        optuna_trial_id=frozen._trial_id,
+        params=params_of(frozen),
+        state=state,
+        attempt=1,
+        value=frozen.values[0] if finished and frozen.values else None,
+        reason=str(frozen.user_attrs.get(REASON_ATTR, "")),
+        finished_at=now if finished else None,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def tell_optuna(
+    study: optuna.Study,
+    optuna_trial_id: int,
+    number: int,
+    state: str,
+    value: float | Sequence[float] | None,
+    reason: str = "",
+    expect_running: bool = False,
+) -> None:
+    """Finish an Optuna trial as auxtune recorded it; a trial Optuna already finished is left alone.
+
+    Goes through ``Study.tell`` so the sampler's ``after_trial`` hook runs as in plain Optuna. A lease holder
+    knows its trial is RUNNING (``expect_running``) and skips the extra read of its state.
+    """
+    storage = study._storage
+    optuna_state = _TO_OPTUNA[state]
+    values = value if optuna_state == TrialState.COMPLETE else None
+    try:
+        if reason:
+            storage.set_trial_user_attr(optuna_trial_id, REASON_ATTR, reason)
+        if state == "failed_sanity":
+            storage.set_trial_user_attr(optuna_trial_id, STATE_ATTR, state)
+        if not expect_running:
+            frozen = storage.get_trial(optuna_trial_id)
+            if frozen.state.is_finished():
+                return
+            if frozen.state == TrialState.WAITING:  # requeued meanwhile; tell() accepts RUNNING trials only
+                storage.set_trial_state_values(optuna_trial_id, TrialState.RUNNING)
+        study.tell(number, values, state=optuna_state, skip_if_finished=True)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        logger.debug("Optuna trial %s was finished meanwhile", number)
+    except ValueError:
+        if not expect_running:
+            raise
+        # Not RUNNING after all (repaired half-way by another process): take the careful path.
+        tell_optuna(study, optuna_trial_id, number, state, value, "", expect_running=False)
+
+
+def requeue_in_optuna(storage: optuna.storages.BaseStorage, optuna_trial_id: int) -> None:
+    """Put a trial back to WAITING, keeping its params: a later ``suggest_*`` on it returns the same λ."""
+    try:
+        storage.set_trial_state_values(optuna_trial_id, TrialState.WAITING)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        logger.debug("Optuna trial id %s already finished; not requeued there", optuna_trial_id)
+
+
+def start_in_optuna(storage: optuna.storages.BaseStorage, optuna_trial_id: int) -> FrozenTrial | None:
+    """Make a queued trial RUNNING in Optuna; ``None`` if Optuna already finished it (then it is not ours)."""
+    frozen = storage.get_trial(optuna_trial_id)
+    if frozen.state.is_finished():
+        return None
+    if frozen.state == TrialState.WAITING:
+        storage.set_trial_state_values(optuna_trial_id, TrialState.RUNNING)
+    return frozen
+
+
+def clear_worker(session: Session, row_id: int) -> None:
+    """The worker that held this trial holds none now."""
+    session.execute(update(WorkerModel).where(WorkerModel.current_trial_id == row_id).values(current_trial_id=None))
+
+
+def mark_done_if_finished(session: Session, study_id: int, now: Any) -> None:
+    """Mark a queued/running study done once it has ``n_trials`` trials and none is queued or running.
+
+    Trial numbers have no gaps, so ``max(number) + 1`` is the number of trials: both checks walk an index
+    and cost the same at 10 or 10 000 trials.
+    """
+    active = select(TrialModel.id).where(TrialModel.study_id == study_id,
+                                         TrialModel.state.in_(("queued", "running"))).exists()
+    trials = select(func.max(TrialModel.number) + 1).where(TrialModel.study_id == study_id).scalar_subquery()
+    session.execute(
+        update(StudyModel)
+        .where(StudyModel.id == study_id, StudyModel.status.in_(CLAIMABLE_STUDY_STATUSES), ~active,
+               StudyModel.n_trials <= trials)
+        .values(status="done", updated_at=now)
+    )

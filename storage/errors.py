@@ -1,0 +1,30 @@
+"""The store's own errors: every database failure reaches callers as one of these, in one line."""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """Base class of every error the store raises on purpose."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be opened or reached (down, wrong URL, unwritable file, incompatible schema)."""
+
+
+class StudyNotFound(StoreError, LookupError):
+    """No study with that name or id."""
+
+
+class TrialNotFound(StoreError, LookupError):
+    """No trial with that number in the study."""
+
+
+class StudyConflict(StoreError):
+    """A study of that name exists with a different definition."""
+
+
+class LeaseLost(StoreError):
+    """The claim's lease is no longer current: it expired and the trial was requeued, or it finished elsewhere.
+
+    A worker that gets this must stop working on the trial and drop its results.
+    """

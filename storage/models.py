@@ -1,0 +1,165 @@
+"""auxtune's own tables (prefix ``auxtune_``), beside Optuna's RDB schema in the same database.
+
+Optuna's tables hold the trial ledger that samplers and pruners read; these hold what auxtune adds: the study
+spec and status, the lease of every trial, per-epoch metrics, sanity-gate outcomes and the workers. There is
+no foreign key into Optuna's tables (their schema is Optuna's to migrate); ``optuna_study_id`` and
+``optuna_trial_id`` are plain unique integers.
+
+Any change here needs a migration in ``storage/migrations/versions`` (``tests/storage/test_migrations.py``
+fails while models and migrations differ).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    select,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from storage.errors import StudyNotFound, TrialNotFound
+from storage.records import STUDY_STATUSES, TRIAL_STATES
+
+#: JSON everywhere; JSONB on PostgreSQL (indexable, compact).
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+#: Stable constraint names: SQLite batch migrations can only drop or alter constraints that have a name.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: DateTime(timezone=True), dict[str, Any]: JSONType, list[str]: JSONType}
+
+
+class StudyModel(Base):
+    __tablename__ = "auxtune_studies"
+    __table_args__ = (CheckConstraint(_in("status", STUDY_STATUSES), name="status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    spec: Mapped[dict[str, Any]]
+    spec_hash: Mapped[str] = mapped_column(String(64))
+    directions: Mapped[list[str]]
+    status: Mapped[str] = mapped_column(String(16))
+    optuna_study_id: Mapped[int] = mapped_column(Integer, unique=True)
+    owner: Mapped[str | None] = mapped_column(String(200))
+    n_trials: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    @classmethod
+    def find_or_raise(cls, session: Session, study_id: int, *, for_update: bool = False) -> StudyModel:
+        stmt = select(cls).where(cls.id == study_id)
+        study = session.scalars(stmt.with_for_update() if for_update else stmt).one_or_none()
+        if study is None:
+            raise StudyNotFound(f"no study with id {study_id}")
+        return study
+
+    @classmethod
+    def find_by_name(cls, session: Session, name: str) -> StudyModel | None:
+        return session.scalars(select(cls).where(cls.name == name)).one_or_none()
+
+
+class TrialModel(Base):
+    """One trial number of a study and the lease it is under. ``attempt`` counts lost leases plus one."""
+
+    __tablename__ = "auxtune_trials"
+    __table_args__ = (
+        UniqueConstraint("study_id", "number"),
+        CheckConstraint(_in("state", TRIAL_STATES), name="state"),
+        CheckConstraint("attempt >= 1", name="attempt"),
+        Index("ix_auxtune_trials_study_state", "study_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("auxtune_studies.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    optuna_trial_id: Mapped[int] = mapped_column(Integer, unique=True)
+    params: Mapped[dict[str, Any]]
+    state: Mapped[str] = mapped_column(String(16))
+    attempt: Mapped[int] = mapped_column(Integer)
+    worker_id: Mapped[str | None] = mapped_column(String(200))
+    lease_id: Mapped[str | None] = mapped_column(String(32))
+    heartbeat_at: Mapped[datetime | None]
+    #: ``heartbeat_at`` + the holder's lease timeout: each holder says how long its own lease lasts.
+    lease_expires_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    value: Mapped[float | None] = mapped_column(Float)
+    reason: Mapped[str] = mapped_column(Text)
+    result: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    @classmethod
+    def find_or_raise(cls, session: Session, study_id: int, number: int) -> TrialModel:
+        trial = session.scalars(select(cls).where(cls.study_id == study_id, cls.number == number)).one_or_none()
+        if trial is None:
+            raise TrialNotFound(f"study {study_id} has no trial number {number}")
+        return trial
+
+
+class EpochModel(Base):
+    """Metrics of one epoch of one attempt: ``{"train_loss": {task: x}, "val_loss": {...}, "val_accuracy": y}``."""
+
+    __tablename__ = "auxtune_trial_epochs"
+    __table_args__ = (UniqueConstraint("trial_id", "attempt", "epoch"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("auxtune_trials.id", ondelete="CASCADE"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    epoch: Mapped[int] = mapped_column(Integer)
+    metrics: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+
+
+class SanityModel(Base):
+    """The sanity gate's outcome for one attempt, with the figures it judged by."""
+
+    __tablename__ = "auxtune_sanity_checks"
+    __table_args__ = (UniqueConstraint("trial_id", "attempt"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("auxtune_trials.id", ondelete="CASCADE"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    passed: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str] = mapped_column(Text)
+    figures: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+
+
+class WorkerModel(Base):
+    __tablename__ = "auxtune_workers"
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    device: Mapped[str] = mapped_column(String(64))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime]
+    last_heartbeat_at: Mapped[datetime]
+    current_trial_id: Mapped[int | None] = mapped_column(ForeignKey("auxtune_trials.id", ondelete="SET NULL"))

@@ -1,0 +1,25 @@
+"""``Store``: the study store behind the API, the CLI and the workers."""
+
+from __future__ import annotations
+
+from storage._claims import ClaimOps
+from storage._leases import LeaseOps
+from storage._queries import QueryOps
+from storage._studies import StudyOps
+
+
+class Store(StudyOps, ClaimOps, LeaseOps, QueryOps):
+    """The SQL study store: auxtune's tables beside Optuna's RDB schema, in one SQLite file or PostgreSQL.
+
+    ``Store(url)`` opens ``url`` (else ``$AUXTUNE_DB``, else ``sqlite:///./auxtune.db``), creating or upgrading
+    the schema as needed; a database that cannot be opened raises ``StoreUnavailable`` with one clear line.
+    One ``Store`` per process (make it after forking); it is safe to share between threads.
+
+    Studies (``create_or_resume_study``, ``get_study``, ``list_studies``, ``set_study_status``, …), the
+    exactly-once trial lease (``claim_trial``, ``heartbeat``, ``record_epoch``, ``record_sanity``, ``report``,
+    ``finish_trial``, ``release_trial``), reads (``trials``, ``best_trial``, ``epochs``, ``sanity``,
+    ``counts_by_state``) and workers (``register_worker``, ``worker_heartbeat``, ``workers``).
+    """
+
+    def __enter__(self) -> Store:
+        return self
