@@ -125,8 +125,9 @@ def trial(
     out = err_console if as_json else console
 
     table = Table(title=f"{spec.name}: λ={lambdas}", show_lines=False)
-    for col in ["epoch", *[f"train {t}" for t in tasks], *[f"val {t}" for t in tasks], "val acc"]:
-        table.add_column(col, justify="right")
+    for col in ["ep", *[f"tr {t}" for t in tasks], *[f"va {t}" for t in tasks], "va acc"]:
+        table.add_column(col, justify="right", no_wrap=True, overflow="ignore")
+    table.caption = "losses per task, unweighted: tr = train, va = validation"
 
     with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=out, transient=True) as progress:
@@ -134,8 +135,8 @@ def trial(
 
         class _Show(TrialCallback):
             def on_epoch_end(self, m: EpochMetrics) -> None:
-                table.add_row(str(m.epoch), *[f"{m.train_loss[t]:.4f}" for t in tasks],
-                              *[f"{m.val_loss[t]:.4f}" for t in tasks], f"{m.val_accuracy:.4f}")
+                table.add_row(str(m.epoch), *[f"{m.train_loss[t]:.3g}" for t in tasks],
+                              *[f"{m.val_loss[t]:.3g}" for t in tasks], f"{m.val_accuracy:.3f}")
                 progress.update(bar, advance=1)
 
         result = run_trial(prep, lambdas, seed=seed, callbacks=[_Show()])

@@ -1,0 +1,212 @@
+"""A whole λ study through the store with real worker processes (``auxtune run``, ``python -m tuner.worker``),
+on a real SQLite file and a real PostgreSQL database."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from storage import Store
+from tuner.runner import create_or_resume
+from tuner.spec import parse_spec
+from tuner.worker import Worker, WorkerConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+FINISHED = ("complete", "pruned", "failed", "failed_sanity")
+
+
+def spec_dict(name: str, n_trials: int, epochs: int = 1, algorithm: str = "random", **search) -> dict:
+    return {
+        "name": name,
+        "workload": {"name": "synthetic", "params": {"n_train": 64, "n_val": 64, "n_test": 64}},
+        "aux_tasks": [{"name": "helpful", "loss": "bce"}, {"name": "harmful", "loss": "mse"}],
+        "search": {"algorithm": algorithm, "n_trials": n_trials, "seed": 0, **search},
+        "training": {"epochs": epochs, "batch_size": 32, "lr": 0.003},
+    }
+
+
+def write_spec(tmp_path: Path, doc: dict) -> Path:
+    path = tmp_path / f"{doc['name']}.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def auxtune(*args: str, timeout: float = 400) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tuner.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def worker_proc(url: str, study: str, stream: int, lease_timeout: float = 3.0) -> subprocess.Popen[str]:
+    cmd = [sys.executable, "-m", "tuner.worker", "--db", url, "--study", study, "--stream", str(stream),
+           "--threads", "1", "--lease-timeout", str(lease_timeout), "--heartbeat", "0.3"]
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_four_workers_forty_trials_exactly_once(db_url: str, tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, spec_dict("parallel", n_trials=40))
+    r = auxtune("run", str(spec), "--db", db_url, "--workers", "4")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "database is locked" not in r.stdout + r.stderr
+    with Store(db_url) as store:
+        study = store.get_study("parallel")
+        rows = store.trials(study.id, limit=1000)
+        assert sorted(t.number for t in rows) == list(range(40))  # no duplicate, no gap
+        assert all(t.state == "complete" for t in rows)
+        assert all(t.attempt == 1 for t in rows)
+        workers = {t.worker_id for t in rows}
+        assert len(workers) >= 2, "the work should be shared by several worker processes"
+        assert store.get_study("parallel").status == "done"
+        # the controls ran first: λ = 0 and λ = 1 for all searched tasks
+        first = {t.number: t.params for t in rows if t.number < 2}
+        assert first[0] == {"helpful": 0.0, "harmful": 0.0}
+        assert first[1] == {"helpful": 1.0, "harmful": 1.0}
+
+
+def _wait(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_sigkilled_worker_loses_no_trial(db_url: str) -> None:
+    spec = parse_spec(spec_dict("killed", n_trials=4, epochs=400))
+    with Store(db_url) as store:
+        study = create_or_resume(store, spec)
+        victim = worker_proc(db_url, study.name, 0)
+        try:
+            def victim_training() -> bool:
+                running = [t for t in store.trials(study.id) if t.state == "running"]
+                return any(store.epochs(study.id, t.number) for t in running)
+            _wait(victim_training, 120, "the first worker to train")
+            running = [t for t in store.trials(study.id) if t.state == "running"]
+            assert len(running) == 1
+            killed_number = running[0].number
+            os.kill(victim.pid, signal.SIGKILL)
+            victim.wait(10)
+        finally:
+            if victim.poll() is None:
+                victim.kill()
+        rescuer = worker_proc(db_url, study.name, 1)
+        out, _ = rescuer.communicate(timeout=300)
+        assert rescuer.returncode == 0, out
+        rows = {t.number: t for t in store.trials(study.id)}
+        assert sorted(rows) == [0, 1, 2, 3]
+        assert all(t.state == "complete" for t in rows.values()), [(t.number, t.state, t.reason) for t in rows.values()]
+        assert rows[killed_number].attempt == 2
+        assert rows[killed_number].worker_id != running[0].worker_id
+        epochs = store.epochs(study.id, killed_number)
+        assert [e.epoch for e in epochs] == list(range(400))  # the dead attempt's rows do not mix in
+
+
+def test_interrupted_run_resumes(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'resume.db'}"
+    spec = write_spec(tmp_path, spec_dict("resumable", n_trials=8, epochs=60))
+    proc = subprocess.Popen([sys.executable, "-m", "tuner.cli", "run", str(spec), "--db", url], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with Store(url) as store:
+        _wait(lambda: _has_finished(store, "resumable", 2), 120, "two finished trials")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 130, err
+        assert "resume" in err
+        study = store.get_study("resumable")
+        before = {t.number: t for t in store.trials(study.id)}
+        assert 2 <= sum(t.state == "complete" for t in before.values()) < 8
+        assert not [t for t in before.values() if t.state == "running"], "Ctrl-C must requeue running trials"
+    r = auxtune("run", str(spec), "--db", url)
+    assert r.returncode == 0, r.stderr
+    with Store(url) as store:
+        study = store.get_study("resumable")
+        after = {t.number: t for t in store.trials(study.id)}
+        assert sorted(after) == list(range(8))
+        assert all(t.state == "complete" for t in after.values())
+        for n, t in before.items():  # finished trials were kept, not rerun
+            if t.state == "complete":
+                assert after[n].value == t.value and after[n].finished_at == t.finished_at
+
+
+def _has_finished(store: Store, name: str, n: int) -> bool:
+    try:
+        study = store.get_study(name)
+    except Exception:
+        return False
+    return sum(1 for t in store.trials(study.id) if t.state in FINISHED) >= n
+
+
+def test_conflicting_spec_and_bad_database_are_one_clear_line(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    doc = spec_dict("clash", n_trials=2)
+    assert auxtune("run", str(write_spec(tmp_path, doc)), "--db", url).returncode == 0
+    doc["training"]["lr"] = 0.01
+    r = auxtune("run", str(write_spec(tmp_path, doc)), "--db", url)
+    assert r.returncode == 2
+    assert "training.lr" in r.stderr and "rename" in r.stderr.replace("new name", "rename")
+    for bad in ("postgresql://postgres@127.0.0.1:1/nowhere", f"sqlite:///{tmp_path}/missing/dir/x.db"):
+        r = auxtune("studies", "--db", bad)
+        assert r.returncode == 2
+        assert "Traceback" not in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def _run_in_process(url: str, doc: dict) -> Store:
+    store = Store(url)
+    create_or_resume(store, parse_spec(doc))
+    Worker(store, config=WorkerConfig(lease_timeout_s=60, heartbeat_s=5)).run([doc["name"]])
+    return store
+
+
+@pytest.mark.parametrize("algorithm", ["tpe", "gp", "ax"])
+def test_search_ranks_harmful_below_helpful(algorithm: str, tmp_path: Path) -> None:
+    doc = spec_dict(f"truth-{algorithm}", n_trials=16, epochs=40, algorithm=algorithm)
+    doc["workload"]["params"] = {}  # the documented defaults: 300 training samples
+    with _run_in_process(f"sqlite:///{tmp_path / 'truth.db'}", doc) as store:
+        study = store.get_study(doc["name"])
+        assert store.counts_by_state(study.id).get("complete") == 16
+        best = store.best_trial(study.id)
+        assert best is not None
+        assert best.params["harmful"] < best.params["helpful"], best
+
+
+@pytest.mark.parametrize("algorithm", ["tpe", "gp", "cmaes", "qmc", "random", "grid", "ax"])
+def test_every_sampler_runs(algorithm: str, tmp_path: Path) -> None:
+    doc = spec_dict(f"s-{algorithm}", n_trials=5, algorithm=algorithm)
+    with _run_in_process(f"sqlite:///{tmp_path / 's.db'}", doc) as store:
+        study = store.get_study(doc["name"])
+        rows = store.trials(study.id)
+        assert len(rows) == 5 and all(t.state == "complete" for t in rows)
+        assert len({tuple(sorted(t.params.items())) for t in rows}) == 5, "each trial tries new λ"
+
+
+@pytest.mark.parametrize("pruner", ["none", "median", "hyperband", "wilcoxon"])
+def test_every_pruner_runs(pruner: str, tmp_path: Path) -> None:
+    doc = spec_dict(f"p-{pruner}", n_trials=8, epochs=6, pruner={"name": pruner, "warmup_epochs": 1})
+    with _run_in_process(f"sqlite:///{tmp_path / 'p.db'}", doc) as store:
+        study = store.get_study(doc["name"])
+        rows = store.trials(study.id)
+        assert len(rows) == 8 and all(t.state in ("complete", "pruned") for t in rows)
+        for t in rows:  # a pruned trial stopped at some epoch after the warm-up one (the last one included)
+            n = len(store.epochs(study.id, t.number))
+            assert n == 6 if t.state == "complete" else 1 <= n <= 6
+
+
+def test_failed_sanity_is_stored_with_reason_and_not_retried(tmp_path: Path) -> None:
+    doc = spec_dict("broken", n_trials=3)
+    doc["training"].update({"lr": 1e6, "optimizer": "sgd"})
+    with _run_in_process(f"sqlite:///{tmp_path / 'b.db'}", doc) as store:
+        study = store.get_study("broken")
+        rows = store.trials(study.id)
+        assert len(rows) == 3
+        assert all(t.state == "failed_sanity" and t.attempt == 1 for t in rows)
+        assert all("non-finite loss" in t.reason for t in rows)
+        sanity = store.sanity(study.id, 0)
+        assert sanity is not None and not sanity.passed
