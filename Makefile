@@ -18,10 +18,12 @@ $(STAMP): pyproject.toml tests/plugin_pkg/pyproject.toml
 
 install: $(STAMP)
 
-# Runs the example study locally on the embedded default store (SQLite file ./auxtune.db).
+# Runs the example study locally on the embedded default store (SQLite file ./auxtune.db), two local
+# worker processes; rerunning resumes it. Then prints the best λ set.
 serve: install
 	$(BIN)/auxtune validate examples/synthetic.yaml
-	$(BIN)/auxtune trial examples/synthetic.yaml --lambda helpful=1 --lambda neutral=0 --lambda harmful=0
+	$(BIN)/auxtune run examples/synthetic.yaml --workers 2
+	$(BIN)/auxtune best synthetic-demo
 
 test: install
 	bash scripts/ensure-postgres.sh
@@ -34,6 +36,7 @@ lint: install
 
 bench: install
 	$(BIN)/python bench/sanity_cost.py
+	$(BIN)/python bench/overhead.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info auxtune.db auxtune.db-wal auxtune.db-shm

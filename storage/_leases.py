@@ -60,16 +60,31 @@ class LeaseOps(StoreCore):
 
         Raises ``LeaseLost`` if the lease is no longer current.
         """
-        with self.session("recording an epoch") as session:
+        self.record_epochs(claim, [(epoch, metrics)])
+
+    def record_epochs(self, claim: Claim, epochs: Sequence[tuple[int, Mapping[str, Any]]]) -> None:
+        """Store several epochs in one transaction (workers batch short epochs); renews the heartbeat.
+
+        Raises ``LeaseLost`` (and stores nothing) if the lease is no longer current.
+        """
+        if not epochs:
+            return
+        with self.session("recording epochs") as session:
             self._renew(session, claim)
-            row = session.scalars(select(EpochModel).where(
+            numbers = [e for e, _ in epochs]
+            existing = {row.epoch: row for row in session.scalars(select(EpochModel).where(
                 EpochModel.trial_id == claim.trial_row_id, EpochModel.attempt == claim.attempt,
-                EpochModel.epoch == epoch)).one_or_none()
-            if row is None:
-                session.add(EpochModel(trial_id=claim.trial_row_id, attempt=claim.attempt, epoch=epoch,
-                                       metrics=json_safe(dict(metrics)), created_at=self._now()))
-            else:
-                row.metrics = json_safe(dict(metrics))
+                EpochModel.epoch.in_(numbers)))}
+            now = self._now()
+            for epoch, metrics in epochs:
+                row = existing.get(epoch)
+                if row is None:
+                    row = EpochModel(trial_id=claim.trial_row_id, attempt=claim.attempt, epoch=epoch,
+                                     metrics=json_safe(dict(metrics)), created_at=now)
+                    session.add(row)
+                    existing[epoch] = row
+                else:
+                    row.metrics = json_safe(dict(metrics))
 
     def record_sanity(self, claim: Claim, result: Mapping[str, Any]) -> None:
         """Store the sanity gate's outcome: ``result`` has ``passed``, ``reason`` and any figures (e.g.

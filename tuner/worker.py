@@ -16,6 +16,7 @@ import os
 import signal
 import socket
 import threading
+import time
 import traceback
 import uuid
 from dataclasses import asdict, dataclass
@@ -46,10 +47,25 @@ class _Abort(Exception):
 
 
 class _StoreReporter(TrialCallback):
-    """Writes the gate and each epoch to the store, asks the pruner, and stops on shutdown or lost lease."""
+    """Writes the gate and the epochs to the store, asks the pruner, and stops on shutdown or lost lease.
 
-    def __init__(self, store: Store, claim: Claim, metric: str, stop: threading.Event, lost: threading.Event):
+    Epochs are written in batches, at most every ``flush_s`` seconds and before the trial is reported: a
+    transaction per epoch would cost more than a short epoch itself. With a pruner, each epoch's objective
+    goes to Optuna at once, as the pruner needs it to decide.
+    """
+
+    def __init__(self, store: Store, claim: Claim, metric: str, stop: threading.Event, lost: threading.Event,
+                 prunes: bool, flush_s: float = 1.0):
         self.store, self.claim, self.metric, self.stop, self.lost = store, claim, metric, stop, lost
+        self.prunes, self.flush_s = prunes, flush_s
+        self._pending: list[tuple[int, dict]] = []
+        self._flushed_at = time.monotonic()
+
+    def flush(self) -> None:
+        if self._pending:
+            self.store.record_epochs(self.claim, self._pending)
+            self._pending = []
+        self._flushed_at = time.monotonic()
 
     def _check(self) -> None:
         if self.lost.is_set():
@@ -63,9 +79,11 @@ class _StoreReporter(TrialCallback):
 
     def on_epoch_end(self, metrics: EpochMetrics) -> None:
         self._check()
-        self.store.record_epoch(self.claim, metrics.epoch, asdict(metrics))
+        self._pending.append((metrics.epoch, asdict(metrics)))
+        if time.monotonic() - self._flushed_at >= self.flush_s:
+            self.flush()
         value = metrics.objective(self.metric)
-        if value == value and self.store.report(self.claim, pruning_step(metrics.epoch), value):  # NaN-safe
+        if self.prunes and value == value and self.store.report(self.claim, pruning_step(metrics.epoch), value):
             raise TrialPruned
 
 
@@ -176,12 +194,18 @@ class Worker:
             if ctx.prep is None:
                 ctx.prep = prepare(ctx.spec, self.config.device)
             seed = ctx.spec.training.seed + claim.number
-            reporter = _StoreReporter(self.store, claim, ctx.spec.objective.metric, self.stop, lost)
+            reporter = _StoreReporter(self.store, claim, ctx.spec.objective.metric, self.stop, lost,
+                                      prunes=ctx.spec.search.pruner.name != "none")
             result = run_trial(ctx.prep, lambdas, seed=seed, callbacks=[reporter])
+            reporter.flush()
         except _Abort as why:
             beat.done.set()
             if not lost.is_set() and self.store.release_trial(claim):
                 logger.info("trial %d of %s given back to the queue (%s)", claim.number, claim.study_name, why)
+            return
+        except LeaseLost as exc:  # our lease expired (e.g. a long stall): another worker owns the trial now
+            beat.done.set()
+            logger.warning("%s", exc)
             return
         except Exception as exc:  # a bug or a broken workload: record it, don't retry the same thing forever
             beat.done.set()
