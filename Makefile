@@ -28,6 +28,7 @@ serve: install
 test: install
 	bash scripts/ensure-postgres.sh
 	$(BIN)/ruff check tuner api storage tests bench examples
+	$(BIN)/mypy tuner storage
 	$(BIN)/python -m pytest -q
 
 lint: install

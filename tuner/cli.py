@@ -9,7 +9,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -159,7 +159,7 @@ def workloads(
     """List registered workloads (built-ins and plugins) and the aux tasks they offer."""
     from tuner.workloads import registered_workloads
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, cls in registered_workloads().items():
         try:
             tasks = {t.name: {"kind": t.kind, "dim": t.dim, "losses": list(t.losses), "description": t.description}
@@ -175,8 +175,8 @@ def workloads(
     for col in ("name", "description", "params", "aux tasks"):
         table.add_column(col)
     for r in rows:
-        tasks = ", ".join(f"{n} ({v['kind']})" for n, v in r["tasks"].items()) or "from your data's columns"
-        table.add_row(r["name"], r["description"], ", ".join(r["params"]), tasks)
+        listed = ", ".join(f"{n} ({v['kind']})" for n, v in r["tasks"].items()) or "from your data's columns"
+        table.add_row(r["name"], r["description"], ", ".join(r["params"]), listed)
     console.print(table)
 
 
@@ -271,7 +271,7 @@ def best(
 def studies(db: DbOption = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List the studies in the store."""
     store = _store(db)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for s in store.list_studies(limit=1000):
         counts = store.counts_by_state(s.id)
         top = store.best_trial(s.id)
@@ -299,8 +299,9 @@ def trials(
     """List the trials of a study: λ, state, value, attempt, worker, sanity-gate reason."""
     store = _store(db)
     study = _study(store, name)
-    rows = [{"number": t.number, "state": t.state, "lambdas": t.params, "value": t.value, "attempt": t.attempt,
-             "worker": t.worker_id, "reason": t.reason} for t in store.trials(study.id, limit=100000)]
+    rows: list[dict[str, Any]] = [
+        {"number": t.number, "state": t.state, "lambdas": t.params, "value": t.value, "attempt": t.attempt,
+         "worker": t.worker_id, "reason": t.reason} for t in store.trials(study.id, limit=100000)]
     if as_json:
         print(json.dumps(rows))
         return
