@@ -6,6 +6,7 @@ per-epoch metrics, sanity-gate results and workers. This package never imports `
 """
 
 from storage._claims import SuggestFn
+from storage._tokens import TokenRecord
 from storage.database import DEFAULT_URL, ENV_VAR, resolve_url
 from storage.errors import LeaseLost, StoreError, StoreUnavailable, StudyConflict, StudyNotFound, TrialNotFound
 from storage.records import (
@@ -42,6 +43,7 @@ __all__ = [
     "StudyNotFound",
     "StudyRecord",
     "SuggestFn",
+    "TokenRecord",
     "TrialNotFound",
     "TrialRecord",
     "WorkerRecord",

@@ -5,10 +5,12 @@ from __future__ import annotations
 from storage._claims import ClaimOps
 from storage._leases import LeaseOps
 from storage._queries import QueryOps
+from storage._service import ServiceOps
 from storage._studies import StudyOps
+from storage._tokens import TokenOps
 
 
-class Store(StudyOps, ClaimOps, LeaseOps, QueryOps):
+class Store(StudyOps, ClaimOps, LeaseOps, QueryOps, ServiceOps, TokenOps):
     """The SQL study store: auxtune's tables beside Optuna's RDB schema, in one SQLite file or PostgreSQL.
 
     ``Store(url)`` opens ``url`` (else ``$AUXTUNE_DB``, else ``sqlite:///./auxtune.db``), creating or upgrading
@@ -18,7 +20,9 @@ class Store(StudyOps, ClaimOps, LeaseOps, QueryOps):
     Studies (``create_or_resume_study``, ``get_study``, ``list_studies``, ``set_study_status``, …), the
     exactly-once trial lease (``claim_trial``, ``heartbeat``, ``record_epoch``, ``record_sanity``, ``report``,
     ``finish_trial``, ``release_trial``), reads (``trials``, ``best_trial``, ``epochs``, ``sanity``,
-    ``counts_by_state``) and workers (``register_worker``, ``worker_heartbeat``, ``workers``).
+    ``counts_by_state``), workers (``register_worker``, ``worker_heartbeat``, ``workers``), and for the REST
+    service: studies per owner, guarded status changes and store-wide counts (``storage._service``) and API
+    tokens (``create_token``, ``authenticate``, ``ensure_admin_token``).
     """
 
     def __enter__(self) -> Store:

@@ -247,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("ax").setLevel(logging.WARNING)  # Ax logs INFO lines on import
     if args.threads:
         import torch
 
