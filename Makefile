@@ -28,7 +28,7 @@ serve: install
 test: install
 	bash scripts/ensure-postgres.sh
 	$(BIN)/ruff check tuner api storage tests bench examples
-	$(BIN)/mypy tuner storage
+	$(BIN)/mypy tuner storage api
 	$(BIN)/python -m pytest -q
 
 lint: install

@@ -1,0 +1,61 @@
+"""The app factory: ``create_app(settings)`` wires settings, store, error handlers, limits and routers.
+
+``app`` (module level) is what ``uvicorn api.main:app`` serves, configured from ``AUXTUNE_*``; the store is
+opened when the app starts (lifespan), not on import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.auth import bootstrap_admin_token
+from api.config import API_PREFIX, Settings
+from api.datasets import DatasetFiles
+from api.errors import install_error_handlers
+from api.limits import BodyLimitMiddleware
+from api.routes import api_router, health
+from storage import Store
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = Store(settings.db)
+        try:
+            bootstrap_admin_token(store, settings)
+            app.state.datasets.ensure_root()
+            app.state.store = store
+            yield
+        finally:
+            store.close()
+
+    app = FastAPI(
+        title="auxtune",
+        summary="Tunes the loss weights λ of auxiliary tasks in multi-task networks",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url="/docs",
+        openapi_url=f"{API_PREFIX}/openapi.json",
+    )
+    app.state.settings = settings
+    app.state.datasets = DatasetFiles(settings.data_dir)
+    install_error_handlers(app)
+    uploads = f"{API_PREFIX}/datasets"
+
+    def body_limit(method: str, path: str) -> int:
+        if method == "POST" and path.rstrip("/") == uploads:
+            return settings.max_upload_bytes
+        return settings.max_body_bytes
+
+    app.add_middleware(BodyLimitMiddleware, limit_for=body_limit)
+    app.include_router(api_router, prefix=API_PREFIX)
+    app.include_router(health.router)
+    return app
+
+
+app = create_app()

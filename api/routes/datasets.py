@@ -1,0 +1,33 @@
+"""``/api/v1/datasets``: upload a CSV/Parquet table for the ``table`` workload; read what was stored."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Path, UploadFile
+
+from api.datasets import ID_PATTERN
+from api.deps import CurrentPrincipal, DatasetsDep, SettingsDep
+from api.errors import error_responses
+from api.schemas import DatasetPublic
+
+router = APIRouter(prefix="/datasets", tags=["datasets"])
+
+
+@router.post("", status_code=201, response_model=DatasetPublic, responses=error_responses(401, 413, 422))
+def create_dataset(
+    file: Annotated[UploadFile, File(description="a .csv or .parquet table")],
+    datasets: DatasetsDep, settings: SettingsDep, principal: CurrentPrincipal,
+    label: Annotated[str, Form(min_length=1, max_length=200, description="the column holding the class")] = "label",
+) -> DatasetPublic:
+    """Upload a data file or a per-class attribute table. It is parsed (never executed) and refused unless
+    every column but ``label`` is numeric with no empty cells. Refer to it in a spec as ``dataset:<id>``."""
+    return datasets.save(file.file, file.filename or "", label, principal.owner, settings.max_upload_bytes)
+
+
+@router.get("/{dataset_id}", response_model=DatasetPublic, responses=error_responses(401, 403, 404, 422))
+def read_dataset(
+    dataset_id: Annotated[str, Path(pattern=ID_PATTERN, description="the id POST /datasets returned")],
+    datasets: DatasetsDep, principal: CurrentPrincipal,
+) -> DatasetPublic:
+    return datasets.get(dataset_id, principal, ["path", "dataset_id"])

@@ -1,0 +1,92 @@
+"""Store records → API schemas (the store's dataclasses never leave the API as they are)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from api.schemas import (
+    BestSoFar,
+    EpochPublic,
+    SanityPublic,
+    StudyDetailPublic,
+    StudyPublic,
+    TrialDetailPublic,
+    TrialPublic,
+    WorkerPublic,
+)
+from storage import BestTrial, EpochRecord, SanityRecord, StudyRecord, TrialRecord, WorkerRecord
+
+
+def study_public(study: StudyRecord) -> StudyPublic:
+    spec = study.spec
+    return StudyPublic(
+        id=study.id, name=study.name, status=study.status, owner=study.owner,
+        workload=str((spec.get("workload") or {}).get("name", "")),
+        metric=str((spec.get("objective") or {}).get("metric", "")),
+        direction=study.direction, n_trials=study.n_trials, created_at=study.created_at,
+        updated_at=study.updated_at,
+    )
+
+
+def study_detail(study: StudyRecord, counts: dict[str, int], best: BestTrial | None) -> StudyDetailPublic:
+    return StudyDetailPublic(
+        **study_public(study).model_dump(), spec=study.spec, counts=counts,
+        best=None if best is None else BestSoFar(trial=best.number, value=best.value,
+                                                 lambdas={k: float(v) for k, v in best.params.items()}),
+    )
+
+
+def sanity_public(sanity: SanityRecord | None) -> SanityPublic | None:
+    if sanity is None:
+        return None
+    return SanityPublic(passed=sanity.passed, reason=sanity.reason, attempt=sanity.attempt, figures=sanity.figures)
+
+
+def trial_public(trial: TrialRecord, sanity: SanityRecord | None) -> TrialPublic:
+    seconds = None
+    if trial.started_at is not None and trial.finished_at is not None:
+        seconds = (trial.finished_at - trial.started_at).total_seconds()
+    return TrialPublic(
+        number=trial.number, state=trial.state, lambdas=trial.params, value=trial.value, attempt=trial.attempt,
+        worker=trial.worker_id, reason=trial.reason, sanity=sanity_public(sanity), started_at=trial.started_at,
+        finished_at=trial.finished_at, heartbeat_at=trial.heartbeat_at, seconds=seconds,
+    )
+
+
+def trial_detail(trial: TrialRecord, sanity: SanityRecord | None, epochs: list[EpochRecord]) -> TrialDetailPublic:
+    curves: dict[str, dict[str, list[float | None]]] = {}
+    series: dict[str, list[float | None]] = {}
+    for i, record in enumerate(epochs):
+        for key, value in record.metrics.items():
+            if key == "epoch":
+                continue
+            if isinstance(value, dict):
+                by_task = curves.setdefault(key, {})
+                for task, x in value.items():
+                    by_task.setdefault(task, [None] * i).append(_number(x))
+            else:
+                series.setdefault(key, [None] * i).append(_number(value))
+        for by_task in curves.values():  # a task missing from this epoch still gets its slot
+            for values in by_task.values():
+                values.extend([None] * (i + 1 - len(values)))
+        for values in series.values():
+            values.extend([None] * (i + 1 - len(values)))
+    return TrialDetailPublic(
+        **trial_public(trial, sanity).model_dump(), result=trial.result,
+        epochs=[EpochPublic(epoch=e.epoch, metrics=e.metrics) for e in epochs], curves=curves, series=series,
+    )
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def worker_public(worker: WorkerRecord, alive_s: float, now: datetime | None = None) -> WorkerPublic:
+    now = now or datetime.now(UTC)
+    return WorkerPublic(
+        id=worker.id, host=worker.host, device=worker.device, pid=worker.pid,
+        alive=(now - worker.last_heartbeat_at).total_seconds() <= alive_s,
+        started_at=worker.started_at, last_heartbeat_at=worker.last_heartbeat_at,
+        current_study_id=worker.current_study_id, current_trial=worker.current_trial_number,
+    )

@@ -1,0 +1,105 @@
+"""API tokens: who may call the REST service, and as which owner.
+
+Only a token's SHA-256 is stored, never the token: a leaked database does not leak working tokens. Tokens are
+32 random bytes, so a plain hash (no salt, no slow KDF) is enough, and a lookup is one indexed equality.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Boolean, Integer, String, func, select
+from sqlalchemy.orm import Mapped, mapped_column
+
+from storage._core import StoreCore, as_utc, utcnow
+from storage.locks import CATALOG_KEY
+from storage.models import Base
+
+logger = logging.getLogger(__name__)
+
+#: Every token starts with this, so a token in a log or a paste is recognisable (and greppable).
+TOKEN_PREFIX = "axt_"
+#: Owner of the first admin token.
+ADMIN_OWNER = "admin"
+
+
+def hash_token(token: str) -> str:
+    """The stored form of a token: the hex SHA-256 of its text."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    """A fresh random token (``axt_`` + 43 URL-safe characters, 256 bits)."""
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+class TokenModel(Base):
+    __tablename__ = "auxtune_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    owner: Mapped[str] = mapped_column(String(200))
+    is_admin: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime]
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    """A token as the store knows it (without the token itself)."""
+
+    id: int
+    owner: str
+    is_admin: bool
+    created_at: datetime
+
+
+def _record(row: TokenModel) -> TokenRecord:
+    return TokenRecord(id=row.id, owner=row.owner, is_admin=row.is_admin,
+                       created_at=as_utc(row.created_at) or utcnow())
+
+
+class TokenOps(StoreCore):
+    def create_token(self, owner: str, is_admin: bool = False, token: str | None = None) -> tuple[TokenRecord, str]:
+        """Store a new token for ``owner`` (``token``, else a fresh random one); returns it with its record.
+
+        The token text is returned once here and never stored: hand it to its owner now.
+        """
+        if not owner:
+            raise ValueError("owner must not be empty")
+        token = token or new_token()
+        with self.session("creating a token") as session:
+            row = TokenModel(token_hash=hash_token(token), owner=owner, is_admin=is_admin, created_at=self._now())
+            session.add(row)
+            session.flush()
+            session.refresh(row)
+            return _record(row), token
+
+    def authenticate(self, token: str) -> TokenRecord | None:
+        """The record of ``token``, or ``None`` if no such token was ever created."""
+        with self.session("checking a token") as session:
+            row = session.scalars(select(TokenModel).where(TokenModel.token_hash == hash_token(token))).one_or_none()
+            return None if row is None else _record(row)
+
+    def ensure_admin_token(self, token: str | None = None) -> str | None:
+        """Make sure an admin can log in; returns a newly generated token (to print once), else ``None``.
+
+        With ``token`` (set by the operator), that token is stored as an admin token if it is not yet known.
+        Without it, a random admin token is created only if the store has no admin token at all. Runs in a
+        critical section, so API processes starting together create one token, not one each.
+        """
+        with self._critical_section(CATALOG_KEY):
+            if token is not None:
+                if self.authenticate(token) is None:
+                    self.create_token(ADMIN_OWNER, is_admin=True, token=token)
+                    logger.info("stored the admin token given by the operator")
+                return None
+            with self.session("looking for an admin token") as session:
+                admins = session.scalar(select(func.count()).select_from(TokenModel).where(TokenModel.is_admin))
+            if admins:
+                return None
+            _, created = self.create_token(ADMIN_OWNER, is_admin=True)
+            return created

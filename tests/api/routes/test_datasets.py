@@ -1,0 +1,94 @@
+"""``/api/v1/datasets``: checked uploads, and specs that refer to them as ``dataset:<id>``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from api.config import Settings
+from tests.api.factories import (
+    ADMIN,
+    DATASETS,
+    STUDIES,
+    attributes_bytes,
+    csv_bytes,
+    parquet_bytes,
+    table_spec,
+    upload,
+    user,
+)
+
+
+def test_a_csv_upload_is_checked_stored_and_readable(client: TestClient, settings: Settings) -> None:
+    content = csv_bytes()
+    r = upload(client, content)
+    assert r.status_code == 201, r.text
+    ds = r.json()
+    assert ds["reference"] == f"dataset:{ds['id']}" and ds["format"] == "csv" and ds["filename"] == "dogs.csv"
+    assert ds["rows"] == 30 and ds["columns"] == ["weight", "large", "breed"] and ds["size_bytes"] == len(content)
+    assert (settings.data_dir / f"{ds['id']}.csv").read_bytes() == content
+    assert client.get(f"{DATASETS}/{ds['id']}", headers=ADMIN).json() == ds
+
+
+def test_a_parquet_upload_is_accepted(client: TestClient) -> None:
+    r = upload(client, parquet_bytes(), filename="dogs.parquet")
+    assert r.status_code == 201, r.text
+    assert r.json()["format"] == "parquet" and r.json()["rows"] == 30
+
+
+def test_a_spec_refers_to_uploads_by_id_and_is_checked_against_them(client: TestClient, settings: Settings) -> None:
+    data = upload(client, csv_bytes()).json()
+    attrs = upload(client, attributes_bytes(), filename="attrs.csv").json()
+    r = client.post(STUDIES, json=table_spec("dogs", data["reference"], attrs["reference"]), headers=ADMIN)
+    assert r.status_code == 201, r.text
+    stored = client.get(f"{STUDIES}/{r.json()['id']}", headers=ADMIN).json()["spec"]["workload"]["params"]
+    assert Path(stored["data"]) == settings.data_dir.absolute() / f"{data['id']}.csv"
+    bad_task = {**table_spec("dogs2", data["reference"]), "aux_tasks": [{"name": "tail", "loss": "bce"}]}
+    r = client.post(STUDIES, json=bad_task, headers=ADMIN)
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "aux_tasks", 0, "name"]
+    assert "available: ['large', 'weight']" in r.json()["detail"][0]["msg"]
+
+
+def test_specs_may_not_name_files_on_the_server(client: TestClient) -> None:
+    r = client.post(STUDIES, json=table_spec("etc", "/etc/passwd"), headers=ADMIN)
+    assert r.status_code == 422
+    [error] = r.json()["detail"]
+    assert error["loc"] == ["body", "workload", "params", "data"] and "dataset:<id>" in error["msg"]
+
+
+def test_an_unknown_or_malformed_dataset_reference_is_a_422(client: TestClient) -> None:
+    for ref in ("dataset:" + "0" * 32, "dataset:../../etc/passwd"):
+        r = client.post(STUDIES, json=table_spec("x", ref), headers=ADMIN)
+        assert r.status_code == 422, ref
+        assert r.json()["detail"][0]["loc"] == ["body", "workload", "params", "data"]
+
+
+def test_another_owners_dataset_is_forbidden(client: TestClient) -> None:
+    alice, bob = user(client, "alice"), user(client, "bob")
+    ds = upload(client, csv_bytes(), headers=alice).json()
+    assert client.get(f"{DATASETS}/{ds['id']}", headers=bob).status_code == 403
+    r = client.post(STUDIES, json=table_spec("steal", ds["reference"]), headers=bob)
+    assert r.status_code == 403 and r.json()["detail"][0]["loc"] == ["body", "workload", "params", "data"]
+    assert client.get(f"{DATASETS}/{ds['id']}", headers=ADMIN).status_code == 200
+
+
+def test_refused_uploads_leave_no_file_behind(client: TestClient, settings: Settings) -> None:
+    bad = [upload(client, csv_bytes(extra={"color": ["red"] * 30})),
+           upload(client, b"\x00\x01garbage", filename="x.parquet"),
+           upload(client, csv_bytes(), filename="x.xlsx"),
+           upload(client, b"a" * 100_000)]
+    assert [r.status_code for r in bad] == [422, 422, 422, 413]
+    assert list(settings.data_dir.iterdir()) == []
+
+
+def test_a_chunked_upload_over_the_limit_is_stopped_while_it_streams(client: TestClient) -> None:
+    sent = []
+
+    def body():  # type: ignore[no-untyped-def]  # no Content-Length: the server must count
+        for _ in range(100):
+            sent.append(1)
+            yield b"x" * 4096
+
+    r = client.post(DATASETS, content=body(), headers={**ADMIN, "Content-Type": "multipart/form-data; boundary=b"})
+    assert r.status_code == 413 and r.json()["detail"][0]["loc"] == ["body"]

@@ -1,0 +1,29 @@
+"""``/api/v1/workers``: registered workers, alive or not, and what they run."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from fastapi.testclient import TestClient
+from sqlalchemy import update
+
+from storage import Store
+from storage.models import WorkerModel
+from tests.api.factories import ADMIN, create_study, suggest_all
+
+
+def test_workers_show_host_device_current_trial_and_liveness(client: TestClient, store: Store) -> None:
+    sid = create_study(client)["id"]
+    store.register_worker("gpu-0", "node-a", "cuda:0", 4242)
+    store.register_worker("cpu-0", "node-b", "cpu", 77)
+    claim = store.claim_trial(sid, "gpu-0", suggest_all)
+    assert claim is not None
+    with store.session() as session:  # cpu-0 went quiet two minutes ago
+        session.execute(update(WorkerModel).where(WorkerModel.id == "cpu-0")
+                        .values(last_heartbeat_at=datetime.now(UTC) - timedelta(minutes=2)))
+    assert client.get("/api/v1/workers").status_code == 401
+    workers = {w["id"]: w for w in client.get("/api/v1/workers", headers=ADMIN).json()["data"]}
+    assert workers["gpu-0"]["host"] == "node-a" and workers["gpu-0"]["device"] == "cuda:0"
+    assert workers["gpu-0"]["current_study_id"] == sid and workers["gpu-0"]["current_trial"] == claim.number
+    assert workers["gpu-0"]["alive"] is True and workers["cpu-0"]["alive"] is False
+    assert "auxtune_workers_alive 1\n" in client.get("/metrics").text
