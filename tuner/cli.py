@@ -316,6 +316,43 @@ def trials(
 
 
 @app.command()
+def serve(
+    db: DbOption = None,
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    workers: Annotated[int, typer.Option(min=0, help="embedded local worker processes (0: API only)")] = 1,
+    no_auth: Annotated[bool, typer.Option("--no-auth", help="no tokens: for localhost demos only")] = False,
+    device: Annotated[str | None, typer.Option(help="device of the embedded workers (default: the spec's)")] = None,
+) -> None:
+    """Run the REST API and N embedded local workers on one store (default: the SQLite file ./auxtune.db)."""
+    import os
+    import signal
+    import subprocess
+
+    from api.__main__ import main as api_main
+    from storage import resolve_url
+
+    url = resolve_url(db).render_as_string(hide_password=False)  # --db, else $AUXTUNE_DB, else ./auxtune.db
+    _store(url).close()  # one clear line now if the database cannot be opened; migrations run once, here
+    threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+    procs = [subprocess.Popen([sys.executable, "-m", "tuner.worker", "--db", url, "--forever", "--stream", str(i),
+                               "--threads", str(threads), *(["--device", device] if device else [])],
+                              start_new_session=True) for i in range(workers)]
+    try:
+        code = api_main(["--host", host, "--port", str(port), "--db", url, *(["--no-auth"] if no_auth else [])])
+    finally:
+        for p in procs:  # SIGTERM: each worker gives its running trial back to the queue, then exits
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    raise typer.Exit(code)
+
+
+@app.command()
 def worker(
     db: DbOption = None,
     study: Annotated[list[str] | None, typer.Option(help="serve only this study (repeatable)")] = None,
