@@ -18,12 +18,10 @@ $(STAMP): pyproject.toml tests/plugin_pkg/pyproject.toml
 
 install: $(STAMP)
 
-# Runs the example study locally on the embedded default store (SQLite file ./auxtune.db), two local
-# worker processes; rerunning resumes it. Then prints the best λ set.
+# The service with its embedded default: REST API on http://127.0.0.1:$(PORT) and 2 local worker processes
+# on the SQLite file ./auxtune.db. The first start prints an admin token once (or set AUXTUNE_ADMIN_TOKEN).
 serve: install
-	$(BIN)/auxtune validate examples/synthetic.yaml
-	$(BIN)/auxtune run examples/synthetic.yaml --workers 2
-	$(BIN)/auxtune best synthetic-demo
+	$(BIN)/auxtune serve --port $(PORT) --workers 2
 
 test: install
 	bash scripts/ensure-postgres.sh
