@@ -25,6 +25,7 @@ serve: install
 
 test: install
 	bash scripts/ensure-postgres.sh
+	command -v docker-compose >/dev/null || (apt-get update -qq && apt-get install -y -qq docker-compose)
 	$(BIN)/ruff check tuner api storage tests bench examples
 	$(BIN)/mypy tuner storage api
 	$(BIN)/python -m pytest -q

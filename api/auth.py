@@ -71,6 +71,7 @@ def bootstrap_admin_token(store: Store, settings: Settings) -> None:
                        "use it on localhost only")
         return
     given = settings.admin_token.get_secret_value() if settings.admin_token is not None else None
+    given = given or None  # AUXTUNE_ADMIN_TOKEN="" means unset: create one and print it, never a silent one
     created = store.ensure_admin_token(given)
     if created is not None:
         print(f"auxtune: created the first admin token (shown only now, store it): {created}", file=sys.stderr,

@@ -20,6 +20,7 @@ from tuner.spec import LambdaSpec, SpecError, StudySpec, load_spec, parse_spec
 from tuner.workloads import WorkloadError
 
 if TYPE_CHECKING:
+    from api.client import ApiError, AuxtuneClient
     from storage import Store, StudyRecord
     from tuner.runner import Progress as RunProgress
     from tuner.training import PreparedStudy
@@ -249,8 +250,15 @@ def best(
     name: Annotated[str, typer.Argument(help="study name or id")],
     db: DbOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="print as JSON")] = False,
+    url: Annotated[str | None, typer.Option(
+        "--url", help="ask a running service over HTTP instead of the store, e.g. http://127.0.0.1:8000")] = None,
+    token: Annotated[str | None, typer.Option(
+        "--token", envvar="AUXTUNE_TOKEN", help="bearer token for --url (or $AUXTUNE_TOKEN)")] = None,
 ) -> None:
-    """The best λ set of a study so far."""
+    """The best λ set of a study so far (from the store, or from a service with --url)."""
+    if url is not None:
+        _remote_best(name, url, token, db, as_json)  # defined with the remote commands below
+        return
     store = _store(db)
     study = _study(store, name)
     top = store.best_trial(study.id)
@@ -365,6 +373,171 @@ def worker(
     args = [*(["--db", db] if db else []), *sum((["--study", s] for s in study or []), []),
             *(["--device", device] if device else []), *(["--forever"] if forever else [])]
     raise typer.Exit(worker_main(args))
+
+
+# ---- the REST service over HTTP: submit, status, best --url (api.client) ------------------------------------
+# Kept apart from the local-store commands above. 4xx and bad input exit 2; a study with no completed trial yet
+# (409) exits 1, like the local `best`; a server error (5xx) exits 1; an unreachable server exits 2 (check --url).
+
+UrlOption = Annotated[str | None, typer.Option(
+    "--url", help="the service's address, e.g. http://127.0.0.1:8000 (auxtune serve); without it: the local store")]
+TokenOption = Annotated[str | None, typer.Option(
+    "--token", envvar="AUXTUNE_TOKEN", help="bearer token (or $AUXTUNE_TOKEN); not needed with serve --no-auth")]
+
+
+def _api_fail(exc: ApiError) -> typer.Exit:
+    from rich.markup import escape
+
+    if exc.status == 409 and "no_result_yet" in exc.types:
+        code = EXIT_CHECK_FAILED
+    elif exc.status is not None and exc.status >= 500:
+        code = EXIT_CHECK_FAILED
+    else:
+        code = EXIT_BAD_INPUT
+    return _fail([escape(line) for line in exc.messages], code)
+
+
+def _client(url: str, token: str | None) -> AuxtuneClient:
+    from api.client import ApiError, AuxtuneClient
+
+    try:
+        return AuxtuneClient(url, token=token)
+    except ApiError as exc:
+        raise _api_fail(exc) from None
+
+
+def _upload_local_files(client: AuxtuneClient, spec: StudySpec) -> dict[str, Any]:
+    """The spec as JSON, with every data file the workload reads (``table``: data, attributes) uploaded first
+    (POST /datasets) and replaced by its ``dataset:<id>``: the service reads no file paths of this machine."""
+    from api.client import ApiError
+    from tuner.workloads import get_workload
+
+    document = spec.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    params = dict(document.get("workload", {}).get("params") or {})
+    label = str(params.get("label", "label"))
+    local = [key for key in get_workload(spec.workload.name).path_params
+             if isinstance(params.get(key), str) and params[key] and not params[key].startswith("dataset:")]
+    if local:  # a taken name would refuse the study after the upload: say so before sending any file
+        try:
+            taken = client.find_study(spec.name)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+        else:
+            raise ApiError(409, [f"name: a study named {spec.name!r} already exists (id {taken['id']}, "
+                                 f"{taken['status']}); give this spec another name to start a new study"])
+    uploaded: dict[str, str] = {}
+    for key in local:
+        value = params[key]
+        if value not in uploaded:
+            uploaded[value] = client.upload_dataset(value, label=label)["reference"]
+            err_console.print(f"uploaded {key} {value} as {uploaded[value]}", highlight=False, markup=False,
+                              soft_wrap=True)
+        params[key] = uploaded[value]
+    document["workload"] = {**document["workload"], "params": params}
+    return document
+
+
+@app.command()
+def submit(
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="study spec, YAML or JSON")],
+    url: Annotated[str, typer.Option("--url", help="the service's address, e.g. http://127.0.0.1:8000")],
+    token: TokenOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the created study as JSON")] = False,
+) -> None:
+    """Submit a study to a running service; local data files of the spec are uploaded first."""
+    from api.client import ApiError
+
+    spec = _load(spec_path)  # checked here first: every problem named before anything is sent
+    with _client(url, token) as client:
+        try:
+            created = client.submit(_upload_local_files(client, spec))
+        except ApiError as exc:
+            raise _api_fail(exc) from None
+    if as_json:
+        print(json.dumps(created))
+        return
+    console.print(f"study [bold]{created['name']}[/bold] submitted: id {created['id']}, status {created['status']}, "
+                  f"{created['n_trials']} trials; follow it with: auxtune status {created['id']} --url {client.url}",
+                  highlight=False, soft_wrap=True)
+
+
+def _status_doc(name: str, study_id: int, state: str, n_trials: int, metric: str, direction: str,
+                counts: dict[str, int], best_so_far: dict[str, Any] | None) -> dict[str, Any]:
+    finished = sum(n for s, n in counts.items() if s not in ("queued", "running"))
+    return {"study": name, "id": study_id, "status": state, "n_trials": n_trials, "finished": finished,
+            "counts": counts, "metric": metric, "direction": direction, "best": best_so_far}
+
+
+@app.command()
+def status(
+    study: Annotated[str, typer.Argument(metavar="ID", help="study id or name")],
+    url: UrlOption = None,
+    token: TokenOption = None,
+    db: DbOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print as JSON")] = False,
+) -> None:
+    """A study's status, trials per state and best value so far (from a service with --url, else the store)."""
+    from api.client import ApiError
+
+    if url is not None:
+        if db is not None:
+            raise _fail(["give --url (a service) or --db (a store), not both"])
+        with _client(url, token) as client:
+            try:
+                d = client.find_study(study)  # by id: the detail already; by name: a list entry
+                if "counts" not in d:
+                    d = client.study(d["id"])
+            except ApiError as exc:
+                raise _api_fail(exc) from None
+        doc = _status_doc(d["name"], d["id"], d["status"], d["n_trials"], d["metric"], d["direction"], d["counts"],
+                          d["best"])
+    else:
+        store = _store(db)
+        record = _study(store, study)
+        top = store.best_trial(record.id)
+        doc = _status_doc(
+            record.name, record.id, record.status, record.n_trials,
+            str((record.spec.get("objective") or {}).get("metric", "")), record.direction,
+            store.counts_by_state(record.id),
+            None if top is None else {"trial": top.number, "value": top.value,
+                                      "lambdas": {k: float(v) for k, v in top.params.items()}})
+    if as_json:
+        print(json.dumps(doc))
+        return
+    counts = " · ".join(f"{s} {n}" for s, n in doc["counts"].items())
+    console.print(f"study [bold]{doc['study']}[/bold] (id {doc['id']}): {doc['status']}, "
+                  f"{doc['finished']}/{doc['n_trials']} trials finished ({counts})", highlight=False, soft_wrap=True)
+    top_doc = doc["best"]
+    if top_doc is None:
+        console.print(f"best {doc['metric']}: no completed trial yet", highlight=False)
+    else:
+        console.print(f"best {doc['metric']} so far = {top_doc['value']:.4f} ({doc['direction']}) at trial "
+                      f"{top_doc['trial']}, λ = {top_doc['lambdas']}", highlight=False, soft_wrap=True)
+
+
+def _remote_best(name: str, url: str, token: str | None, db: str | None, as_json: bool) -> None:
+    """``auxtune best NAME --url URL``: GET /studies/{id}/best, printed like the local ``best``."""
+    from api.client import ApiError
+
+    if db is not None:
+        raise _fail(["give --url (a service) or --db (a store), not both"])
+    with _client(url, token) as client:
+        try:
+            found = client.find_study(name)
+            top = client.best(found["id"])
+        except ApiError as exc:
+            raise _api_fail(exc) from None
+    doc = {"study": found["name"], "lambdas": top["lambdas"], "value": top["value"], "trial": top["trial"],
+           "metric": top["metric"], "direction": top["direction"]}
+    if as_json:
+        print(json.dumps(doc))
+        return
+    console.print(f"study {doc['study']}: best {doc['metric']} = {doc['value']:.4f} ({doc['direction']}) "
+                  f"at trial {doc['trial']}, λ = {doc['lambdas']}")
+
+
+# ---- end of the REST-service commands -------------------------------------------------------------------------
 
 
 def main() -> None:

@@ -1,0 +1,300 @@
+"""``api.client`` and the CLI verbs ``submit``, ``status``, ``best --url`` against a real server over HTTP.
+
+The server is ``python -m api`` (uvicorn) in its own process on a loopback port with a SQLite file; the test
+finishes trials through the store directly (claim → finish, as a worker would), so no training runs here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from api.client import ApiError, AuxtuneClient, error_line
+from storage import Store
+from tests.api.factories import ADMIN_TOKEN, attributes_bytes, csv_bytes, finish_trials, spec
+from tests.api.test_server import free_port, server
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Service:
+    def __init__(self, url: str, db: str, data_dir: Path) -> None:
+        self.url, self.db, self.data_dir = url, db, data_dir
+
+    def finish(self, study_id: int, values: list[float | None]) -> list[dict[str, Any]]:
+        store = Store(self.db)
+        try:
+            return finish_trials(store, study_id, values, worker="w-test")
+        finally:
+            store.close()
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUXTUNE_")}
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    root = tmp_path_factory.mktemp("client-server")
+    db = f"sqlite:///{root / 'x.db'}"
+    env = _env(AUXTUNE_DATA_DIR=str(root / "data"))
+    with server(["-m", "api", "--port", "{port}", "--db", db, "--no-auth"], env, root / "server.log") as url:
+        yield Service(url, db, root / "data")
+
+
+@pytest.fixture
+def client(service: Service) -> Iterator[AuxtuneClient]:
+    with AuxtuneClient(service.url) as c:
+        yield c
+
+
+def auxtune(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tuner.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, env=env if env is not None else _env())
+
+
+def write_spec(folder: Path, document: dict[str, Any]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "spec.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
+
+
+# -- the client ------------------------------------------------------------------------------------------------
+def test_the_client_drives_a_study_through_its_life(client: AuxtuneClient, service: Service) -> None:
+    assert client.health() == {"status": "ok", "database": "ok"}
+    assert "synthetic" in {w["name"] for w in client.workloads()["data"]}
+    created = client.submit(spec("life"))
+    sid = created["id"]
+    assert created["status"] == "queued" and created["name"] == "life"
+    assert sid in [s["id"] for s in client.studies(status="queued", limit=1000)["data"]]
+    assert client.studies(status="done")["count"] == 0
+    assert client.find_study("life")["id"] == sid and client.find_study(str(sid))["name"] == "life"
+    detail = client.study(sid)
+    assert detail["counts"]["queued"] == 2 and detail["best"] is None
+    assert client.trials(sid)["count"] == 2 and client.trial(sid, 0)["state"] == "queued"
+
+    with pytest.raises(ApiError) as no_result:
+        client.best(sid)
+    assert no_result.value.status == 409 and no_result.value.types == ["no_result_yet"]
+    assert str(no_result.value).startswith("study_id: study ") and "no completed trial yet" in str(no_result.value)
+
+    service.finish(sid, [0.8])
+    best = client.best(sid)
+    assert best == {"lambdas": {"helpful": 0.0, "harmful": 0.0, "neutral": 0.25}, "value": 0.8, "trial": 0,
+                    "metric": "val_accuracy", "direction": "maximize"}
+    assert client.trials(sid, state="complete")["count"] == 1
+    assert client.trials(sid, state=["complete", "queued"])["count"] == 2
+    assert client.trial(sid, 0)["series"]["val_accuracy"] == pytest.approx([0.78, 0.79, 0.8])
+    assert [w["id"] for w in client.workers()["data"]] in ([], ["w-test"])
+
+    assert client.pause(sid)["status"] == "paused"
+    assert client.resume(sid)["status"] == "running"
+    with pytest.raises(ApiError) as active:
+        client.delete(sid)
+    assert active.value.status == 409 and "cancel it first" in str(active.value)
+    assert client.cancel(sid)["status"] == "cancelled"
+    client.delete(sid)
+    with pytest.raises(ApiError) as gone:
+        client.study(sid)
+    assert gone.value.status == 404 and str(gone.value) == f"study_id: no study with id {sid}; list yours with GET " \
+                                                          "/api/v1/studies"
+
+
+def test_refusals_read_as_one_line_per_problem(client: AuxtuneClient, tmp_path: Path) -> None:
+    bad = spec("bad", search={"algorithm": "random", "n_trials": 0},
+               aux_tasks=[{"name": "helpful", "loss": "bce", "lambda": {"low": 3, "high": 1}}])
+    with pytest.raises(ApiError) as refused:
+        client.submit(bad)
+    assert refused.value.status == 422
+    lines = str(refused.value).splitlines()
+    assert len(lines) == 2 and lines == refused.value.messages
+    assert any(line.startswith("search.n_trials: ") for line in lines)
+    assert any(line.startswith("aux_tasks.0.lambda: ") and "low (3.0) must be ≤ high (1.0)" in line for line in lines)
+
+    client.submit(spec("twice"))
+    with pytest.raises(ApiError, match=r"^name: a study named 'twice' already exists") as clash:
+        client.submit(spec("twice"))
+    assert clash.value.status == 409
+
+    words = tmp_path / "words.csv"
+    words.write_bytes(b"weight,breed\nheavy,husky\nlight,beagle\n")
+    with pytest.raises(ApiError, match=r"^file: column\(s\) \['weight'\] of 'words.csv' are not numeric") as parsed:
+        client.upload_dataset(words, label="breed")
+    assert parsed.value.status == 422
+    with pytest.raises(ApiError, match="cannot read the file to upload") as missing:
+        client.upload_dataset(tmp_path / "absent.csv")
+    assert missing.value.status is None
+    dataset = client.upload_dataset(_write(tmp_path / "dogs.csv", csv_bytes()), label="breed")
+    assert dataset["reference"] == f"dataset:{dataset['id']}" and dataset["rows"] == 30
+
+
+def test_an_unreachable_server_and_a_bad_url_say_so() -> None:
+    port = free_port()
+    with AuxtuneClient(f"http://127.0.0.1:{port}", timeout=2) as c, pytest.raises(ApiError) as down:
+        c.health()
+    assert down.value.status is None
+    assert str(down.value).startswith(f"cannot reach http://127.0.0.1:{port}: ")
+    with pytest.raises(ApiError, match=r"^url: 'localhost:8000' is not an http\(s\) URL"):
+        AuxtuneClient("localhost:8000")
+
+
+def test_error_lines_from_any_body() -> None:
+    request = httpx.Request("GET", "http://proxy/api/v1/studies")
+    proxy = ApiError.from_response(httpx.Response(502, text="<html>\n  bad gateway\n</html>", request=request))
+    assert proxy.status == 502 and str(proxy) == "HTTP 502 Bad Gateway from http://proxy/api/v1/studies: <html>"
+    plain = ApiError.from_response(httpx.Response(400, json={"detail": "nope"}, request=request))
+    assert str(plain) == "nope" and plain.items == []
+    assert error_line({"loc": ["query", "limit"], "msg": "too big"}) == "limit: too big"
+    assert error_line({"loc": ["body"], "msg": "malformed JSON"}) == "malformed JSON"
+    assert error_line({"loc": ["header", "Authorization"], "msg": "required"}) == "Authorization: required"
+
+
+def test_token_comes_from_the_argument_or_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUXTUNE_TOKEN", "axt_from-env")
+    with AuxtuneClient("http://127.0.0.1:9/api/v1/") as c:
+        assert c.url == "http://127.0.0.1:9" and c._http.headers["Authorization"] == "Bearer axt_from-env"
+    with AuxtuneClient("http://127.0.0.1:9", token="axt_given") as c:
+        assert c._http.headers["Authorization"] == "Bearer axt_given"
+    monkeypatch.delenv("AUXTUNE_TOKEN")
+    with AuxtuneClient("http://127.0.0.1:9") as c:
+        assert "Authorization" not in c._http.headers
+
+
+def test_the_client_imports_neither_torch_nor_the_server() -> None:
+    code = ("import sys, api.client, api.config; assert api.client.API_PREFIX == api.config.API_PREFIX; "
+            "heavy = [m for m in ('torch', 'fastapi', 'storage', 'tuner', 'api.main') if m in sys.modules]; "
+            "assert not heavy, heavy")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
+def _write(path: Path, content: bytes) -> Path:
+    path.write_bytes(content)
+    return path
+
+
+# -- the CLI verbs ---------------------------------------------------------------------------------------------
+def test_submit_status_and_best_over_http(service: Service, tmp_path: Path) -> None:
+    path = write_spec(tmp_path, spec("cli-synthetic"))
+    submitted = auxtune("submit", str(path), "--url", service.url, "--json")
+    assert submitted.returncode == 0, submitted.stderr
+    created = json.loads(submitted.stdout)
+    sid = created["id"]
+    assert created["status"] == "queued" and created["name"] == "cli-synthetic"
+
+    status = auxtune("status", str(sid), "--url", service.url, "--json")
+    assert status.returncode == 0, status.stderr
+    doc = json.loads(status.stdout)
+    assert doc["study"] == "cli-synthetic" and doc["status"] == "queued" and doc["best"] is None
+    assert doc["counts"]["queued"] == 2 and doc["finished"] == 0 and doc["n_trials"] == created["n_trials"]
+
+    early = auxtune("best", "cli-synthetic", "--url", service.url, "--json")
+    assert early.returncode == 1 and early.stdout == ""
+    assert "no completed trial yet" in early.stderr and "Traceback" not in early.stderr
+    assert len(early.stderr.strip().splitlines()) == 1
+
+    service.finish(sid, [0.7, 0.9])
+    best = auxtune("best", "cli-synthetic", "--url", service.url, "--json")
+    assert best.returncode == 0, best.stderr
+    assert json.loads(best.stdout) == {"study": "cli-synthetic", "lambdas": {"helpful": 1.0, "harmful": 1.0,
+                                       "neutral": 0.25}, "value": 0.9, "trial": 1, "metric": "val_accuracy",
+                                       "direction": "maximize"}
+    by_id = auxtune("best", str(sid), "--url", service.url)
+    assert by_id.returncode == 0 and "best val_accuracy = 0.9000 (maximize) at trial 1" in by_id.stdout
+
+    shown = auxtune("status", "cli-synthetic", "--url", service.url)
+    assert shown.returncode == 0, shown.stderr
+    assert f"(id {sid}): running, 2/6 trials finished" in shown.stdout and "complete 2" in shown.stdout
+    assert "best val_accuracy so far = 0.9000 (maximize) at trial 1" in shown.stdout
+
+
+def test_submit_uploads_the_local_files_of_a_table_spec(service: Service, tmp_path: Path) -> None:
+    folder = tmp_path / "pets"
+    folder.mkdir()
+    _write(folder / "dogs.csv", csv_bytes())
+    _write(folder / "traits.csv", attributes_bytes())
+    path = write_spec(folder, {"name": "cli-table", "workload": {"name": "table", "params": {
+        "data": "dogs.csv", "label": "breed", "attributes": "traits.csv"}},
+        "aux_tasks": [{"name": "large", "loss": "bce"}], "search": {"algorithm": "random", "n_trials": 4}})
+    done = auxtune("submit", str(path), "--url", service.url)  # relative paths: resolved against the spec's folder
+    assert done.returncode == 0, done.stderr
+    assert "study cli-table submitted: id " in done.stdout and "status queued" in done.stdout
+    assert done.stderr.count("uploaded ") == 2
+    with AuxtuneClient(service.url) as c:
+        params = c.study(c.find_study("cli-table")["id"])["spec"]["workload"]["params"]
+    stored = service.data_dir.resolve()
+    assert Path(params["data"]).parent == stored and Path(params["attributes"]).parent == stored
+    assert Path(params["data"]).read_bytes() == csv_bytes()
+
+    again = auxtune("submit", str(path), "--url", service.url)
+    assert again.returncode == 2 and "name: a study named 'cli-table' already exists" in again.stderr
+    assert "uploaded" not in again.stderr  # refused before any file is sent
+
+
+def test_the_verbs_refuse_bad_input_with_one_line_each(service: Service, tmp_path: Path) -> None:
+    with AuxtuneClient(service.url) as c:
+        before = c.studies()["count"]
+    broken = write_spec(tmp_path, spec("broken", training={"epochs": 0}))
+    r = auxtune("submit", str(broken), "--url", service.url)
+    assert r.returncode == 2 and "training.epochs" in r.stderr and "Traceback" not in r.stderr
+    with AuxtuneClient(service.url) as c:
+        assert c.studies()["count"] == before  # checked locally: nothing was sent
+
+    unknown = auxtune("status", "999999", "--url", service.url)
+    assert unknown.returncode == 2 and unknown.stderr.strip() == \
+        "error: study_id: no study with id 999999; list yours with GET /api/v1/studies"
+    nameless = auxtune("best", "no-such-study", "--url", service.url)
+    assert nameless.returncode == 2 and "no study named 'no-such-study'" in nameless.stderr
+    down = auxtune("status", "1", "--url", f"http://127.0.0.1:{free_port()}")
+    assert down.returncode == 2 and "cannot reach http://127.0.0.1:" in down.stderr
+    both = auxtune("best", "1", "--url", service.url, "--db", f"sqlite:///{tmp_path / 'other.db'}")
+    assert both.returncode == 2 and "not both" in both.stderr
+    missing = auxtune("submit", str(broken))
+    assert missing.returncode == 2 and "--url" in missing.stderr
+
+
+def test_status_without_url_reads_the_local_store(service: Service, client: AuxtuneClient) -> None:
+    sid = client.submit(spec("local-status"))["id"]
+    service.finish(sid, [0.6])
+    r = auxtune("status", "local-status", "--db", service.db, "--json")
+    assert r.returncode == 0, r.stderr
+    over_http = auxtune("status", "local-status", "--url", service.url, "--json")
+    assert json.loads(r.stdout) == json.loads(over_http.stdout)
+    doc = json.loads(r.stdout)
+    assert doc["id"] == sid and doc["status"] == "running" and doc["finished"] == 1
+    assert doc["best"] == {"trial": 0, "value": 0.6, "lambdas": {"helpful": 0.0, "harmful": 0.0}}
+
+
+# -- with tokens -----------------------------------------------------------------------------------------------
+def test_tokens_from_the_option_or_the_environment(tmp_path: Path) -> None:
+    env = _env(AUXTUNE_ADMIN_TOKEN=ADMIN_TOKEN, AUXTUNE_DATA_DIR=str(tmp_path / "data"))
+    db = f"sqlite:///{tmp_path / 'auth.db'}"
+    with server(["-m", "api", "--port", "{port}", "--db", db], env, tmp_path / "auth.log") as url:
+        with AuxtuneClient(url, token="") as anonymous, pytest.raises(ApiError) as refused:
+            anonymous.studies()
+        assert refused.value.status == 401
+        assert str(refused.value) == ("Authorization: a bearer token is required: send the header "
+                                      "'Authorization: Bearer <token>'")
+        with AuxtuneClient(url, token=ADMIN_TOKEN) as admin:
+            sid = admin.submit(spec("guarded"))["id"]
+
+        path = write_spec(tmp_path / "spec", spec("guarded-2"))
+        no_token = auxtune("submit", str(path), "--url", url)
+        assert no_token.returncode == 2 and "Authorization: a bearer token is required" in no_token.stderr
+        with_option = auxtune("status", str(sid), "--url", url, "--token", ADMIN_TOKEN, "--json")
+        assert with_option.returncode == 0 and json.loads(with_option.stdout)["study"] == "guarded"
+        from_env = auxtune("submit", str(path), "--url", url, "--json", env=_env(AUXTUNE_TOKEN=ADMIN_TOKEN))
+        assert from_env.returncode == 0, from_env.stderr
+        assert json.loads(from_env.stdout)["owner"] == "admin"
