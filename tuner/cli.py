@@ -334,11 +334,11 @@ def serve(
 ) -> None:
     """Run the REST API and N embedded local workers on one store (default: the SQLite file ./auxtune.db)."""
     import os
-    import signal
     import subprocess
 
     from api.__main__ import main as api_main
     from storage import resolve_url
+    from tuner.runner import stop_workers
 
     url = resolve_url(db).render_as_string(hide_password=False)  # --db, else $AUXTUNE_DB, else ./auxtune.db
     _store(url).close()  # one clear line now if the database cannot be opened; migrations run once, here
@@ -349,14 +349,7 @@ def serve(
     try:
         code = api_main(["--host", host, "--port", str(port), "--db", url, *(["--no-auth"] if no_auth else [])])
     finally:
-        for p in procs:  # SIGTERM: each worker gives its running trial back to the queue, then exits
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_workers(procs, timeout_s=60)
     raise typer.Exit(code)
 
 

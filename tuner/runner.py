@@ -68,6 +68,19 @@ def worker_command(url: str, study: str, stream: int, threads: int, lease_timeou
             "--threads", str(threads), "--lease-timeout", str(lease_timeout_s), "--heartbeat", str(heartbeat_s)]
 
 
+def stop_workers(procs: list[subprocess.Popen], timeout_s: float = 120.0) -> None:
+    """SIGTERM each worker process (it gives its running trial back to the queue and exits), then wait;
+    a worker still there after ``timeout_s`` is killed (its lease expires and the trial is requeued)."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
 def run_study(store: Store, study: StudyRecord, workers: int, on_progress: Callable[[Progress], None],
               lease_timeout_s: float = 60.0, heartbeat_s: float = 5.0, poll_s: float = 0.5) -> Progress:
     """Run ``study`` to its budget with ``workers`` local worker processes; returns the final progress.
@@ -83,14 +96,7 @@ def run_study(store: Store, study: StudyRecord, workers: int, on_progress: Calla
             on_progress(progress_of(store, study))
             time.sleep(poll_s)
     except KeyboardInterrupt:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_workers(procs)
         raise
     final = progress_of(store, study)
     on_progress(final)
