@@ -20,7 +20,7 @@ from api.config import Settings
 from api.datasets import DatasetFiles
 from api.errors import ApiError, error_item, spec_field_loc
 from storage import Store, StudyConflict, StudyNotFound, StudyRecord
-from tuner.runner import spec_document
+from tuner.runner import store_study
 from tuner.search import make_backend
 from tuner.spec import SpecError, parse_spec
 
@@ -51,8 +51,7 @@ def submit_study(store: Store, datasets: DatasetFiles, settings: Settings, princ
                        ["body", "search", "n_trials"], "out_of_range")
     _refuse_taken_name(store, principal, spec.name)
     try:
-        study = store.create_or_resume_study(spec.name, spec_document(spec), [str(spec.objective.direction)],
-                                             backend.max_trials(), enqueue=backend.controls(), owner=principal.owner)
+        study = store_study(store, spec, backend, owner=principal.owner)
     except StudyConflict:  # created by someone else between our check and now
         _refuse_taken_name(store, principal, spec.name)
         raise

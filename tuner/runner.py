@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from storage import Store, StudyRecord
-from tuner.search import make_backend
+from tuner.search import SearchBackend, make_backend
 from tuner.spec import StudySpec
 
 
@@ -36,6 +36,13 @@ def spec_document(spec: StudySpec) -> dict:
     return spec.model_dump(mode="json", by_alias=True)
 
 
+def store_study(store: Store, spec: StudySpec, backend: SearchBackend, owner: str | None = None) -> StudyRecord:
+    """The store's study for ``spec`` (created with its budget and controls first, or the existing one of the
+    same name and spec); raises ``StudyConflict`` for the same name with another definition."""
+    return store.create_or_resume_study(spec.name, spec_document(spec), [str(spec.objective.direction)],
+                                        backend.max_trials(), enqueue=backend.controls(), owner=owner)
+
+
 def create_or_resume(store: Store, spec: StudySpec) -> StudyRecord:
     """Create the study with its controls first, or resume the one of the same name and spec.
 
@@ -43,9 +50,7 @@ def create_or_resume(store: Store, spec: StudySpec) -> StudyRecord:
         SpecError: the search backend refuses the spec (nothing to search, a package missing).
         StudyConflict: a study of this name exists with another definition.
     """
-    backend = make_backend(spec)
-    study = store.create_or_resume_study(spec.name, spec_document(spec), [str(spec.objective.direction)],
-                                         backend.max_trials(), enqueue=backend.controls())
+    study = store_study(store, spec, make_backend(spec))
     if study.status in ("queued", "paused"):
         study = store.set_study_status(study.id, "running")
     return study

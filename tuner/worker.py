@@ -110,11 +110,6 @@ class _StudyContext:
     backend: SearchBackend
     prep: PreparedStudy | None = None
 
-    def suggest(self, trial: Any) -> dict[str, float]:
-        for name, dist in self.backend.search_space().items():
-            trial.suggest_float(name, dist.low, dist.high, log=dist.log)
-        return self.backend.lambdas_of(trial)
-
 
 class Worker:
     """Pulls trials of the given studies (or of every active study, in turn) until there is no more work."""
@@ -154,7 +149,7 @@ class Worker:
             ctx = self._context(study)
             sampler, pruner = self._samplers[study.id]
             claim = self.store.claim_trial(
-                study.id, self.id, ctx.suggest, sampler=sampler, pruner=pruner,
+                study.id, self.id, ctx.backend.suggest, sampler=sampler, pruner=pruner,
                 lease_timeout_s=self.config.lease_timeout_s, max_attempts=self.config.max_attempts,
                 max_parallel=ctx.spec.search.max_parallel or None,
             )

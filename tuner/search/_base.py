@@ -126,6 +126,13 @@ class SearchBackend(abc.ABC):
         fixed: dict[str, BaseDistribution] = dict(self.search_space())
         return study.ask(fixed_distributions=fixed)
 
+    def suggest(self, trial: Trial) -> dict[str, float]:
+        """Give ``trial`` its searched λ through ``trial.suggest_float`` (an enqueued or requeued trial gets
+        its stored values back) and return every aux task's λ: the store's ``SuggestFn`` for claims."""
+        for name, dist in self.search_space().items():
+            trial.suggest_float(name, dist.low, dist.high, log=dist.log)
+        return self.lambdas_of(trial)
+
     def lambdas_of(self, trial: BaseTrial) -> dict[str, float]:
         """Every aux task's λ for ``trial``: the searched ones from its params, the others from the spec."""
         out: dict[str, float] = {}
