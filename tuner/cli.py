@@ -44,7 +44,7 @@ def _load(path: Path) -> StudySpec:
     try:
         return load_spec(path)
     except SpecError as exc:
-        raise _fail([f"{loc}: {msg}" if loc else msg for loc, msg in exc.errors]) from None
+        raise _fail(exc.lines()) from None
 
 
 def _parse_lambdas(items: list[str]) -> dict[str, float]:
@@ -120,7 +120,7 @@ def trial(
     try:
         lambdas = spec.complete_lambdas(_parse_lambdas(lambda_ or []))
     except SpecError as exc:
-        raise _fail([f"{loc}: {msg}" for loc, msg in exc.errors]) from None
+        raise _fail(exc.lines()) from None
     prep = _prepare(spec, device)
     tasks = ["main", *[t.name for t in spec.aux_tasks]]
     out = err_console if as_json else console
@@ -219,7 +219,7 @@ def run(
     try:
         study = create_or_resume(store, spec)
     except SpecError as exc:
-        raise _fail([f"{loc}: {msg}" if loc else msg for loc, msg in exc.errors]) from None
+        raise _fail(exc.lines()) from None
     except StudyConflict as exc:
         raise _fail([str(exc)]) from None
     console.print(f"study [bold]{study.name}[/bold] (id {study.id}) in {store.safe_url}: "

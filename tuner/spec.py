@@ -29,7 +29,11 @@ class SpecError(ValueError):
 
     def __init__(self, errors: list[tuple[str, str]]):
         self.errors = errors
-        super().__init__("; ".join(f"{loc}: {msg}" if loc else msg for loc, msg in errors))
+        super().__init__("; ".join(self.lines()))
+
+    def lines(self) -> list[str]:
+        """One ``field: message`` line per problem."""
+        return [f"{loc}: {msg}" if loc else msg for loc, msg in self.errors]
 
 
 class _Strict(BaseModel):
