@@ -333,19 +333,13 @@ def serve(
     device: Annotated[str | None, typer.Option(help="device of the embedded workers (default: the spec's)")] = None,
 ) -> None:
     """Run the REST API and N embedded local workers on one store (default: the SQLite file ./auxtune.db)."""
-    import os
-    import subprocess
-
     from api.__main__ import main as api_main
     from storage import resolve_url
-    from tuner.runner import stop_workers
+    from tuner.runner import start_workers, stop_workers
 
     url = resolve_url(db).render_as_string(hide_password=False)  # --db, else $AUXTUNE_DB, else ./auxtune.db
     _store(url).close()  # one clear line now if the database cannot be opened; migrations run once, here
-    threads = max(1, (os.cpu_count() or 1) // max(1, workers))
-    procs = [subprocess.Popen([sys.executable, "-m", "tuner.worker", "--db", url, "--forever", "--stream", str(i),
-                               "--threads", str(threads), *(["--device", device] if device else [])],
-                              start_new_session=True) for i in range(workers)]
+    procs = start_workers(url, workers, "--forever", *(["--device", device] if device else []))
     try:
         code = api_main(["--host", host, "--port", str(port), "--db", url, *(["--no-auth"] if no_auth else [])])
     finally:

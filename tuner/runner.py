@@ -67,10 +67,13 @@ def progress_of(store: Store, study: StudyRecord) -> Progress:
                     best_lambdas={k: float(v) for k, v in best.params.items()} if best else None)
 
 
-def worker_command(url: str, study: str, stream: int, threads: int, lease_timeout_s: float,
-                   heartbeat_s: float) -> list[str]:
-    return [sys.executable, "-m", "tuner.worker", "--db", url, "--study", study, "--stream", str(stream),
-            "--threads", str(threads), "--lease-timeout", str(lease_timeout_s), "--heartbeat", str(heartbeat_s)]
+def start_workers(url: str, n: int, *args: str) -> list[subprocess.Popen]:
+    """Start ``n`` local worker processes (``python -m tuner.worker ... ARGS``) on the store at ``url``, each
+    with its own sampler seed stream and an equal share of the CPU threads."""
+    threads = max(1, (os.cpu_count() or 1) // max(1, n))
+    return [subprocess.Popen([sys.executable, "-m", "tuner.worker", "--db", url, "--stream", str(i),
+                              "--threads", str(threads), *args], start_new_session=True)
+            for i in range(n)]
 
 
 def stop_workers(procs: list[subprocess.Popen], timeout_s: float = 120.0) -> None:
@@ -92,10 +95,8 @@ def run_study(store: Store, study: StudyRecord, workers: int, on_progress: Calla
 
     KeyboardInterrupt stops the workers cleanly (their running trials go back to the queue) and re-raises.
     """
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    procs = [subprocess.Popen(worker_command(store.url, study.name, i, threads, lease_timeout_s, heartbeat_s),
-                              start_new_session=True)
-             for i in range(workers)]
+    procs = start_workers(store.url, workers, "--study", study.name, "--lease-timeout", str(lease_timeout_s),
+                          "--heartbeat", str(heartbeat_s))
     try:
         while any(p.poll() is None for p in procs):
             on_progress(progress_of(store, study))
