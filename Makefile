@@ -26,9 +26,10 @@ serve: install
 test: install
 	bash scripts/ensure-postgres.sh
 	command -v docker-compose >/dev/null || (apt-get update -qq && apt-get install -y -qq docker-compose)
+	test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium)  # dashboard tests (Playwright)
 	$(BIN)/ruff check tuner api storage tests bench examples
 	$(BIN)/mypy tuner storage api
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 3  # pytest-xdist: most tests wait on real processes, so 3 share 2 cores well
 
 lint: install
 	$(BIN)/ruff check tuner api storage tests bench examples

@@ -11,6 +11,7 @@ import ipaddress
 import logging
 import sys
 
+import optuna
 import uvicorn
 
 from api.config import Settings
@@ -44,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_auth:
         overrides["auth"] = False
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    # Optuna logs a line per study created at INFO; the API's own log says what happened, with the study id.
+    optuna.logging.set_verbosity(max(logging.WARNING, logging.getLevelName(args.log_level.upper())))
     settings = Settings().model_copy(update=overrides)  # flags win over AUXTUNE_* variables
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
     return 0

@@ -177,6 +177,21 @@ class AuxtuneClient:
         """``{"lambdas", "value", "trial", "metric", "direction"}``; ``ApiError`` 409 while no trial completed."""
         return self._json("GET", f"{API_PREFIX}/studies/{self._id(study_id)}/best")  # type: ignore[no-any-return]
 
+    # -- trust: confirmation and affinity -----------------------------------------------------------------
+    def confirm(self, study_id: int, seeds: int | None = None, top_k: int | None = None) -> dict[str, Any]:
+        """Queue the confirmation of a done study (``seeds``/``top_k`` default to its spec's); its report so far."""
+        body = {k: v for k, v in {"seeds": seeds, "top_k": top_k}.items() if v is not None}
+        return self._json(  # type: ignore[no-any-return]
+            "POST", f"{API_PREFIX}/studies/{self._id(study_id)}/confirm", json=body)
+
+    def confirmation(self, study_id: int) -> dict[str, Any]:
+        """The confirmation report (arms, comparisons, ``verdict``); ``ApiError`` 409 when none was queued."""
+        return self._json("GET", f"{API_PREFIX}/studies/{self._id(study_id)}/confirmation")  # type: ignore[no-any-return]
+
+    def affinity(self, study_id: int) -> dict[str, Any]:
+        """Task affinity per aux task, the matrix and advice; ``ApiError`` 409 while no trial measured it."""
+        return self._json("GET", f"{API_PREFIX}/studies/{self._id(study_id)}/affinity")  # type: ignore[no-any-return]
+
     def pause(self, study_id: int) -> dict[str, Any]:
         return self._json("POST", f"{API_PREFIX}/studies/{self._id(study_id)}/pause")  # type: ignore[no-any-return]
 
@@ -204,6 +219,11 @@ class AuxtuneClient:
         """One trial with its result and per-epoch, per-task curves."""
         return self._json(  # type: ignore[no-any-return]
             "GET", f"{API_PREFIX}/studies/{self._id(study_id)}/trials/{int(number)}")
+
+    def report(self, study_id: int) -> str:
+        """The study's self-contained HTML report (plotly.js inlined; ~5 MB)."""
+        return self._request("GET", f"{API_PREFIX}/studies/{self._id(study_id)}/report.html",
+                             headers={"Accept": "text/html"}).text
 
     # -- datasets, catalog, workers, health ----------------------------------------------------------------
     def upload_dataset(self, path: str | Path, label: str = "label") -> dict[str, Any]:

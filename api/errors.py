@@ -18,7 +18,15 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.schemas import ErrorResponse
-from storage import StoreError, StoreUnavailable, StudyConflict, StudyNotFound, TrialNotFound
+from storage import (
+    StoreError,
+    StoreUnavailable,
+    StudyConflict,
+    StudyNotFound,
+    TokenConflict,
+    TokenNotFound,
+    TrialNotFound,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -99,9 +107,9 @@ def _plain_http_msg(code: int, detail: str) -> str:
 
 
 async def _on_store_error(_: Request, exc: Exception) -> JSONResponse:
-    if isinstance(exc, StudyNotFound | TrialNotFound):
+    if isinstance(exc, StudyNotFound | TrialNotFound | TokenNotFound):
         code, type_ = status.HTTP_404_NOT_FOUND, "not_found"
-    elif isinstance(exc, StudyConflict):
+    elif isinstance(exc, StudyConflict | TokenConflict):
         code, type_ = status.HTTP_409_CONFLICT, "conflict"
     elif isinstance(exc, StoreUnavailable):
         code, type_ = status.HTTP_503_SERVICE_UNAVAILABLE, "store_unavailable"

@@ -16,7 +16,7 @@ from api.config import API_PREFIX, Settings
 from api.datasets import DatasetFiles
 from api.errors import install_error_handlers
 from api.limits import BodyLimitMiddleware
-from api.routes import api_router, health
+from api.routes import api_router, dashboard, health
 from storage import Store
 
 
@@ -55,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, limit_for=body_limit)
     app.include_router(api_router, prefix=API_PREFIX)
     app.include_router(health.router)
+    app.include_router(dashboard.router)
     return app
 
 

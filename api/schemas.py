@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class ErrorItem(BaseModel):
@@ -27,6 +27,8 @@ class StudyPublic(BaseModel):
     id: int
     name: str
     status: str = Field(description="queued, running, paused, done, failed or cancelled")
+    status_reason: str = Field("", description="why the study is in its status, e.g. the failed study-level "
+                                               "sanity gate; empty when there is nothing to say")
     owner: str | None
     workload: str
     metric: str
@@ -59,6 +61,9 @@ class BestPublic(BaseModel):
     trial: int
     metric: str
     direction: str
+    confirmation: ConfirmationSummaryPublic | None = Field(
+        None, exclude_if=lambda v: v is None,  # absent until a confirmation exists: the document stays as it was
+        description="best λ vs the baseline over fresh seeds, once a confirmation was queued")
 
 
 # -- trials --------------------------------------------------------------------------------------------------
@@ -161,14 +166,152 @@ class TokenCreate(BaseModel):
     is_admin: bool = False
 
 
-class TokenPublic(BaseModel):
+class TokenInfo(BaseModel):
+    """A token as listed: never the token itself (the store keeps only its hash)."""
+
     id: int
     owner: str
     is_admin: bool
     created_at: datetime
+
+
+class TokensPublic(BaseModel):
+    data: list[TokenInfo]
+    count: int
+
+
+class TokenPublic(TokenInfo):
     token: str = Field(description="the bearer token; shown only in this response, store it now")
 
 
 class Health(BaseModel):
     status: str
     database: str
+
+
+# -- trust: confirmation, affinity (tuner.confirm, tuner.affinity_report) -----------------------------------
+class ConfirmCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    seeds: int | None = Field(None, ge=2, le=1000, description="fresh seeds per arm; default: the spec's, else 10")
+    top_k: int | None = Field(None, ge=1, le=20, description="how many of the best λ sets to retrain; default 1")
+
+
+class StatSummary(BaseModel):
+    n: int
+    mean: float | None
+    std: float | None = Field(description="sample standard deviation (ddof 1)")
+    min: float | None
+    max: float | None
+
+
+class ComparisonPublic(BaseModel):
+    difference: float | None = Field(description="mean(arm) − mean(reference)")
+    ci_low: float | None
+    ci_high: float | None
+    confidence: float
+    t: float | None
+    df: float | None = Field(description="Welch–Satterthwaite degrees of freedom")
+    p_value: float | None = Field(description="Welch's two-sided t-test")
+    verdict: str | None = Field(description="better, no detectable difference or worse (in the study's direction)")
+    n_arm: int
+    n_reference: int
+
+
+class ArmComparisonPublic(BaseModel):
+    arm: str
+    against: str
+    test: ComparisonPublic
+    val: ComparisonPublic
+
+
+class ArmPublic(BaseModel):
+    arm: str = Field(description="baseline, best, rank2…, or a learned weighting (uncertainty, gradnorm, dwa)")
+    kind: str = Field(description="baseline, lambda or weighting")
+    params: dict[str, Any] = Field(description="the λ set, or the weighting's settings")
+    trial: int | None = Field(description="the search trial whose λ set this arm retrains")
+    seeds: int
+    counts: dict[str, int] = Field(description="runs per state")
+    val: StatSummary
+    test: StatSummary
+    effective_lambdas: dict[str, float | None] | None = Field(
+        None, description="a weighting arm's learned w_k / w_main at the end, mean over seeds")
+
+
+class ConfusionPairPublic(BaseModel):
+    true: str
+    predicted: str
+    baseline: float = Field(description="share of the true class predicted as this class, baseline")
+    best: float
+    change: float
+
+
+class ErrorAnalysisPublic(BaseModel):
+    classes: list[str]
+    runs: dict[str, int]
+    baseline: list[list[float]] = Field(description="test confusion counts summed over seeds (rows: true class)")
+    best: list[list[float]]
+    baseline_rates: list[list[float]]
+    best_rates: list[list[float]]
+    change: list[list[float]]
+    pairs: list[ConfusionPairPublic] = Field(description="the class pairs whose confusion changed most")
+    per_class: list[dict[str, Any]]
+    figure: dict[str, Any] = Field(description="Plotly figure (JSON) of the change")
+
+
+class ConfirmationPublic(BaseModel):
+    study_id: int
+    study: str
+    state: str = Field(description="queued, running or complete")
+    counts: dict[str, int]
+    metric: str = Field(description="the test metric the verdict reads")
+    val_metric: str
+    direction: str
+    alpha: float
+    seeds: int
+    verdict: str | None = Field(description="best λ vs baseline on the test metric; null until enough runs")
+    arms: list[ArmPublic]
+    comparisons: list[ArmComparisonPublic]
+    error_analysis: ErrorAnalysisPublic | None
+
+
+class ConfirmationSummaryPublic(BaseModel):
+    state: str
+    verdict: str | None
+    metric: str
+    seeds: int
+    difference: float | None
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float | None
+    baseline: StatSummary | None
+    best: StatSummary | None
+
+
+class AffinityTaskPublic(BaseModel):
+    task: str
+    affinity: float | None = Field(description="mean Z(task → main) over the trials that trained the task")
+    std: float | None
+    trials: int
+    negative_in: int = Field(description="trials where it was negative")
+    advice: str | None = Field(description="keep, or candidate to drop (negative affinity)")
+
+
+class AffinityTrialPublic(BaseModel):
+    trial: int
+    state: str
+    value: float | None
+    lambdas: dict[str, float]
+    probes: int | None
+    to_main: dict[str, float | None]
+
+
+class AffinityPublic(BaseModel):
+    tasks: list[str]
+    trials: list[AffinityTrialPublic]
+    summary: list[AffinityTaskPublic]
+    ranking: list[str] = Field(description="aux tasks by affinity to the main task, highest first")
+    matrix: dict[str, dict[str, float | None]] = Field(description="mean Z(source → target), TAG's matrix")
+    drop_candidates: list[str]
+    advice: list[str]
+    figure: dict[str, Any] = Field(description="Plotly heatmap (JSON) of the matrix")

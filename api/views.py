@@ -21,7 +21,7 @@ from storage import BestTrial, EpochRecord, SanityRecord, StudyRecord, TrialReco
 def study_public(study: StudyRecord) -> StudyPublic:
     spec = study.spec
     return StudyPublic(
-        id=study.id, name=study.name, status=study.status, owner=study.owner,
+        id=study.id, name=study.name, status=study.status, status_reason=study.status_reason, owner=study.owner,
         workload=str((spec.get("workload") or {}).get("name", "")),
         metric=str((spec.get("objective") or {}).get("metric", "")),
         direction=study.direction, n_trials=study.n_trials, created_at=study.created_at,

@@ -1,9 +1,11 @@
 """ask+tell latency of auxtune's study store as the study grows, on SQLite and on PostgreSQL.
 
 One ask+tell is what a worker does around each trial, through ``storage.Store``: one ``claim_trial`` that
-creates a new trial (Optuna's ``ask()`` with a seeded ``RandomSampler``, whose cost does not depend on the
-history, so the figure measures the store and not a sampler's model) plus one ``finish_trial(..., "complete")``
-(our ledger row, then Optuna's ``tell``). Each is timed with ``time.perf_counter`` around claim+finish.
+creates a new trial (a new Optuna trial whose λ a seeded ``RandomSampler`` suggests; its cost does not depend on
+the history, so the figure measures the store and not a sampler's model) plus one ``finish_trial(...,
+"complete")`` (our ledger row, then Optuna's trial). Each is timed with ``time.perf_counter`` around
+claim+finish. The SQL statements sent per ask+tell (both engines: ours and Optuna's) are counted too: a figure
+that, unlike the milliseconds, does not depend on what else the machine is doing.
 
 For each backend a fresh database is made (SQLite: a file in a temporary directory; PostgreSQL: a new schema
 ``auxtune_bench_<random>`` on ``--pg-url``, selected with ``options=-csearch_path=...`` and dropped at the end),
@@ -39,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -62,6 +64,7 @@ class Row:
     stored: int
     ms: list[float]
     load: float  # 1-minute load average of the machine right after the timed operations (other processes too)
+    statements: float = 0.0  # SQL statements per operation
 
     def percentile(self, q: float) -> float:
         """Nearest-rank percentile (q in 0..100) of the latencies."""
@@ -106,6 +109,24 @@ class Bench:
             ms.append((time.perf_counter() - t0) * 1000.0)
         return ms
 
+    def statements_per_op(self, sampler: optuna.samplers.BaseSampler, ops: int = 20) -> float:
+        """SQL statements sent (our engine and Optuna's) per ask+tell, over ``ops`` more operations."""
+        sent = [0]
+
+        def count(*_: object) -> None:
+            sent[0] += 1
+
+        engines = (self.store._engine, self.store.optuna_storage.engine)
+        for engine in engines:
+            event.listen(engine, "before_cursor_execute", count)
+        try:
+            for _ in range(ops):
+                self.ask_tell(sampler)
+        finally:
+            for engine in engines:
+                event.remove(engine, "before_cursor_execute", count)
+        return sent[0] / ops
+
     def check(self) -> None:
         counts = self.store.counts_by_state(self.study.id)
         total = sum(counts.values())
@@ -137,7 +158,7 @@ def backend_url(backend: str, pg_url: str) -> Iterator[str]:
 
 
 def run_backend(backend: str, args: argparse.Namespace, sizes: list[int], tpe_sizes: list[int]) -> list[Row]:
-    n_trials = max(sizes) + len(sizes) * args.ops + len(tpe_sizes) * args.tpe_ops + 10
+    n_trials = max(sizes) + len(sizes) * (args.ops + 20) + len(tpe_sizes) * args.tpe_ops + 10
     rows: list[Row] = []
     with backend_url(backend, args.pg_url) as url, Store(url) as store:
         bench = Bench(store, n_trials, args.seed)
@@ -150,7 +171,8 @@ def run_backend(backend: str, args: argparse.Namespace, sizes: list[int], tpe_si
             bench.check()
             print(f"  {backend}: populated to {size} trials in {took:.1f} s; timing {args.ops} ask+tell",
                   flush=True)
-            rows.append(Row(backend, "random", size, bench.measure(bench.random, args.ops), os.getloadavg()[0]))
+            rows.append(Row(backend, "random", size, bench.measure(bench.random, args.ops), os.getloadavg()[0],
+                            bench.statements_per_op(bench.random)))
             if size in tpe_sizes and args.tpe_ops > 0:
                 stored = bench.stored
                 rows.append(Row(backend, "tpe", stored, bench.measure(bench.tpe, args.tpe_ops), os.getloadavg()[0]))
@@ -162,11 +184,12 @@ def run_backend(backend: str, args: argparse.Namespace, sizes: list[int], tpe_si
 
 def table(rows: list[Row]) -> str:
     head = (f"{'backend':<11} {'stored trials':>13} {'ops':>5} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8} "
-            f"{'max ms':>8} {'load1':>6}")
+            f"{'max ms':>8} {'load1':>6} {'SQL/op':>6}")
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(f"{r.backend:<11} {r.stored:>13} {len(r.ms):>5} {r.percentile(50):>8.2f} "
-                     f"{r.percentile(99):>8.2f} {statistics.fmean(r.ms):>8.2f} {max(r.ms):>8.2f} {r.load:>6.2f}")
+                     f"{r.percentile(99):>8.2f} {statistics.fmean(r.ms):>8.2f} {max(r.ms):>8.2f} {r.load:>6.2f} "
+                     f"{r.statements:>6.1f}")
     return "\n".join(lines)
 
 

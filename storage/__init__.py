@@ -6,9 +6,21 @@ per-epoch metrics, sanity-gate results and workers. This package never imports `
 """
 
 from storage._claims import SuggestFn
+from storage._dashboard_queries import SanityFailure, SanitySummary, TrialPoint
+from storage._pareto import ParetoTrial, dominates, non_dominated
+from storage._runs import RunClaim, RunPlan, RunRecord
 from storage._tokens import TokenRecord
 from storage.database import DEFAULT_URL, ENV_VAR, resolve_url
-from storage.errors import LeaseLost, StoreError, StoreUnavailable, StudyConflict, StudyNotFound, TrialNotFound
+from storage.errors import (
+    LeaseLost,
+    StoreError,
+    StoreUnavailable,
+    StudyConflict,
+    StudyNotFound,
+    TokenConflict,
+    TokenNotFound,
+    TrialNotFound,
+)
 from storage.records import (
     CLAIMABLE_STUDY_STATUSES,
     FINISHED_TRIAL_STATES,
@@ -35,7 +47,13 @@ __all__ = [
     "Claim",
     "EpochRecord",
     "LeaseLost",
+    "ParetoTrial",
+    "RunClaim",
+    "RunPlan",
+    "RunRecord",
+    "SanityFailure",
     "SanityRecord",
+    "SanitySummary",
     "Store",
     "StoreError",
     "StoreUnavailable",
@@ -43,9 +61,14 @@ __all__ = [
     "StudyNotFound",
     "StudyRecord",
     "SuggestFn",
+    "TokenConflict",
+    "TokenNotFound",
     "TokenRecord",
     "TrialNotFound",
+    "TrialPoint",
     "TrialRecord",
     "WorkerRecord",
+    "dominates",
+    "non_dominated",
     "resolve_url",
 ]

@@ -24,6 +24,7 @@ from storage._ledger import (
     adopted_row,
     clear_worker,
     mark_done_if_finished,
+    new_optuna_trial,
     params_of,
     requeue_in_optuna,
     start_in_optuna,
@@ -232,7 +233,7 @@ class ClaimOps(StoreCore):
         self, study: StudyRecord, ostudy: optuna.Study, plan: _Plan, lease: tuple[str, float], suggest: SuggestFn
     ) -> Claim:
         with self._optuna_errors("asking Optuna for a new trial"):
-            trial = ostudy.ask()
+            trial = new_optuna_trial(ostudy)
         if trial.number != plan.next_number:
             # Optuna has trials our ledger lacks (a claimer died between ask() and _lease): adopt them.
             self._reconcile(study, ostudy, lease[1], skip=trial._trial_id)

@@ -72,6 +72,7 @@ def study_record(row: StudyModel) -> StudyRecord:
         n_trials=row.n_trials,
         created_at=as_utc(row.created_at) or utcnow(),
         updated_at=as_utc(row.updated_at) or utcnow(),
+        status_reason=row.status_reason or "",
     )
 
 

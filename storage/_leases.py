@@ -161,7 +161,7 @@ class LeaseOps(StoreCore):
         ostudy = claim.trial.study if claim.trial is not None else self._plain_study(claim)
         with self._optuna_errors("telling Optuna the result"):
             tell_optuna(ostudy, claim.optuna_trial_id, claim.number, state,
-                        values if state == "complete" else None, reason, expect_running=True)
+                        values if state == "complete" else None, reason, expect_running=True, live=claim.trial)
 
     def release_trial(self, claim: Claim) -> bool:
         """Give a running trial back to the queue (Ctrl-C, SIGTERM) without counting an attempt; what this

@@ -12,6 +12,7 @@ safe if the process dies half-way, and a later claimer repairs what is left (``C
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -98,11 +99,13 @@ def tell_optuna(
     value: float | Sequence[float] | None,
     reason: str = "",
     expect_running: bool = False,
+    live: optuna.trial.Trial | None = None,
 ) -> None:
     """Finish an Optuna trial as auxtune recorded it; a trial Optuna already finished is left alone.
 
     Goes through ``Study.tell`` so the sampler's ``after_trial`` hook runs as in plain Optuna. A lease holder
-    knows its trial is RUNNING (``expect_running``) and skips the extra read of its state.
+    knows its trial is RUNNING (``expect_running``) and skips the extra read of its state; if it also holds the
+    ``live`` trial it asked for, ``tell_live`` does what ``tell`` does without reading the trial back.
     """
     storage = study._storage
     optuna_state = _TO_OPTUNA[state]
@@ -112,6 +115,9 @@ def tell_optuna(
             storage.set_trial_user_attr(optuna_trial_id, REASON_ATTR, reason)
         if state == "failed_sanity":
             storage.set_trial_user_attr(optuna_trial_id, STATE_ATTR, state)
+        if expect_running and live is not None and live._trial_id == optuna_trial_id:
+            tell_live(live, optuna_state, values)
+            return
         if not expect_running:
             frozen = storage.get_trial(optuna_trial_id)
             if frozen.state.is_finished():
@@ -126,6 +132,43 @@ def tell_optuna(
             raise
         # Not RUNNING after all (repaired half-way by another process): take the careful path.
         tell_optuna(study, optuna_trial_id, number, state, value, "", expect_running=False)
+
+
+def tell_live(trial: optuna.trial.Trial, state: TrialState, values: Sequence[float] | float | None) -> None:
+    """``Study.tell`` for a RUNNING trial this process asked for and holds, without reading it back.
+
+    ``tell`` reads the trial from the database twice (about a dozen statements on Optuna's schema: one per
+    table of params, values, attributes and intermediate values) to check its state and to return it. The lease
+    holder already knows the state, and its ``Trial`` object carries the trial as Optuna knows it
+    (``_cached_frozen_trial``: params and every reported intermediate value), so this does the rest of
+    ``optuna.study._tell._tell_with_warning`` as it is: a pruned trial takes its last intermediate value if
+    finite, the sampler's ``after_trial`` runs on the same filtered study, then the state and values are
+    written.
+    """
+    study = trial.study
+    study._thread_local.cached_all_trials = None  # as tell() does: that cache is valid within one trial only
+    frozen = trial._cached_frozen_trial
+    listed = None if values is None else [float(v) for v in (values if isinstance(values, Sequence) else [values])]
+    if state == TrialState.PRUNED and listed is None and frozen.last_step is not None:
+        last = frozen.intermediate_values[frozen.last_step]
+        if math.isfinite(last):
+            listed = [float(last)]
+    try:
+        study.sampler.after_trial(optuna.pruners._filter_study(study, frozen), frozen, state, listed)
+    finally:
+        study._storage.set_trial_state_values(trial._trial_id, state, listed)
+
+
+def new_optuna_trial(study: optuna.Study) -> optuna.trial.Trial:
+    """``Study.ask()`` for a claimer that has just seen our queue empty: a new RUNNING trial, numbered next.
+
+    ``ask()`` first looks for a WAITING trial to pop, reading every unfinished trial of the study. Every
+    WAITING trial we know of is a queued row of ours and was handed out before this is called; one we do not
+    know of (a creator died before recording it) gets noticed by its number (the new trial's number is not the
+    one our ledger expects) and adopted by ``ClaimOps._reconcile``, as it would be after ``ask()``.
+    """
+    study._thread_local.cached_all_trials = None  # as ask() does
+    return optuna.trial.Trial(study, study._storage.create_new_trial(study._study_id))
 
 
 def requeue_in_optuna(storage: optuna.storages.BaseStorage, optuna_trial_id: int) -> None:

@@ -55,11 +55,13 @@ class QueryOps(StoreCore):
         return counts
 
     def best_trial(self, study_id: int) -> BestTrial | None:
-        """The complete trial with the best value for the study's direction (lowest number on ties)."""
+        """The complete trial with the best value for the study's direction (lowest number on ties).
+
+        On a multi-objective study: the best on the first (primary) objective, for progress lines; such a study's
+        answer is its Pareto front (``pareto_front``).
+        """
         with self.session("finding the best trial") as session:
             study = StudyModel.find_or_raise(session, study_id)
-            if len(study.directions) != 1:
-                raise StoreError(f"study {study.name!r} has {len(study.directions)} objectives; no single best")
             direction = study.directions[0]
             order = TrialModel.value.desc() if direction == "maximize" else TrialModel.value.asc()
             row = session.scalars(

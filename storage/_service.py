@@ -39,8 +39,11 @@ class ServiceOps(StoreCore):
         with self.session("listing studies") as session:
             return [study_record(row) for row in session.scalars(page)], int(session.scalar(count) or 0)
 
-    def transition_study(self, study_id: int, to: str, allowed_from: Iterable[str]) -> StudyRecord | None:
-        """Set the study's status to ``to`` only if it is now one of ``allowed_from``; ``None`` if it was not.
+    def transition_study(
+        self, study_id: int, to: str, allowed_from: Iterable[str], reason: str = ""
+    ) -> StudyRecord | None:
+        """Set the study's status to ``to`` (with ``reason``, "" clears it) only if it is now one of
+        ``allowed_from``; ``None`` if it was not.
 
         Raises ``StudyNotFound`` if there is no such study.
         """
@@ -50,7 +53,7 @@ class ServiceOps(StoreCore):
             changed = session.execute(
                 update(StudyModel)
                 .where(StudyModel.id == study_id, StudyModel.status.in_(list(allowed_from)))
-                .values(status=to, updated_at=self._now())
+                .values(status=to, status_reason=reason, updated_at=self._now())
             )
             row = StudyModel.find_or_raise(session, study_id)
             return study_record(row) if changed.rowcount else None  # type: ignore[attr-defined]

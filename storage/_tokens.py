@@ -16,6 +16,7 @@ from sqlalchemy import Boolean, Integer, String, func, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storage._core import StoreCore, as_utc, utcnow
+from storage.errors import TokenConflict, TokenNotFound
 from storage.locks import CATALOG_KEY
 from storage.models import Base
 
@@ -77,6 +78,30 @@ class TokenOps(StoreCore):
             session.flush()
             session.refresh(row)
             return _record(row), token
+
+    def list_tokens(self) -> list[TokenRecord]:
+        """Every token's record (never the token itself), oldest first."""
+        with self.session("listing tokens") as session:
+            return [_record(row) for row in session.scalars(select(TokenModel).order_by(TokenModel.id))]
+
+    def revoke_token(self, token_id: int) -> TokenRecord:
+        """Delete a token, so it no longer authenticates; returns its record.
+
+        Raises ``TokenNotFound`` for an unknown id and ``TokenConflict`` for the last admin token (the store
+        would have no admin left; create another admin token first).
+        """
+        with self._critical_section(CATALOG_KEY), self.session("revoking a token") as session:
+            row = session.get(TokenModel, token_id)
+            if row is None:
+                raise TokenNotFound(f"no token with id {token_id}")
+            if row.is_admin:
+                admins = session.scalar(select(func.count()).select_from(TokenModel).where(TokenModel.is_admin))
+                if (admins or 0) <= 1:
+                    raise TokenConflict(f"token {token_id} is the last admin token; create another admin token "
+                                        "(POST /api/v1/tokens with is_admin: true) before revoking it")
+            record = _record(row)
+            session.delete(row)
+            return record
 
     def authenticate(self, token: str) -> TokenRecord | None:
         """The record of ``token``, or ``None`` if no such token was ever created."""

@@ -19,6 +19,14 @@ class TrialNotFound(StoreError, LookupError):
     """No trial with that number in the study."""
 
 
+class TokenNotFound(StoreError, LookupError):
+    """No API token with that id."""
+
+
+class TokenConflict(StoreError):
+    """The token cannot be revoked: it is the last admin token."""
+
+
 class StudyConflict(StoreError):
     """A study of that name exists with a different definition."""
 

@@ -33,7 +33,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from storage.errors import StudyNotFound, TrialNotFound
-from storage.records import STUDY_STATUSES, TRIAL_STATES
+from storage.records import RUN_STATES, STUDY_STATUSES, TRIAL_STATES
 
 #: JSON everywhere; JSONB on PostgreSQL (indexable, compact).
 JSONType = JSON().with_variant(JSONB(), "postgresql")
@@ -66,6 +66,8 @@ class StudyModel(Base):
     spec_hash: Mapped[str] = mapped_column(String(64))
     directions: Mapped[list[str]]
     status: Mapped[str] = mapped_column(String(16))
+    #: Why the study is in its status, e.g. the failed study-level sanity gate; empty when there is nothing to say.
+    status_reason: Mapped[str] = mapped_column(Text, server_default="", default="")
     optuna_study_id: Mapped[int] = mapped_column(Integer, unique=True)
     owner: Mapped[str | None] = mapped_column(String(200))
     n_trials: Mapped[int] = mapped_column(Integer)
@@ -163,3 +165,42 @@ class WorkerModel(Base):
     started_at: Mapped[datetime]
     last_heartbeat_at: Mapped[datetime]
     current_trial_id: Mapped[int | None] = mapped_column(ForeignKey("auxtune_trials.id", ondelete="SET NULL"))
+
+
+class RunModel(Base):
+    """One confirmation or reference-arm run: one λ set (or weighting method) trained with one seed.
+
+    ``kind`` is ``baseline`` (λ = 0), ``lambda`` (a searched λ set, ``trial_number`` says which trial) or
+    ``weighting`` (a learned-weighting arm; ``params`` holds its settings). Runs are claimed under a lease like
+    trials (``attempt`` counts claims); ``result`` holds the run's figures (curves, confusion matrix, ...).
+    """
+
+    __tablename__ = "auxtune_runs"
+    __table_args__ = (
+        UniqueConstraint("study_id", "arm", "seed"),
+        CheckConstraint(_in("state", RUN_STATES), name="state"),
+        CheckConstraint("attempt >= 0", name="attempt"),
+        Index("ix_auxtune_runs_state", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("auxtune_studies.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    arm: Mapped[str] = mapped_column(String(64))
+    trial_number: Mapped[int | None] = mapped_column(Integer)
+    params: Mapped[dict[str, Any]]
+    seed: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))
+    attempt: Mapped[int] = mapped_column(Integer)
+    worker_id: Mapped[str | None] = mapped_column(String(200))
+    lease_id: Mapped[str | None] = mapped_column(String(32))
+    heartbeat_at: Mapped[datetime | None]
+    lease_expires_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    val_value: Mapped[float | None] = mapped_column(Float)
+    test_value: Mapped[float | None] = mapped_column(Float)
+    reason: Mapped[str] = mapped_column(Text)
+    result: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]

@@ -19,6 +19,8 @@ CLAIMABLE_STUDY_STATUSES: tuple[str, ...] = ("queued", "running")
 TRIAL_STATES: tuple[str, ...] = ("queued", "running", "complete", "pruned", "failed", "failed_sanity")
 FINISHED_TRIAL_STATES: tuple[str, ...] = ("complete", "pruned", "failed", "failed_sanity")
 DIRECTIONS: tuple[str, ...] = ("minimize", "maximize")
+#: States of a confirmation / reference-arm run (``auxtune_runs``): no pruning, no sanity gate of its own.
+RUN_STATES: tuple[str, ...] = ("queued", "running", "complete", "failed")
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,8 @@ class StudyRecord:
     n_trials: int
     created_at: datetime
     updated_at: datetime
+    #: Why the study is in its status (a failed study-level sanity gate says what broke); "" if nothing to say.
+    status_reason: str = ""
 
     @property
     def direction(self) -> str:

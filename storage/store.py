@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from storage._claims import ClaimOps
+from storage._dashboard_queries import DashboardOps
 from storage._leases import LeaseOps
+from storage._pareto import ParetoOps
 from storage._queries import QueryOps
+from storage._runs import RunOps
 from storage._service import ServiceOps
 from storage._studies import StudyOps
 from storage._tokens import TokenOps
 
 
-class Store(StudyOps, ClaimOps, LeaseOps, QueryOps, ServiceOps, TokenOps):
+class Store(StudyOps, ClaimOps, LeaseOps, QueryOps, ServiceOps, TokenOps, RunOps, DashboardOps, ParetoOps):
     """The SQL study store: auxtune's tables beside Optuna's RDB schema, in one SQLite file or PostgreSQL.
 
     ``Store(url)`` opens ``url`` (else ``$AUXTUNE_DB``, else ``sqlite:///./auxtune.db``), creating or upgrading
@@ -22,7 +25,10 @@ class Store(StudyOps, ClaimOps, LeaseOps, QueryOps, ServiceOps, TokenOps):
     ``finish_trial``, ``release_trial``), reads (``trials``, ``best_trial``, ``epochs``, ``sanity``,
     ``counts_by_state``), workers (``register_worker``, ``worker_heartbeat``, ``workers``), and for the REST
     service: studies per owner, guarded status changes and store-wide counts (``storage._service``) and API
-    tokens (``create_token``, ``authenticate``, ``ensure_admin_token``).
+    tokens (``create_token``, ``authenticate``, ``ensure_admin_token``); confirmation and reference-arm runs
+    under their own lease (``enqueue_runs``, ``claim_run``, ``heartbeat_run``, ``finish_run``, ``runs``); the
+    dashboard's whole-study reads (``dashboard_version``, ``trial_points``, ``sanity_summary``, …); the Pareto
+    front of a multi-objective study (``pareto_front``, ``objective_values``).
     """
 
     def __enter__(self) -> Store:

@@ -16,10 +16,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from tuner import cli_trust
 from tuner.spec import LambdaSpec, SpecError, StudySpec, load_spec, parse_spec
 from tuner.workloads import WorkloadError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from api.client import ApiError, AuxtuneClient
     from storage import Store, StudyRecord
     from tuner.runner import Progress as RunProgress
@@ -81,13 +84,11 @@ def validate(
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N (default: the spec's)")] = None,
 ) -> None:
     """Check a spec and run the one-minibatch sanity gate at the default λ (1, clipped to bounds)."""
-    from tuner.sanity import sanity_gate
+    from tuner.sanity import study_gate
 
     spec = _load(spec_path)
     prep = _prepare(spec, device)
-    lambdas = spec.default_lambdas()
-    result = sanity_gate(prep.new_model(spec.training.seed), prep.sanity_batch(spec.training.seed),
-                         prep.task_losses, lambdas, spec.training, spec.sanity, prep.temperatures)
+    lambdas, result = study_gate(prep, spec)
     data = prep.data
     console.print(f"spec [bold]{spec.name}[/bold]: workload {spec.workload.name}, "
                   f"{len(data.train)}/{len(data.val)}/{len(data.test)} train/val/test samples, "
@@ -207,7 +208,8 @@ def _study(store: Store, name: str) -> StudyRecord:
 def run(
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="study spec, YAML or JSON")],
     db: DbOption = None,
-    workers: Annotated[int, typer.Option(min=1, help="local worker processes sharing the store")] = 1,
+    workers: Annotated[int, typer.Option(
+        min=1, help="local workers sharing the store (one runs in this process, more as worker processes)")] = 1,
     lease_timeout: Annotated[float, typer.Option(help="seconds without heartbeat before a trial is requeued")] = 60.0,
 ) -> None:
     """Run a whole study locally to n_trials with N worker processes; rerunning resumes it by name."""
@@ -238,11 +240,16 @@ def run(
             bar.stop()
             err_console.print("stopped: running trials went back to the queue; run the same command to resume")
             raise typer.Exit(130) from None
+    after = store.get_study(study.id)
+    if after.status == "failed":
+        raise _fail([f"study {after.name} failed: {after.status_reason or 'see the workers log lines above'}"],
+                    EXIT_CHECK_FAILED)
     if final.done < final.total:
         raise _fail([f"{final.done}/{final.total} trials finished; the workers stopped early "
                      "(see their log lines above); run the same command to resume"], EXIT_CHECK_FAILED)
     console.print(f"done: {final.done} trials, best {spec.objective.metric} = {final.best_value} "
                   f"at λ = {final.best_lambdas}")
+    cli_trust.confirm_after_run(store, after, workers, lease_timeout)  # a spec's confirm block / arms
 
 
 @app.command()
@@ -268,11 +275,16 @@ def best(
     lambdas = spec.complete_lambdas({k: float(v) for k, v in top.params.items()})
     doc = {"study": study.name, "lambdas": lambdas, "value": top.value, "trial": top.number,
            "metric": spec.objective.metric, "direction": top.direction}
+    confirmation, verdict = cli_trust.confirmation_for_best(store, study)
+    if confirmation is not None:
+        doc["confirmation"] = confirmation
     if as_json:
         print(json.dumps(doc))
         return
     console.print(f"study {study.name}: best {doc['metric']} = {top.value:.4f} ({top.direction}) "
                   f"at trial {top.number}, λ = {lambdas}")
+    if verdict is not None:
+        console.print(verdict, highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -353,12 +365,15 @@ def worker(
     study: Annotated[list[str] | None, typer.Option(help="serve only this study (repeatable)")] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N (default: the spec's)")] = None,
     forever: Annotated[bool, typer.Option(help="keep polling for new studies when idle")] = True,
+    population: Annotated[int | None, typer.Option(
+        min=1, help="trials of one study to train together as one batched model (default: the spec's)")] = None,
 ) -> None:
     """Run one worker: pull trials of running studies from the store until stopped (SIGTERM-safe)."""
     from tuner.worker import main as worker_main
 
     args = [*(["--db", db] if db else []), *sum((["--study", s] for s in study or []), []),
-            *(["--device", device] if device else []), *(["--forever"] if forever else [])]
+            *(["--device", device] if device else []), *(["--forever"] if forever else []),
+            *(["--population", str(population)] if population else [])]
     raise typer.Exit(worker_main(args))
 
 
@@ -450,9 +465,10 @@ def submit(
 
 
 def _status_doc(name: str, study_id: int, state: str, n_trials: int, metric: str, direction: str,
-                counts: dict[str, int], best_so_far: dict[str, Any] | None) -> dict[str, Any]:
+                counts: dict[str, int], best_so_far: dict[str, Any] | None, reason: str = "") -> dict[str, Any]:
     finished = sum(n for s, n in counts.items() if s not in ("queued", "running"))
-    return {"study": name, "id": study_id, "status": state, "n_trials": n_trials, "finished": finished,
+    return {"study": name, "id": study_id, "status": state, "status_reason": reason, "n_trials": n_trials,
+            "finished": finished,
             "counts": counts, "metric": metric, "direction": direction, "best": best_so_far}
 
 
@@ -478,7 +494,7 @@ def status(
             except ApiError as exc:
                 raise _api_fail(exc) from None
         doc = _status_doc(d["name"], d["id"], d["status"], d["n_trials"], d["metric"], d["direction"], d["counts"],
-                          d["best"])
+                          d["best"], d.get("status_reason", ""))
     else:
         store = _store(db)
         record = _study(store, study)
@@ -488,13 +504,16 @@ def status(
             str((record.spec.get("objective") or {}).get("metric", "")), record.direction,
             store.counts_by_state(record.id),
             None if top is None else {"trial": top.number, "value": top.value,
-                                      "lambdas": {k: float(v) for k, v in top.params.items()}})
+                                      "lambdas": {k: float(v) for k, v in top.params.items()}},
+            record.status_reason)
     if as_json:
         print(json.dumps(doc))
         return
     counts = " · ".join(f"{s} {n}" for s, n in doc["counts"].items())
     console.print(f"study [bold]{doc['study']}[/bold] (id {doc['id']}): {doc['status']}, "
                   f"{doc['finished']}/{doc['n_trials']} trials finished ({counts})", highlight=False, soft_wrap=True)
+    if doc["status_reason"]:
+        console.print(f"why {doc['status']}: {doc['status_reason']}", highlight=False, soft_wrap=True)
     top_doc = doc["best"]
     if top_doc is None:
         console.print(f"best {doc['metric']}: no completed trial yet", highlight=False)
@@ -524,7 +543,45 @@ def _remote_best(name: str, url: str, token: str | None, db: str | None, as_json
                   f"at trial {doc['trial']}, λ = {doc['lambdas']}")
 
 
+def _ask_service(url: str, token: str | None, db: str | None, ask: Callable[[AuxtuneClient], Any]) -> Any:
+    """``ask(client)`` of the service at ``url`` (``--db`` refused beside it); API errors exit as above."""
+    from api.client import ApiError
+
+    if db is not None:
+        raise _fail(["give --url (a service) or --db (a store), not both"])
+    with _client(url, token) as client:
+        try:
+            return ask(client)
+        except ApiError as exc:
+            raise _api_fail(exc) from None
+
+
+@app.command()
+def report(
+    study: Annotated[str, typer.Argument(metavar="NAME", help="study name or id")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="the HTML file to write")] = Path("report.html"),
+    url: UrlOption = None,
+    token: TokenOption = None,
+    db: DbOption = None,
+) -> None:
+    """Write a study's report: one self-contained HTML file (plotly.js inlined) with the dashboard's figures."""
+    if url is not None:
+        html = _ask_service(url, token, db, lambda client: client.report(client.find_study(study)["id"]))
+    else:
+        from api.dashboard import report_html
+
+        store = _store(db)
+        html = report_html(store, _study(store, study))
+    try:
+        output.write_text(html, encoding="utf-8")
+    except OSError as exc:
+        raise _fail([f"--output {output}: cannot write it: {exc.strerror or exc}"]) from None
+    console.print(f"wrote {output} ({len(html) / 1e6:.1f} MB); it opens offline in any browser", highlight=False)
+
+
 # ---- end of the REST-service commands -------------------------------------------------------------------------
+
+cli_trust.register(app)  # auxtune confirm, auxtune affinity (tuner/cli_trust.py)
 
 
 def main() -> None:

@@ -37,6 +37,27 @@ def kd_kl(logits: torch.Tensor, teacher_probs: torch.Tensor, temperature: float 
     return F.kl_div(log_student, teacher_probs.float(), reduction="batchmean") * temperature**2
 
 
+def gaussian_mmd(source: torch.Tensor, target: torch.Tensor,
+                 bandwidths: tuple[float, ...] = (0.1, 0.2, 0.5, 1.0, 2.0)) -> torch.Tensor:
+    """Squared maximum mean discrepancy between two feature batches (biased estimate, Gretton et al. 2012).
+
+    Features are L2-normalised first and the kernel is a sum of Gaussians ``exp(-d² / 2σ²)`` over ``bandwidths``
+    σ²: on the unit sphere the loss cannot be lowered by shrinking every feature towards zero (which, with a
+    median-distance bandwidth, dead ReLUs do), only by aligning the two domains.
+    """
+    pooled = F.normalize(torch.cat([source, target]).flatten(1), dim=1)
+    d2 = torch.cdist(pooled, pooled).pow(2)
+    kernel = torch.stack([torch.exp(-d2 / (2 * s)) for s in bandwidths]).sum(0)
+    n = len(source)
+    return kernel[:n, :n].mean() + kernel[n:, n:].mean() - 2 * kernel[:n, n:].mean()
+
+
+def mmd_pair(pair: torch.Tensor) -> torch.Tensor:
+    """``gaussian_mmd`` of a ``[source; target]`` stack of two equally large feature batches (``tuner.domain``)."""
+    n = len(pair) // 2
+    return gaussian_mmd(pair[:n], pair[n:])
+
+
 @dataclass
 class LossBreakdown:
     """The loss of one step: ``total`` keeps its graph; ``terms`` are the unweighted per-task losses."""
@@ -61,7 +82,9 @@ def task_loss(loss: str, output: torch.Tensor, target: torch.Tensor, temperature
         return mse(output, target)
     if loss == "kd":
         return kd_kl(output, target, temperature)
-    raise ValueError(f"unknown loss {loss!r}; allowed: ce, bce, mse, kd")
+    if loss == "mmd":  # the target is a placeholder: the output stacks source and target-domain features
+        return mmd_pair(output)
+    raise ValueError(f"unknown loss {loss!r}; allowed: ce, bce, mse, kd, mmd")
 
 
 def compute_losses(
@@ -73,10 +96,35 @@ def compute_losses(
     temperatures: Mapping[str, float] | None = None,
 ) -> LossBreakdown:
     """``L = L_main + Σ_k λ_k · L_k`` with the main task's cross-entropy as ``L_main``."""
+    terms = task_terms(outputs, y, aux_targets, task_losses, temperatures)
+    return LossBreakdown(total=weighted_total(terms, lambdas), terms=terms, lambdas=dict(lambdas))
+
+
+def task_terms(
+    outputs: Mapping[str, torch.Tensor],
+    y: torch.Tensor,
+    aux_targets: Mapping[str, torch.Tensor],
+    task_losses: Mapping[str, str],
+    temperatures: Mapping[str, float] | None = None,
+) -> dict[str, torch.Tensor]:
+    """The unweighted loss of every task: ``main`` (cross-entropy) first, then the aux tasks in order."""
     terms = {MAIN: cross_entropy(outputs[MAIN], y)}
-    total = terms[MAIN]
     for name, loss in task_losses.items():
         temp = (temperatures or {}).get(name, 2.0)
         terms[name] = task_loss(loss, outputs[name], aux_targets[name], temp)
-        total = total + float(lambdas[name]) * terms[name]
-    return LossBreakdown(total=total, terms=terms, lambdas=dict(lambdas))
+    return terms
+
+
+def weighted_total(terms: Mapping[str, torch.Tensor], lambdas: Mapping[str, float | torch.Tensor]) -> torch.Tensor:
+    """``terms[main] + Σ_k λ_k · terms[k]``, summed in the order of ``terms``.
+
+    A λ may be a tensor: the population path (``tuner.population``) passes one λ per member under ``vmap``,
+    where a Python ``float`` of it is impossible. A float λ is applied as ``float(λ) · term``, which on a float32
+    term computes exactly what a float32 tensor λ does, so both paths give the same total.
+    """
+    total = terms[MAIN]
+    for name, term in terms.items():
+        if name != MAIN:
+            lam = lambdas[name]
+            total = total + (lam if isinstance(lam, torch.Tensor) else float(lam)) * term
+    return total

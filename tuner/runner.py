@@ -2,7 +2,9 @@
 
 The runner creates the study (or resumes it by name when the spec is the same), starts N real worker
 processes (``python -m tuner.worker``), shows progress from the store, and on Ctrl-C asks the workers to stop:
-each gives its running trial back to the queue, so a rerun resumes where this one stopped.
+each gives its running trial back to the queue, so a rerun resumes where this one stopped. With one worker the
+worker runs in this process instead (same ``Worker``, same store, same Ctrl-C behaviour): a second process
+would only import torch a second time.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -39,20 +41,26 @@ def spec_document(spec: StudySpec) -> dict:
 def store_study(store: Store, spec: StudySpec, backend: SearchBackend, owner: str | None = None) -> StudyRecord:
     """The store's study for ``spec`` (created with its budget and controls first, or the existing one of the
     same name and spec); raises ``StudyConflict`` for the same name with another definition."""
-    return store.create_or_resume_study(spec.name, spec_document(spec), [str(spec.objective.direction)],
+    return store.create_or_resume_study(spec.name, spec_document(spec), spec.objective.directions(),
                                         backend.max_trials(), enqueue=backend.controls(), owner=owner)
 
 
 def create_or_resume(store: Store, spec: StudySpec) -> StudyRecord:
     """Create the study with its controls first, or resume the one of the same name and spec.
 
+    A paused study is resumed; a study that failed its study-level gate before any trial ran is queued again,
+    so the gate runs again. A cancelled or done study stays as it is.
+
     Raises:
         SpecError: the search backend refuses the spec (nothing to search, a package missing).
         StudyConflict: a study of this name exists with another definition.
     """
     study = store_study(store, spec, make_backend(spec))
-    if study.status in ("queued", "paused"):
-        study = store.set_study_status(study.id, "running")
+    started = any(n for state, n in store.counts_by_state(study.id).items() if state != "queued")
+    if study.status == "paused" or (study.status == "failed" and not started):
+        # A study that never got past its study-level gate goes back to ``queued`` so the gate runs again
+        # (the data may have been fixed); one with trials behind it carries on ``running``.
+        study = store.transition_study(study.id, "running" if started else "queued", (study.status,)) or study
     return study
 
 
@@ -95,15 +103,48 @@ def run_study(store: Store, study: StudyRecord, workers: int, on_progress: Calla
 
     KeyboardInterrupt stops the workers cleanly (their running trials go back to the queue) and re-raises.
     """
-    procs = start_workers(store.url, workers, "--study", study.name, "--lease-timeout", str(lease_timeout_s),
-                          "--heartbeat", str(heartbeat_s))
-    try:
-        while any(p.poll() is None for p in procs):
-            on_progress(progress_of(store, study))
-            time.sleep(poll_s)
-    except KeyboardInterrupt:
-        stop_workers(procs)
-        raise
+    if workers == 1:
+        _run_in_this_process(store, study, on_progress, lease_timeout_s, heartbeat_s, poll_s)
+    else:
+        procs = start_workers(store.url, workers, "--study", study.name, "--lease-timeout", str(lease_timeout_s),
+                              "--heartbeat", str(heartbeat_s))
+        try:
+            while alive := [p for p in procs if p.poll() is None]:
+                on_progress(progress_of(store, study))
+                try:  # wakes as soon as a worker exits: no poll period lost at the end of the study
+                    alive[0].wait(timeout=poll_s)
+                except subprocess.TimeoutExpired:
+                    pass
+        except KeyboardInterrupt:
+            stop_workers(procs)
+            raise
     final = progress_of(store, study)
     on_progress(final)
     return final
+
+
+def _run_in_this_process(store: Store, study: StudyRecord, on_progress: Callable[[Progress], None],
+                         lease_timeout_s: float, heartbeat_s: float, poll_s: float) -> None:
+    """One ``Worker`` in this process, progress from a thread; Ctrl-C stops it as SIGINT stops a worker
+    process: at the next epoch boundary, its running trial given back to the queue, then KeyboardInterrupt."""
+    from tuner.worker import Worker, WorkerConfig  # torch: only once the study is there to run
+
+    stop, finished = threading.Event(), threading.Event()
+
+    def report() -> None:
+        while not finished.wait(poll_s):
+            on_progress(progress_of(store, study))
+
+    reporter = threading.Thread(target=report, name="progress", daemon=True)
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        reporter.start()
+        worker = Worker(store, config=WorkerConfig(lease_timeout_s=lease_timeout_s, heartbeat_s=heartbeat_s),
+                        stop=stop)
+        worker.run([study.name])
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        finished.set()
+        reporter.join()
+    if stop.is_set():
+        raise KeyboardInterrupt

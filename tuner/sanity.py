@@ -9,10 +9,12 @@ non-zero gradient. It stops as soon as all conditions hold, so a healthy set-up 
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -20,6 +22,10 @@ from tuner.losses import MAIN, LossBreakdown, compute_losses
 from tuner.model import MultiTaskModel
 from tuner.spec import SanitySpec, TrainingSpec
 from tuner.workloads import Split
+
+if TYPE_CHECKING:
+    from tuner.spec import StudySpec
+    from tuner.training import PreparedStudy
 
 # Names of the checks, as stored and shown.
 NON_FINITE = "non_finite_loss"
@@ -71,21 +77,107 @@ def _nonzero_grad(grads: tuple[torch.Tensor | None, ...]) -> bool:
     return any(g is not None and bool(torch.any(g != 0)) for g in grads)
 
 
+def wiring_problem(has_graph: bool, head_reached: bool, trunk_reached: bool) -> str | None:
+    """Why a task is not wired (its loss has no graph, or its gradient misses its head or the trunk), or None."""
+    if not has_graph:
+        return "its loss has no gradient at all (output detached from every parameter)"
+    if not head_reached:
+        return "its head's parameters get a zero gradient"
+    if not trunk_reached:
+        return "no gradient reaches the shared trunk (head cut off from the trunk)"
+    return None
+
+
 def check_wiring(model: MultiTaskModel, breakdown: LossBreakdown) -> dict[str, str]:
     """Tasks whose own (unweighted) loss gives no gradient to their head or to the trunk, with why."""
     trunk_params = [p for p in model.trunk.parameters() if p.requires_grad]
     problems: dict[str, str] = {}
     for name, term in breakdown.terms.items():
         head_params = [p for p in model.heads[name].parameters() if p.requires_grad]
-        if not term.requires_grad:
-            problems[name] = "its loss has no gradient at all (output detached from every parameter)"
-            continue
-        grads = torch.autograd.grad(term, head_params + trunk_params, allow_unused=True, retain_graph=True)
-        if not _nonzero_grad(grads[: len(head_params)]):
-            problems[name] = "its head's parameters get a zero gradient"
-        elif trunk_params and not _nonzero_grad(grads[len(head_params):]):
-            problems[name] = "no gradient reaches the shared trunk (head cut off from the trunk)"
+        head = trunk = False
+        if term.requires_grad:
+            grads = torch.autograd.grad(term, head_params + trunk_params, allow_unused=True, retain_graph=True)
+            # A head without parameters (the mmd task's identity, tuner.domain) cannot be cut off.
+            head = not head_params or _nonzero_grad(grads[: len(head_params)])
+            trunk = not trunk_params or _nonzero_grad(grads[len(head_params):])
+        problem = wiring_problem(term.requires_grad, head, trunk)
+        if problem:
+            problems[name] = problem
     return problems
+
+
+class GateJudge:
+    """The gate's verdict for one model, fed one step's figures at a time.
+
+    ``sanity_gate`` and the population's batched gate (``tuner.population_sanity``) both feed it, so a member
+    of a population is judged, worded and stopped exactly like a trial alone.
+
+    Args:
+        sanity: the gate's thresholds and step budget.
+        lr: the gate's learning rate (named in the advice on a non-finite loss).
+    """
+
+    def __init__(self, sanity: SanitySpec, lr: float):
+        self.sanity, self.lr = sanity, lr
+        self.result = SanityResult(passed=False)
+
+    def fail(self, check: str, reason: str) -> None:
+        self.result.failed_checks.append(check)
+        self.result.reason = "; ".join(filter(None, [self.result.reason, reason]))
+
+    def observe(self, step: int, losses: dict[str, float], main_accuracy: float,
+                wiring: Callable[[], dict[str, str]]) -> bool:
+        """Judge the figures of ``step`` (before its update); True when the gate has decided and training stops.
+
+        Args:
+            step: 0-based step number.
+            losses: per-task unweighted losses and the weighted ``total`` at this step.
+            main_accuracy: the main task's accuracy on the batch at this step.
+            wiring: gives ``check_wiring``'s answer; called once, at step 0, when every loss is finite.
+        """
+        result = self.result
+        result.task_losses = {k: v for k, v in losses.items() if k != "total"}
+        bad = [k for k, v in losses.items() if not math.isfinite(v)]
+        if bad:
+            result.steps = step
+            result.final_loss = losses["total"]
+            tasks = [k for k in bad if k != "total"] or ["total"]
+            self.fail(NON_FINITE, f"non-finite loss in task(s) {tasks} at step {step} "
+                                  f"(lr={self.lr:g}); lower the learning rate or check the targets")
+            return True
+        if step == 0:
+            result.initial_loss = losses["total"]
+            result.disconnected = wiring()
+            if result.disconnected:
+                self.fail(NO_GRADIENT, "; ".join(f"task {k!r}: {v}" for k, v in result.disconnected.items()))
+        result.final_loss = losses["total"]
+        result.loss_drop = 1.0 - losses["total"] / result.initial_loss if result.initial_loss > 0 else 0.0
+        result.main_accuracy = main_accuracy
+        result.steps = step
+        if (not result.failed_checks and result.loss_drop >= self.sanity.min_loss_drop
+                and result.main_accuracy >= self.sanity.min_accuracy):
+            result.passed = True
+            return True
+        return step == self.sanity.max_steps
+
+    def verdict(self, seconds: float) -> SanityResult:
+        """The result, with the checks that failed by the last step worded; ``seconds`` is the gate's time."""
+        result, sanity = self.result, self.sanity
+        if not result.passed and NON_FINITE not in result.failed_checks:
+            if result.loss_drop < sanity.min_loss_drop:
+                self.fail(LOSS_NOT_DROPPING, f"total loss fell by {result.loss_drop:.1%} in {result.steps} steps "
+                                             f"({result.initial_loss:.4g} → {result.final_loss:.4g}); "
+                                             f"needs ≥ {sanity.min_loss_drop:.0%}")
+            if result.main_accuracy < sanity.min_accuracy:
+                self.fail(LOW_ACCURACY, f"main-task accuracy on the batch reached {result.main_accuracy:.1%} "
+                                        f"in {result.steps} steps; needs ≥ {sanity.min_accuracy:.0%}")
+        result.seconds = seconds
+        return result
+
+
+def gate_lr(training: TrainingSpec, sanity: SanitySpec) -> float:
+    """The gate's learning rate: ``sanity.lr``, else three times the training's."""
+    return sanity.lr or training.lr * 3
 
 
 def sanity_gate(
@@ -101,53 +193,30 @@ def sanity_gate(
     start = time.perf_counter()
     net = copy.deepcopy(model)
     net.train()
-    opt = make_optimizer(net.parameters(), training, sanity.lr or training.lr * 3)
-    result = SanityResult(passed=False)
-
-    def fail(check: str, reason: str) -> SanityResult:
-        result.failed_checks.append(check)
-        result.reason = "; ".join(filter(None, [result.reason, reason]))
-        return result
-
+    lr = gate_lr(training, sanity)
+    opt = make_optimizer(net.parameters(), training, lr)
+    judge = GateJudge(sanity, lr)
     for step in range(sanity.max_steps + 1):
         out = net(batch.x)
         bd = compute_losses(out, batch.y, batch.aux, task_losses, lambdas, temperatures)
-        losses = bd.detached()
-        result.task_losses = {k: v for k, v in losses.items() if k != "total"}
-        bad = [k for k, v in losses.items() if not math.isfinite(v)]
-        if bad:
-            result.steps = step
-            result.final_loss = losses["total"]
-            tasks = [k for k in bad if k != "total"] or ["total"]
-            fail(NON_FINITE, f"non-finite loss in task(s) {tasks} at step {step} "
-                             f"(lr={opt.param_groups[0]['lr']:g}); lower the learning rate or check the targets")
-            break
-        if step == 0:
-            result.initial_loss = losses["total"]
-            result.disconnected = check_wiring(net, bd)
-            if result.disconnected:
-                fail(NO_GRADIENT, "; ".join(f"task {k!r}: {v}" for k, v in result.disconnected.items()))
-        result.final_loss = losses["total"]
-        result.loss_drop = 1.0 - losses["total"] / result.initial_loss if result.initial_loss > 0 else 0.0
-        result.main_accuracy = float((out[MAIN].argmax(-1) == batch.y).float().mean())
-        result.steps = step
-        if (not result.failed_checks and result.loss_drop >= sanity.min_loss_drop
-                and result.main_accuracy >= sanity.min_accuracy):
-            result.passed = True
-            break
-        if step == sanity.max_steps:
+        accuracy = float((out[MAIN].argmax(-1) == batch.y).float().mean())
+        if judge.observe(step, bd.detached(), accuracy, functools.partial(check_wiring, net, bd)):
             break
         opt.zero_grad(set_to_none=True)
         bd.total.backward()
         opt.step()
+    return judge.verdict(time.perf_counter() - start)
 
-    if not result.passed and NON_FINITE not in result.failed_checks:
-        if result.loss_drop < sanity.min_loss_drop:
-            fail(LOSS_NOT_DROPPING, f"total loss fell by {result.loss_drop:.1%} in {result.steps} steps "
-                                    f"({result.initial_loss:.4g} → {result.final_loss:.4g}); "
-                                    f"needs ≥ {sanity.min_loss_drop:.0%}")
-        if result.main_accuracy < sanity.min_accuracy:
-            fail(LOW_ACCURACY, f"main-task accuracy on the batch reached {result.main_accuracy:.1%} "
-                               f"in {result.steps} steps; needs ≥ {sanity.min_accuracy:.0%}")
-    result.seconds = time.perf_counter() - start
-    return result
+
+def study_gate(prep: PreparedStudy, spec: StudySpec) -> tuple[dict[str, float], SanityResult]:
+    """The study-level gate: the sanity gate once at the default λ (1, clipped to bounds), before any trial.
+
+    ``auxtune validate`` runs it, and a worker runs it before the first trial of a queued study: a broken set-up
+    (a head cut off, a loss that cannot fall) fails the whole study with the reason instead of every trial.
+    Returns the λ it used and the result.
+    """
+    lambdas = spec.default_lambdas()
+    seed = spec.training.seed
+    result = sanity_gate(prep.new_model(seed), prep.sanity_batch(seed), prep.task_losses, lambdas, spec.training,
+                         spec.sanity, prep.temperatures)
+    return lambdas, result

@@ -12,15 +12,29 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
-LossName = Literal["ce", "bce", "mse", "kd"]
-LOSSES: tuple[str, ...] = ("ce", "bce", "mse", "kd")
-ALGORITHMS: tuple[str, ...] = ("tpe", "gp", "cmaes", "qmc", "random", "grid", "ax")
+from tuner.objectives import ObjectiveTerm, aux_task_of
+
+LossName = Literal["ce", "bce", "mse", "kd", "mmd"]
+LOSSES: tuple[str, ...] = ("ce", "bce", "mse", "kd", "mmd")
+ALGORITHMS: tuple[str, ...] = ("tpe", "gp", "cmaes", "qmc", "random", "grid", "ax", "nsga2", "nsga3")
 PRUNERS: tuple[str, ...] = ("none", "median", "hyperband", "wilcoxon")
 METRIC_DIRECTIONS: dict[str, str] = {
     "val_accuracy": "maximize",
     "val_loss": "minimize",
+    "target_val_accuracy": "maximize",  # the main task on a target domain's labelled validation split
+    "target_val_loss": "minimize",
 }
 
 
@@ -87,7 +101,7 @@ class PrunerSpec(_Strict):
 
 
 class SearchSpec(_Strict):
-    algorithm: Literal["tpe", "gp", "cmaes", "qmc", "random", "grid", "ax"] = "tpe"
+    algorithm: Literal["tpe", "gp", "cmaes", "qmc", "random", "grid", "ax", "nsga2", "nsga3"] = "tpe"
     n_trials: int = Field(30, gt=0)
     seed: int = 0
     controls: bool = Field(True, description="enqueue λ=0 (baseline) and λ=1 (equal weights) first")
@@ -127,8 +141,14 @@ class SanitySpec(_Strict):
 
 
 class ObjectiveSpec(_Strict):
-    metric: Literal["val_accuracy", "val_loss"] = "val_accuracy"
+    """The primary objective (``metric``), and with ``also`` more: a multi-objective study (``tuner.objectives``).
+
+    Written as a mapping, or as a list of ``{metric, direction}`` whose first item is the primary objective.
+    """
+
+    metric: Literal["val_accuracy", "val_loss", "target_val_accuracy", "target_val_loss"] = "val_accuracy"
     direction: Literal["maximize", "minimize"] | None = None
+    also: list[ObjectiveTerm] = Field(default_factory=list, description="more objectives: a Pareto study")
 
     @model_validator(mode="after")
     def _check_direction(self) -> ObjectiveSpec:
@@ -137,7 +157,72 @@ class ObjectiveSpec(_Strict):
             self.direction = natural  # type: ignore[assignment]
         elif self.direction != natural:
             raise ValueError(f"{self.metric} is to be {natural}d; set direction: {natural}")
+        metrics = self.metrics()
+        dupes = sorted({m for m in metrics if metrics.count(m) > 1})
+        if dupes:
+            raise ValueError(f"metric(s) {dupes} listed more than once; list each objective once")
         return self
+
+    @model_serializer(mode="wrap")
+    def _omit_also_when_empty(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if not self.also:  # a single-objective spec stores as it did before ``also`` existed
+            data.pop("also", None)
+        return data
+
+    def metrics(self) -> list[str]:
+        """Every objective's metric, the primary first."""
+        return [self.metric, *(t.metric for t in self.also)]
+
+    def directions(self) -> list[str]:
+        """Every objective's direction, in the order of ``metrics``."""
+        return [str(self.direction), *(str(t.direction) for t in self.also)]
+
+    @property
+    def multi(self) -> bool:
+        return bool(self.also)
+
+
+class AffinitySpec(_Strict):
+    """The task-affinity probe (TAG, Fifty et al. 2021) run inside every trial; see ``tuner.affinity``."""
+
+    every: int = Field(25, ge=0, description="probe every this many training steps; 0 turns the probe off")
+    lr: float | None = Field(None, gt=0.0, description="step size of the lookahead; default: training.lr")
+
+
+class ConfirmSpec(_Strict):
+    """Retrain the best λ set(s) and the λ = 0 baseline over fresh seeds after the search (``tuner.confirm``)."""
+
+    seeds: int = Field(10, ge=2, le=1000, description="fresh training seeds per arm (same data splits)")
+    top_k: int = Field(1, ge=1, le=20, description="how many of the best distinct λ sets to retrain (1: the best)")
+
+
+WeightingName = Literal["uncertainty", "gradnorm", "dwa"]
+WEIGHTINGS: tuple[str, ...] = ("uncertainty", "gradnorm", "dwa")
+
+
+class ArmSpec(_Strict):
+    """A learned-weighting reference arm trained beside the searched λ in the confirmation (``tuner.weighting``).
+
+    Written as a name (``uncertainty``) or a mapping (``{name: gradnorm, alpha: 1.5}``).
+    """
+
+    name: WeightingName
+    alpha: float = Field(1.5, ge=0.0, description="GradNorm's restoring force α")
+    temperature: float = Field(2.0, gt=0.0, description="DWA's softmax temperature T")
+
+
+class PopulationSpec(_Strict):
+    """Population-batched trials (``tuner.population``): a worker claims up to ``size`` trials of the study at once
+    and trains them together as one batched model (torch.func + vmap); each is still its own trial."""
+
+    size: int = Field(1, ge=1, le=1024, description="trials a worker trains at once; 1 = one at a time")
+
+
+#: Blocks added after the first release, left out of the stored document while at their default, so a study
+#: stored before they existed still has the same spec (and resumes instead of conflicting).
+_OMITTED_AT_DEFAULT: dict[str, Any] = {"affinity": AffinitySpec(), "confirm": None, "arms": [],
+                                       "population": PopulationSpec()}
 
 
 class StudySpec(_Strict):
@@ -150,6 +235,51 @@ class StudySpec(_Strict):
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     sanity: SanitySpec = Field(default_factory=SanitySpec)
     objective: ObjectiveSpec = Field(default_factory=ObjectiveSpec)
+    affinity: AffinitySpec = Field(default_factory=AffinitySpec)
+    confirm: ConfirmSpec | None = Field(None, description="confirm the answer automatically after the search")
+    arms: list[ArmSpec] = Field(default_factory=list, description="learned-weighting arms of the confirmation")
+    population: PopulationSpec = Field(default_factory=PopulationSpec)
+
+    @field_validator("arms", mode="before")
+    @classmethod
+    def _arm_names(cls, arms: Any) -> Any:
+        if not isinstance(arms, list):
+            return arms
+        out = [{"name": a} if isinstance(a, str) else a for a in arms]
+        names = [a.get("name") for a in out if isinstance(a, dict)]
+        dupes = sorted({str(n) for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"arm(s) {dupes} listed more than once; list each arm once")
+        return out
+
+    @model_serializer(mode="wrap")
+    def _omit_new_blocks_at_default(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        for key, default in _OMITTED_AT_DEFAULT.items():
+            if getattr(self, key) == default:
+                data.pop(key, None)
+        return data
+
+    @field_validator("objective", mode="before")
+    @classmethod
+    def _objective_list(cls, objective: Any) -> Any:
+        if not isinstance(objective, list):
+            return objective
+        if not objective or not all(isinstance(o, dict) for o in objective):
+            raise ValueError("a list of objectives needs at least one {metric, direction} mapping")
+        return {**objective[0], "also": objective[1:]}
+
+    @field_validator("objective")
+    @classmethod
+    def _objective_tasks(cls, objective: ObjectiveSpec, info: ValidationInfo) -> ObjectiveSpec:
+        if "aux_tasks" not in info.data:  # the tasks failed their own checks; those errors say enough
+            return objective
+        tasks = [t.name for t in info.data["aux_tasks"]]
+        for metric in objective.metrics():
+            task = aux_task_of(metric)
+            if task is not None and task not in tasks:
+                raise ValueError(f"{metric}: {task!r} is not an aux task of this study; the study has {tasks}")
+        return objective
 
     @field_validator("aux_tasks")
     @classmethod

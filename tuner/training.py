@@ -19,8 +19,10 @@ from typing import Any, Literal
 
 import torch
 
-from tuner.losses import MAIN, compute_losses
+from tuner.domain import target_metrics, with_target_domain
+from tuner.losses import MAIN, LossBreakdown, compute_losses
 from tuner.model import MultiTaskModel, build_model, resolve_device
+from tuner.objectives import epoch_value
 from tuner.sanity import SanityResult, json_safe, make_optimizer, sanity_gate
 from tuner.spec import StudySpec
 from tuner.workloads import Split, Workload, WorkloadData, make_workload
@@ -39,9 +41,11 @@ class EpochMetrics:
     val_loss: dict[str, float]
     val_accuracy: float
     seconds: float
+    #: The main task on the target domain's validation split (``accuracy``, ``loss``), when the workload has one.
+    target: dict[str, float] = field(default_factory=dict)
 
     def objective(self, metric: str) -> float:
-        return self.val_accuracy if metric == "val_accuracy" else self.val_loss[MAIN]
+        return epoch_value(self, metric)
 
 
 @dataclass
@@ -62,6 +66,10 @@ class TrialResult:
     epochs: list[EpochMetrics] = field(default_factory=list)
     seconds: float = 0.0
     reason: str = ""
+    #: Task affinity measured while training (``tuner.affinity``), or None when the probe is off.
+    affinity: dict[str, Any] | None = None
+    #: The main task on the target domain's test split at the best epoch (``accuracy``, ``loss``), if it has one.
+    target_test: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -73,14 +81,36 @@ class TrialPruned(Exception):
     """Raised by a callback (e.g. a pruner) to stop the trial after an epoch."""
 
 
+@dataclass
+class TrainStep:
+    """One optimisation step, handed to ``on_step`` after the forward pass and before ``loss.backward()``.
+
+    ``losses`` keeps its graph, so a hook can take gradients of single terms (the affinity probe); ``loss`` is
+    what the loop backpropagates: a learned-weighting arm (``tuner.weighting``) replaces it.
+    """
+
+    number: int
+    epoch: int
+    model: MultiTaskModel
+    batch: Split
+    losses: LossBreakdown
+    loss: torch.Tensor
+
+
 class TrialCallback:
     """Hooks into a trial. Override what you need; raise ``TrialPruned`` from ``on_epoch_end`` to stop."""
 
     def on_sanity_end(self, result: SanityResult) -> None:
         pass
 
+    def on_step(self, step: TrainStep) -> None:
+        pass
+
     def on_epoch_end(self, metrics: EpochMetrics) -> None:
         pass
+
+    def on_train_end(self, model: MultiTaskModel) -> None:
+        """Training is over; ``model`` holds its best epoch's weights and is about to be tested."""
 
 
 def _dispatch(callbacks: Sequence[TrialCallback], hook: str, arg: Any) -> None:
@@ -110,7 +140,7 @@ class PreparedStudy:
         tasks = {t.name: self.data.tasks[t.name] for t in self.spec.aux_tasks}
         trunk = self.workload.build_trunk(self.data.input_shape, self.spec.training.hidden)
         model = build_model(self.data.input_shape, self.data.n_classes, tasks, self.spec.training.hidden, trunk)
-        return model.to(self.device)
+        return with_target_domain(model, self.data, self.task_losses, seed).to(self.device)
 
     def sanity_batch(self, seed: int) -> Split:
         g = torch.Generator().manual_seed(seed)
@@ -178,6 +208,10 @@ def run_trial(
     result = TrialResult(status="complete", lambdas=lambdas, seed=seed, metric=metric, direction=direction)
 
     model = prep.new_model(seed)
+    from tuner.affinity import affinity_probe  # it builds on this module's TrialCallback
+
+    probe = affinity_probe(prep)
+    callbacks = [*callbacks, probe] if probe is not None else callbacks
     if spec.sanity.enabled:
         result.sanity = sanity_gate(model, prep.sanity_batch(seed), prep.task_losses, lambdas,
                                     spec.training, spec.sanity, prep.temperatures)
@@ -194,6 +228,7 @@ def run_trial(
     bs = spec.training.batch_size
     best_state: dict[str, torch.Tensor] | None = None
     since_best = 0
+    steps = 0
     for epoch in range(spec.training.epochs):
         t0 = time.perf_counter()
         order = torch.randperm(len(train), generator=gen).to(prep.device)
@@ -202,15 +237,19 @@ def run_trial(
             batch = train.take(order[i:i + bs])
             bd = compute_losses(model(batch.x), batch.y, batch.aux, prep.task_losses, lambdas,
                                 prep.temperatures)
+            step = TrainStep(steps, epoch, model, batch, bd, bd.total)
+            _dispatch(callbacks, "on_step", step)
+            steps += 1
             opt.zero_grad(set_to_none=True)
-            bd.total.backward()
+            step.loss.backward()
             opt.step()
             for k, v in bd.terms.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach()) * len(batch)
             sums["total"] = sums.get("total", 0.0) + float(bd.total.detach()) * len(batch)
         val_loss, val_acc = evaluate(prep, model, prep.data.val, lambdas)
         m = EpochMetrics(epoch=epoch, train_loss={k: v / len(train) for k, v in sums.items()},
-                         val_loss=val_loss, val_accuracy=val_acc, seconds=time.perf_counter() - t0)
+                         val_loss=val_loss, val_accuracy=val_acc, seconds=time.perf_counter() - t0,
+                         target=target_metrics(model, prep.data.target, "val"))
         result.epochs.append(m)
         value = m.objective(metric)
         if _better(value, result.value, direction):
@@ -229,6 +268,10 @@ def run_trial(
 
     if best_state is not None:
         model.load_state_dict(best_state)
+    _dispatch(callbacks, "on_train_end", model)
+    if probe is not None:
+        result.affinity = probe.summary()
     result.test_loss, result.test_accuracy = evaluate(prep, model, prep.data.test, lambdas)
+    result.target_test = target_metrics(model, prep.data.target, "test")
     result.seconds = time.perf_counter() - start
     return result

@@ -23,10 +23,20 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from storage import Claim, LeaseLost, Store, StoreError, StudyRecord
-from tuner.sanity import SanityResult
+from tuner.objectives import trial_values
+from tuner.runs import RunWorker
+from tuner.sanity import SanityResult, study_gate
 from tuner.search import SearchBackend, make_backend, pruning_step
 from tuner.spec import StudySpec, parse_spec
-from tuner.training import EpochMetrics, PreparedStudy, TrialCallback, TrialPruned, prepare, run_trial
+from tuner.training import (
+    EpochMetrics,
+    PreparedStudy,
+    TrialCallback,
+    TrialPruned,
+    TrialResult,
+    prepare,
+    run_trial,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +50,8 @@ class WorkerConfig:
     max_attempts: int = 3
     poll_s: float = 1.0
     device: str | None = None
+    #: Trials of one study to claim and train together (``tuner.population``); None: the spec's population.size.
+    population: int | None = None
 
 
 class _Abort(Exception):
@@ -103,6 +115,16 @@ class _Heartbeat(threading.Thread):
                 logger.warning("heartbeat of trial %d failed: %s", self.claim.number, exc)
 
 
+def trial_lambdas(claim: Claim) -> dict[str, float]:
+    """The λ set a claimed trial trains with."""
+    return {k: float(v) for k, v in claim.params.items()}
+
+
+def trial_seed(spec: StudySpec, claim: Claim) -> int:
+    """The seed of a claimed trial: the spec's seed plus the trial number (the same on every attempt)."""
+    return spec.training.seed + claim.number
+
+
 @dataclass
 class _StudyContext:
     record: StudyRecord
@@ -124,6 +146,10 @@ class Worker:
         self._contexts: dict[int, _StudyContext] = {}
         self._samplers: dict[int, tuple[Any, Any]] = {}
         self.trials_run = 0
+        #: Confirmation and reference-arm runs (issue #7), run only when no trial can be claimed.
+        self.runs = RunWorker(store, self.id, self.stop, lease_timeout_s=self.config.lease_timeout_s,
+                              heartbeat_s=self.config.heartbeat_s, max_attempts=self.config.max_attempts,
+                              device=self.config.device)
 
     def _context(self, study: StudyRecord) -> _StudyContext:
         ctx = self._contexts.get(study.id)
@@ -147,15 +173,48 @@ class Worker:
         start = self.trials_run % len(studies)
         for study in studies[start:] + studies[:start]:
             ctx = self._context(study)
-            sampler, pruner = self._samplers[study.id]
-            claim = self.store.claim_trial(
-                study.id, self.id, ctx.backend.suggest, sampler=sampler, pruner=pruner,
-                lease_timeout_s=self.config.lease_timeout_s, max_attempts=self.config.max_attempts,
-                max_parallel=ctx.spec.search.max_parallel or None,
-            )
+            if study.status == "queued" and not self._gate_study(ctx):
+                continue
+            claim = self.claim(ctx)
             if claim is not None:
                 return ctx, claim
         return None
+
+    def claim(self, ctx: _StudyContext) -> Claim | None:
+        """Lease one trial of ``ctx``'s study (exactly once: ``Store.claim_trial``), or None if none can run now."""
+        sampler, pruner = self._samplers[ctx.record.id]
+        return self.store.claim_trial(
+            ctx.record.id, self.id, ctx.backend.suggest, sampler=sampler, pruner=pruner,
+            lease_timeout_s=self.config.lease_timeout_s, max_attempts=self.config.max_attempts,
+            max_parallel=ctx.spec.search.max_parallel or None,
+        )
+
+    def _gate_study(self, ctx: _StudyContext) -> bool:
+        """Run the study-level sanity gate before the first trial of a queued study; False if the study failed.
+
+        A broken set-up (a head cut off from the trunk, a loss that cannot fall, a workload that cannot load)
+        moves the study to ``failed`` with the reason, so no trial is spent on it. Two workers may both gate a
+        new study; the first transition wins and the other changes nothing.
+        """
+        study = ctx.record
+        if not ctx.spec.sanity.enabled:
+            return True
+        try:
+            if ctx.prep is None:
+                ctx.prep = prepare(ctx.spec, self.config.device)
+            lambdas, result = study_gate(ctx.prep, ctx.spec)
+        except Exception as exc:  # a workload that cannot even be built fails the study, not each trial
+            logger.exception("study %s: preparing the study-level sanity gate failed", study.name)
+            reason = f"study-level sanity gate: the workload could not be prepared: {type(exc).__name__}: {exc}"
+            self.store.transition_study(study.id, "failed", ("queued",), reason=reason[:4000])
+            return False
+        if result.passed:
+            self.store.transition_study(study.id, "running", ("queued",))
+            return True
+        reason = f"study-level sanity gate failed at λ={lambdas}: {result.reason}"
+        logger.warning("study %s: %s", study.name, reason)
+        self.store.transition_study(study.id, "failed", ("queued",), reason=reason[:4000])
+        return False
 
     def run(self, names: list[str] | None = None, exit_when_idle: bool = True) -> int:
         """Work until stopped, or (``exit_when_idle``) until the given studies have nothing left to run."""
@@ -163,12 +222,21 @@ class Worker:
         while not self.stop.is_set():
             got = self.claim_next(names)
             if got is None:
+                if self.runs.run_next(names):  # hook: confirmation / reference-arm runs (tuner.runs)
+                    continue
                 if exit_when_idle and not self._work_may_come(names):
                     break
                 self.stop.wait(self.config.poll_s)
                 self.store.worker_heartbeat(self.id)
                 continue
-            self.run_claim(*got)
+            ctx, claim = got
+            size = self.config.population or ctx.spec.population.size
+            if size > 1:
+                from tuner.population_worker import run_population_claims  # torch.func path, loaded when used
+
+                run_population_claims(self, ctx, claim, size)
+            else:
+                self.run_claim(ctx, claim)
         return self.trials_run
 
     def _work_may_come(self, names: list[str] | None) -> bool:
@@ -184,40 +252,59 @@ class Worker:
         lost = threading.Event()
         beat = _Heartbeat(self.store, claim, self.config.heartbeat_s, lost)
         beat.start()
-        lambdas = {k: float(v) for k, v in claim.params.items()}
+        outcome: TrialResult | Exception
         try:
             if ctx.prep is None:
                 ctx.prep = prepare(ctx.spec, self.config.device)
-            seed = ctx.spec.training.seed + claim.number
-            reporter = _StoreReporter(self.store, claim, ctx.spec.objective.metric, self.stop, lost,
-                                      prunes=ctx.spec.search.pruner.name != "none")
-            result = run_trial(ctx.prep, lambdas, seed=seed, callbacks=[reporter])
+            reporter = self.reporter(ctx, claim, lost)
+            outcome = run_trial(ctx.prep, trial_lambdas(claim), seed=trial_seed(ctx.spec, claim), callbacks=[reporter])
             reporter.flush()
-        except _Abort as why:
+        except Exception as exc:  # ``conclude`` decides: give the trial back, drop it, or record it as failed
+            outcome = exc
+        finally:
             beat.done.set()
+        self.conclude(claim, outcome, lost)
+
+    def reporter(self, ctx: _StudyContext, claim: Claim, lost: threading.Event) -> _StoreReporter:
+        """The callback that writes ``claim``'s sanity result and epochs to the store and asks the pruner."""
+        return _StoreReporter(self.store, claim, ctx.spec.objective.metric, self.stop, lost,
+                              prunes=ctx.spec.search.pruner.name != "none")
+
+    def conclude(self, claim: Claim, outcome: TrialResult | Exception, lost: threading.Event) -> None:
+        """Report how a claimed trial ended (its heartbeat already stopped): a result is finished in the store;
+        on shutdown (``_Abort``) the trial goes back to the queue; after a lost lease nothing is written; any
+        other error fails the trial with its reason and traceback."""
+        if isinstance(outcome, _Abort):
             if not lost.is_set() and self.store.release_trial(claim):
-                logger.info("trial %d of %s given back to the queue (%s)", claim.number, claim.study_name, why)
+                logger.info("trial %d of %s given back to the queue (%s)", claim.number, claim.study_name, outcome)
             return
-        except LeaseLost as exc:  # our lease expired (e.g. a long stall): another worker owns the trial now
-            beat.done.set()
-            logger.warning("%s", exc)
+        if isinstance(outcome, LeaseLost):  # our lease expired (e.g. a long stall): another worker owns the trial now
+            logger.warning("%s", outcome)
             return
-        except Exception as exc:  # a bug or a broken workload: record it, don't retry the same thing forever
-            beat.done.set()
-            logger.exception("trial %d of %s failed", claim.number, claim.study_name)
-            reason = f"{type(exc).__name__}: {exc}"[:2000]
-            self._finish(claim, "failed", None, {"traceback": traceback.format_exc()[-4000:]}, reason)
+        if isinstance(outcome, Exception):  # a bug or a broken workload: record it, don't retry the same thing forever
+            logger.error("trial %d of %s failed", claim.number, claim.study_name, exc_info=outcome)
+            reason = f"{type(outcome).__name__}: {outcome}"[:2000]
+            trace = "".join(traceback.format_exception(outcome))[-4000:]
+            self._finish(claim, "failed", None, {"traceback": trace}, reason)
             return
-        beat.done.set()
+        result = outcome
         state = {"complete": "complete", "pruned": "pruned", "failed_sanity": "failed_sanity"}[result.status]
         value = result.value if state != "failed_sanity" else None
         if state == "complete" and (value is None or value != value):
             state, value = "failed", None
             result.reason = "the objective was not finite in any epoch"
-        self._finish(claim, state, value, result.to_dict(), result.reason)
+        values: float | list[float] | None = value
+        ctx = self._contexts.get(claim.study_id)
+        if state == "complete" and ctx is not None and ctx.spec.objective.multi:  # a Pareto study: every objective
+            try:
+                values = trial_values(ctx.spec.objective.metrics(), result)
+            except ValueError as exc:
+                state, values, result.reason = "failed", None, str(exc)
+        self._finish(claim, state, values, result.to_dict(), result.reason)
         self.trials_run += 1
 
-    def _finish(self, claim: Claim, state: str, value: float | None, result: dict, reason: str) -> None:
+    def _finish(self, claim: Claim, state: str, value: float | list[float] | None, result: dict,
+                reason: str) -> None:
         try:
             self.store.finish_trial(claim, state, value, result, reason)
         except LeaseLost as exc:
@@ -236,6 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--heartbeat", type=float, default=5.0)
     parser.add_argument("--max-attempts", type=int, default=3)
     parser.add_argument("--forever", action="store_true", help="keep polling when there is no work")
+    parser.add_argument("--population", type=int, default=None,
+                        help="trials of one study to train together (default: the spec's population.size)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=os.environ.get("AUXTUNE_LOG", "WARNING"),
                         format="%(asctime)s %(levelname)s worker %(process)d %(name)s: %(message)s")
@@ -250,8 +339,10 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    if args.population is not None and args.population < 1:
+        parser.error("--population must be ≥ 1")
     config = WorkerConfig(lease_timeout_s=args.lease_timeout, heartbeat_s=args.heartbeat,
-                          max_attempts=args.max_attempts, device=args.device)
+                          max_attempts=args.max_attempts, device=args.device, population=args.population)
     try:
         store = Store(args.db)
     except StoreError as exc:

@@ -9,10 +9,12 @@ from pydantic import ValidationError
 
 from api.deps import MAX_ID, CurrentPrincipal, DatasetsDep, OwnedStudy, SettingsDep, StoreDep
 from api.errors import ApiError, error_responses
+from api.routes.pareto import ParetoPublic, pareto_public
 from api.schemas import BestPublic, StudiesPublic, StudyDetailPublic, StudyPublic
 from api.submission import submit_study
 from api.views import study_detail, study_public
 from storage import FINISHED_TRIAL_STATES, Store, StudyRecord
+from tuner.confirm import confirmation_summary, stored_confirmation
 from tuner.spec import SpecError, StudySpec
 
 router = APIRouter(prefix="/studies", tags=["studies"])
@@ -50,24 +52,31 @@ def read_study(study: OwnedStudy, store: StoreDep) -> StudyDetailPublic:
     return study_detail(study, store.counts_by_state(study.id), store.best_trial(study.id))
 
 
-@router.get("/{study_id}/best", response_model=BestPublic, responses=error_responses(*_AUTH, 409, 422))
-def read_best(study: OwnedStudy, store: StoreDep) -> BestPublic:
-    """The best λ set so far (every aux task's λ, fixed ones included); 409 while no trial has completed."""
+@router.get("/{study_id}/best", response_model=BestPublic | ParetoPublic,
+            responses=error_responses(*_AUTH, 409, 422))
+def read_best(study: OwnedStudy, store: StoreDep) -> BestPublic | ParetoPublic:
+    """The best λ set so far (every aux task's λ, fixed ones included); 409 while no trial has completed.
+    A multi-objective study has no single best: it answers with its Pareto front and how to pick a trial."""
     top = store.best_trial(study.id)
     if top is None:
         counts = store.counts_by_state(study.id)
         finished = sum(counts[s] for s in FINISHED_TRIAL_STATES)
+        why = f" ({study.status_reason})" if study.status_reason else ""
         raise ApiError(409, f"study {study.id} has no completed trial yet ({counts['queued']} queued, "
                             f"{counts['running']} running, {finished} finished without a value; status "
-                            f"{study.status}); ask again once a trial has completed", ["path", "study_id"],
+                            f"{study.status}{why}); ask again once a trial has completed", ["path", "study_id"],
                        "no_result_yet")
+    if len(study.directions) > 1:
+        return pareto_public(store, study)
     searched = {k: float(v) for k, v in top.params.items()}
     try:
         spec = StudySpec.model_validate(study.spec)
         lambdas, metric = spec.complete_lambdas(searched), str(spec.objective.metric)
     except (SpecError, ValidationError):  # a spec stored by another version: report the λ as they were run
         lambdas, metric = searched, str((study.spec.get("objective") or {}).get("metric", ""))
-    return BestPublic(lambdas=lambdas, value=top.value, trial=top.number, metric=metric, direction=top.direction)
+    confirmation = stored_confirmation(store, study)
+    return BestPublic(lambdas=lambdas, value=top.value, trial=top.number, metric=metric, direction=top.direction,
+                      confirmation=None if confirmation is None else confirmation_summary(confirmation))
 
 
 def _transition(store: Store, study: StudyRecord, to: str, allowed_from: tuple[str, ...], verb: str) -> StudyPublic:

@@ -212,6 +212,47 @@ def test_epochs_report_and_pruning(store: Store) -> None:
     assert records[0].metrics["train_loss"] == {"main": 1.0, "helpful": None}  # NaN is stored as null
     [frozen] = optuna_trials(store, "demo")
     assert frozen.state == TrialState.PRUNED and frozen.intermediate_values == {0: 0.6, 1: 0.4}
+    assert frozen.value == 0.4  # as Study.tell does: a pruned trial takes its last intermediate value
+
+
+class _RecordingSampler(optuna.samplers.RandomSampler):
+    """A real sampler that also notes what its ``after_trial`` hook was told."""
+
+    def __init__(self) -> None:
+        super().__init__(seed=3)
+        self.told: list[tuple[int, TrialState, list[float] | None, dict]] = []
+
+    def after_trial(self, study, trial, state, values):  # type: ignore[no-untyped-def]
+        self.told.append((trial.number, state, values, dict(trial.params)))
+        super().after_trial(study, trial, state, values)
+
+
+def test_the_samplers_after_trial_hook_sees_every_finish_as_with_study_tell(store: Store) -> None:
+    study = make_study(store, n_trials=3)
+    sampler = _RecordingSampler()
+    outcomes = [("complete", 0.5), ("pruned", None), ("failed", None)]
+    for state, value in outcomes:
+        c = claim(store, study.id, sampler=sampler)
+        assert c is not None
+        store.report(c, 0, 0.125)
+        store.finish_trial(c, state, value)
+    got = [(n, s, v) for n, s, v, _ in sampler.told]
+    assert got == [(0, TrialState.COMPLETE, [0.5]), (1, TrialState.PRUNED, [0.125]), (2, TrialState.FAIL, None)]
+    assert all(set(params) == {"lam"} for *_, params in sampler.told)
+    frozen = optuna_trials(store, "demo")
+    assert [(t.state, t.value) for t in frozen] == [(TrialState.COMPLETE, 0.5), (TrialState.PRUNED, 0.125),
+                                                   (TrialState.FAIL, None)]
+
+
+def test_a_trial_enqueued_with_optuna_directly_is_adopted_and_handed_out(store: Store) -> None:
+    study = make_study(store, n_trials=3)
+    first = claim(store, study.id)
+    assert first is not None
+    optuna.load_study(study_name="demo", storage=store.url).enqueue_trial({"lam": 1.75})  # unknown to our ledger
+    got = [c for c in (claim(store, study.id), claim(store, study.id), claim(store, study.id)) if c]
+    assert sorted(c.number for c in got) == [1, 2]
+    assert {"lam": 1.75} in [c.params for c in got]
+    assert sorted(t.number for t in store.trials(study.id)) == [0, 1, 2]
 
 
 def test_a_claim_rebuilt_without_its_live_trial_still_reports_and_finishes(store: Store) -> None:

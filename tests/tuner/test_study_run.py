@@ -199,11 +199,28 @@ def test_every_pruner_runs(pruner: str, tmp_path: Path) -> None:
             assert n == 6 if t.state == "complete" else 1 <= n <= 6
 
 
+def test_a_broken_set_up_fails_the_study_at_its_gate_before_any_trial(tmp_path: Path) -> None:
+    doc = spec_dict("broken-study", n_trials=3)
+    doc["training"].update({"lr": 1e6, "optimizer": "sgd"})
+    with _run_in_process(f"sqlite:///{tmp_path / 'g.db'}", doc) as store:
+        study = store.get_study("broken-study")
+        assert study.status == "failed"
+        assert "study-level sanity gate failed" in study.status_reason
+        assert "non-finite loss" in study.status_reason
+        assert all(t.state == "queued" for t in store.trials(study.id))  # the controls never ran
+        assert store.sanity(study.id, 0) is None
+
+
 def test_failed_sanity_is_stored_with_reason_and_not_retried(tmp_path: Path) -> None:
     doc = spec_dict("broken", n_trials=3)
     doc["training"].update({"lr": 1e6, "optimizer": "sgd"})
-    with _run_in_process(f"sqlite:///{tmp_path / 'b.db'}", doc) as store:
+    url = f"sqlite:///{tmp_path / 'b.db'}"
+    with Store(url) as store:  # past its study-level gate (as if the set-up broke later): the trial gate runs
+        created = create_or_resume(store, parse_spec(doc))
+        assert store.transition_study(created.id, "running", ("queued",)) is not None
+    with _run_in_process(url, doc) as store:
         study = store.get_study("broken")
+        assert study.status == "done" and study.status_reason == ""
         rows = store.trials(study.id)
         assert len(rows) == 3
         assert all(t.state == "failed_sanity" and t.attempt == 1 for t in rows)

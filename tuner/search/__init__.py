@@ -7,6 +7,7 @@ from tuner.search._base import CONTROL_ATTR, SearchBackend, pruning_step
 from tuner.search._cmaes import CmaEsBackend
 from tuner.search._gp import GPBackend
 from tuner.search._grid import GridBackend, LambdaGridSampler
+from tuner.search._multi import NSGA2Backend, NSGA3Backend
 from tuner.search._qmc import QMCBackend
 from tuner.search._random import RandomBackend
 from tuner.search._registry import BACKENDS, make_backend
@@ -22,6 +23,8 @@ __all__ = [
     "GPBackend",
     "GridBackend",
     "LambdaGridSampler",
+    "NSGA2Backend",
+    "NSGA3Backend",
     "QMCBackend",
     "RandomBackend",
     "SearchBackend",

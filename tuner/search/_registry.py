@@ -7,6 +7,7 @@ from tuner.search._base import SearchBackend
 from tuner.search._cmaes import CmaEsBackend
 from tuner.search._gp import GPBackend
 from tuner.search._grid import GridBackend
+from tuner.search._multi import NSGA2Backend, NSGA3Backend, check_objectives
 from tuner.search._qmc import QMCBackend
 from tuner.search._random import RandomBackend
 from tuner.search._tpe import TPEBackend
@@ -14,7 +15,8 @@ from tuner.spec import SpecError, StudySpec
 
 BACKENDS: dict[str, type[SearchBackend]] = {
     cls.algorithm: cls
-    for cls in (TPEBackend, GPBackend, CmaEsBackend, QMCBackend, RandomBackend, GridBackend, AxBackend)
+    for cls in (TPEBackend, GPBackend, CmaEsBackend, QMCBackend, RandomBackend, GridBackend, AxBackend,
+                NSGA2Backend, NSGA3Backend)
 }
 
 
@@ -22,7 +24,8 @@ def make_backend(spec: StudySpec) -> SearchBackend:
     """The backend for ``spec.search.algorithm``.
 
     Raises:
-        SpecError: unknown algorithm, nothing to search, or a package the algorithm needs is missing.
+        SpecError: unknown algorithm, nothing to search, a package the algorithm needs is missing, or a
+            multi-objective study the algorithm or pruner cannot run.
     """
     cls = BACKENDS.get(spec.search.algorithm)
     if cls is None:
@@ -30,4 +33,5 @@ def make_backend(spec: StudySpec) -> SearchBackend:
             "search.algorithm",
             f"unknown algorithm {spec.search.algorithm!r}; allowed: {', '.join(BACKENDS)}",
         )])
+    check_objectives(spec)
     return cls(spec)

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from tuner.workloads._base import (
     LOSSES_FOR_KIND,
     Split,
+    TargetDomain,
     TaskInfo,
     Workload,
     WorkloadData,
@@ -32,6 +33,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "LOSSES_FOR_KIND",
     "Split",
+    "TargetDomain",
     "TaskInfo",
     "Workload",
     "WorkloadData",
@@ -135,5 +137,9 @@ def check_spec_against_workload(spec: StudySpec) -> None:
             errors.append((f"aux_tasks.{i}.loss",
                            f"loss {task.loss!r} does not fit task {task.name!r} ({info.kind} targets); "
                            f"use one of {list(info.losses)}"))
+    on_target = [m for m in spec.objective.metrics() if m.startswith("target_")]
+    if on_target and not any(info.kind == "domain" for info in tasks.values()):
+        errors.append(("objective", f"{on_target} need a target domain and workload {spec.workload.name!r} has "
+                                    "none here; give it one (digits: params.target_shift) or use val_accuracy"))
     if errors:
         raise SpecError(errors)

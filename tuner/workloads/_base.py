@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-TargetKind = Literal["soft", "real", "class", "probs"]
+TargetKind = Literal["soft", "real", "class", "probs", "domain"]
 
 # Which losses fit which kind of target. "soft" targets are scores in [0, 1].
 LOSSES_FOR_KIND: dict[str, tuple[str, ...]] = {
@@ -26,6 +26,7 @@ LOSSES_FOR_KIND: dict[str, tuple[str, ...]] = {
     "real": ("mse",),
     "class": ("ce",),
     "probs": ("kd",),
+    "domain": ("mmd",),  # no labels: the discrepancy between source and target-domain features (tuner.domain)
 }
 
 
@@ -71,8 +72,22 @@ class Split:
 
 
 @dataclass
+class TargetDomain:
+    """A target domain for domain adaptation: unlabelled ``train`` inputs (its labels are never read) and, when
+    labels exist for it, ``val`` and ``test`` splits to measure the main task on."""
+
+    train: Split
+    val: Split | None = None
+    test: Split | None = None
+
+    def to(self, device: torch.device | str) -> TargetDomain:
+        return TargetDomain(self.train.to(device), self.val.to(device) if self.val is not None else None,
+                            self.test.to(device) if self.test is not None else None)
+
+
+@dataclass
 class WorkloadData:
-    """Everything the engine needs to train: splits, shapes, and the task list."""
+    """Everything the engine needs to train: splits, shapes, the task list, and any target domain."""
 
     train: Split
     val: Split
@@ -81,10 +96,12 @@ class WorkloadData:
     n_classes: int
     tasks: dict[str, TaskInfo]
     class_names: list[str] = field(default_factory=list)
+    target: TargetDomain | None = None
 
     def to(self, device: torch.device | str) -> WorkloadData:
         return WorkloadData(self.train.to(device), self.val.to(device), self.test.to(device),
-                            self.input_shape, self.n_classes, self.tasks, self.class_names)
+                            self.input_shape, self.n_classes, self.tasks, self.class_names,
+                            self.target.to(device) if self.target is not None else None)
 
 
 class WorkloadParams(BaseModel):

@@ -8,11 +8,14 @@ small-data regime where aux tasks matter; validation and test sets stay fixed fo
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from tuner.workloads._base import Split, TaskInfo, Workload, WorkloadData, WorkloadParams
+from tuner.workloads._base import Split, TargetDomain, TaskInfo, Workload, WorkloadData, WorkloadParams
+
+if TYPE_CHECKING:
+    import torch
 
 # Per-class soft attributes of the digits 0..9: how much a typical writer's digit has each property.
 DIGIT_ATTRIBUTES: dict[str, tuple[float, ...]] = {
@@ -42,12 +45,22 @@ class DigitsParams(WorkloadParams):
     n_val: int = Field(300, ge=10)
     n_test: int = Field(0, ge=0, description="test samples; 0 = all the rest")
     split_seed: int = 0
+    target_shift: Literal["none", "noise", "blur", "shift"] = Field(
+        "none", description="a generated target domain (tuner.domain): its images noised, blurred or shifted")
+    target_strength: float = Field(1.0, gt=0.0, le=4.0, description="how far the target domain is shifted")
+    n_target: int = Field(300, ge=10, description="unlabelled target-domain images for the mmd aux task")
+    n_target_val: int = Field(200, ge=10, description="labelled target images for validation (and as many for test)")
 
     @model_validator(mode="after")
     def _fits(self) -> DigitsParams:
-        if self.n_train + self.n_val + max(self.n_test, 10) > N_DIGITS:
-            raise ValueError(f"n_train + n_val + n_test must leave a test set within the {N_DIGITS} digits")
+        if self.n_train + self.n_val + max(self.n_test, 10) + self.target_size() > N_DIGITS:
+            raise ValueError(f"n_train + n_val + n_test (+ n_target + 2 × n_target_val with a target_shift) must "
+                             f"leave a test set within the {N_DIGITS} digits")
         return self
+
+    def target_size(self) -> int:
+        """Digits set aside for the target domain (none without a ``target_shift``)."""
+        return 0 if self.target_shift == "none" else self.n_target + 2 * self.n_target_val
 
 
 class DigitsWorkload(Workload):
@@ -56,8 +69,10 @@ class DigitsWorkload(Workload):
     params_model: ClassVar[type[WorkloadParams]] = DigitsParams
 
     def describe_tasks(self) -> dict[str, TaskInfo]:
-        return {name: TaskInfo(name, "soft", 1, _DESCRIPTIONS[name])
-                for name in [*DIGIT_ATTRIBUTES, "ink", "mirror"]}
+        tasks = {name: TaskInfo(name, "soft", 1, _DESCRIPTIONS[name]) for name in [*DIGIT_ATTRIBUTES, "ink", "mirror"]}
+        if self.params.target_shift != "none":  # type: ignore[attr-defined]
+            tasks["domain"] = TaskInfo("domain", "domain", 1, "source vs the shifted target domain (loss mmd)")
+        return tasks
 
     def build(self, aux_tasks: Sequence[str] = ()) -> WorkloadData:
         import torch
@@ -73,8 +88,10 @@ class DigitsWorkload(Workload):
         aux["mirror"] = 1.0 - (x - x.flip(-1)).abs().mean(dim=(1, 2, 3)) / 0.5
         aux["mirror"] = aux["mirror"].clamp(0.0, 1.0)
 
+        if p.target_size():
+            aux["domain"] = torch.zeros(len(y))  # the mmd task has no per-sample target
         order = torch.randperm(len(y), generator=torch.Generator().manual_seed(p.split_seed))
-        n_test = p.n_test or (len(y) - p.n_train - p.n_val)
+        n_test = p.n_test or (len(y) - p.n_train - p.n_val - p.target_size())
         cuts = [p.n_train, p.n_train + p.n_val, p.n_train + p.n_val + n_test]
         full = Split(x, y, aux)
         return WorkloadData(
@@ -85,4 +102,17 @@ class DigitsWorkload(Workload):
             n_classes=10,
             tasks=self.describe_tasks(),
             class_names=[str(d) for d in range(10)],
+            target=self._target_domain(full, order[len(y) - p.target_size():]) if p.target_size() else None,
         )
+
+    def _target_domain(self, full: Split, index: torch.Tensor) -> TargetDomain:
+        """Digits kept out of every source split, shifted: unlabelled pool, then labelled val and test."""
+        from tuner.domain import shift_images
+
+        p: DigitsParams = self.params  # type: ignore[assignment]
+        shifted = Split(shift_images(full.x[index], p.target_shift, p.target_strength, p.split_seed + 1),
+                        full.y[index])
+        cuts = [p.n_target, p.n_target + p.n_target_val]
+        return TargetDomain(train=shifted.take(index.new_tensor(range(cuts[0]))),
+                            val=shifted.take(index.new_tensor(range(cuts[0], cuts[1]))),
+                            test=shifted.take(index.new_tensor(range(cuts[1], len(index)))))

@@ -117,3 +117,23 @@ def test_non_finite_numbers_are_refused(client: TestClient) -> None:
     r = client.post(STUDIES, content=body, headers={**ADMIN, "Content-Type": "application/json"})
     assert r.status_code == 422
     assert r.json()["detail"][0]["loc"] == ["body", "training", "lr"]
+
+
+def test_a_broken_set_up_moves_the_study_to_failed_with_the_gates_reason(client: TestClient, store: Store) -> None:
+    from tuner.worker import Worker, WorkerConfig  # the engine: it runs the study-level gate before any trial
+
+    broken = create_study(client, "broken", training={"epochs": 1, "lr": 1e6, "optimizer": "sgd"})
+    healthy = create_study(client, "healthy", search={"algorithm": "random", "n_trials": 2},
+                           training={"epochs": 1})
+    Worker(store, config=WorkerConfig(lease_timeout_s=60, heartbeat_s=5)).run(["broken", "healthy"])
+    body = client.get(f"{STUDIES}/{broken['id']}", headers=ADMIN).json()
+    assert body["status"] == "failed"
+    assert body["status_reason"].startswith("study-level sanity gate failed at λ=")
+    assert "non-finite loss" in body["status_reason"] and "lower the learning rate" in body["status_reason"]
+    assert body["counts"]["queued"] == 2 and body["counts"]["complete"] == 0  # no trial was spent on it
+    best = client.get(f"{STUDIES}/{broken['id']}/best", headers=ADMIN)
+    assert best.status_code == 409 and "study-level sanity gate failed" in best.json()["detail"][0]["msg"]
+    listed = client.get(STUDIES, params={"status": "failed"}, headers=ADMIN).json()
+    assert [s["name"] for s in listed["data"]] == ["broken"] and listed["data"][0]["status_reason"]
+    ok = client.get(f"{STUDIES}/{healthy['id']}", headers=ADMIN).json()
+    assert ok["status"] == "done" and ok["status_reason"] == "" and ok["counts"]["complete"] == 2

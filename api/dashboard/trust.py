@@ -1,0 +1,89 @@
+"""The study page's "Trust" panel: the confirmation, the task affinity and the error analysis (issue #7).
+
+Built from a ``StudySnapshot`` (its confirmation runs and affinity report) with the same functions as
+``GET …/confirmation`` and ``GET …/affinity`` (``tuner.confirm``, ``tuner.affinity_report``), so the page, the
+report and the REST answers always agree. ``trust_panel`` returns the panel's tables and its figures apart:
+the figures join the study page's other figures (drawn only when their key changed), the tables its JSON.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api.config import API_PREFIX
+from api.dashboard.snapshot import StudySnapshot
+from tuner.affinity_report import affinity_figure
+from tuner.confirm import CONFIRMABLE_STATUSES, confirmation_report, verdict_line
+
+#: What a panel shows of each arm and comparison (the rest of the report is in ``GET …/confirmation``).
+_ARM_KEYS = ("arm", "kind", "params", "trial", "seeds", "counts", "val", "test", "effective_lambdas")
+_ERROR_KEYS = ("classes", "runs", "pairs", "per_class")
+
+
+def confirmation_request(snapshot: StudySnapshot) -> dict[str, str]:
+    """How to ask for a confirmation of this study: the CLI command, the REST call, and a sentence."""
+    study = snapshot.study
+    cli, api = f"auxtune confirm {study.name}", f"POST {API_PREFIX}/studies/{study.id}/confirm"
+    how = f"run `{cli}` (or {api}) to retrain the best λ set and the baseline over fresh seeds"
+    if len(study.directions) != 1:
+        text = f"study {study.name!r} has {len(study.directions)} objectives and no single best λ set to confirm"
+    elif study.status not in CONFIRMABLE_STATUSES:
+        text = f"no confirmation yet: once the search is done, {how}"
+    else:
+        text = f"no confirmation yet: {how}"
+    return {"cli": cli, "api": api, "text": text}
+
+
+def confirmation_figure(report: dict[str, Any]) -> dict[str, Any]:
+    """Plotly figure (JSON): every arm side by side, mean ± std over its seeds of the validation and test metric."""
+    arms = [a["arm"] for a in report["arms"]]
+    data = []
+    for split, metric in (("val", report["val_metric"]), ("test", report["metric"])):
+        data.append({"type": "bar", "name": metric, "x": arms, "y": [a[split]["mean"] for a in report["arms"]],
+                     "error_y": {"type": "data", "array": [a[split]["std"] or 0.0 for a in report["arms"]],
+                                 "visible": True},
+                     "customdata": [a[split]["n"] for a in report["arms"]],
+                     "hovertemplate": "%{x}: %{y:.4f} ± %{error_y.array:.4f} (%{customdata} seeds)"})
+    return {"data": data, "layout": {
+        "title": {"text": f"Confirmation over {report['seeds']} seeds: mean ± std per arm"}, "barmode": "group",
+        "xaxis": {"title": {"text": "arm"}}, "yaxis": {"title": {"text": report["metric"]}}}}
+
+
+def _confirmation(snapshot: StudySnapshot) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    if not snapshot.runs:
+        return None, {}
+    report = confirmation_report(snapshot.study, snapshot.runs)
+    panel = {key: report[key] for key in ("state", "counts", "seeds", "metric", "val_metric", "direction", "alpha",
+                                          "verdict", "comparisons")}
+    panel["arms"] = [{k: arm.get(k) for k in _ARM_KEYS} for arm in report["arms"]]
+    panel["verdict_line"] = verdict_line(report)
+    figures = {"confirmation": confirmation_figure(report)}
+    errors = report["error_analysis"]
+    if errors is not None:
+        panel["error_analysis"] = {k: errors[k] for k in _ERROR_KEYS}
+        figures["confusion"] = errors["figure"]
+    else:
+        panel["error_analysis"] = None
+    return panel, figures
+
+
+def _affinity(snapshot: StudySnapshot) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    report = snapshot.affinity
+    if report is None:
+        return None, {}
+    panel = {key: report[key] for key in ("tasks", "summary", "ranking", "drop_candidates", "advice")}
+    panel["trials"] = len(report["trials"])
+    return panel, {"affinity": affinity_figure(report)}
+
+
+def trust_panel(snapshot: StudySnapshot) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The panel's data and its figures (only those with data: ``confirmation``, ``confusion``, ``affinity``).
+
+    Without a confirmation, ``request`` says how to ask for one; without a trial that measured affinity,
+    ``affinity`` is None.
+    """
+    confirmation, figures = _confirmation(snapshot)
+    affinity, affinity_figures = _affinity(snapshot)
+    panel = {"confirmation": confirmation, "request": None if confirmation else confirmation_request(snapshot),
+             "affinity": affinity}
+    return panel, {**figures, **affinity_figures}

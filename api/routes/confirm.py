@@ -1,0 +1,63 @@
+"""``/api/v1/studies/{id}/confirm``, ``/confirmation`` and ``/affinity``: can the study's answer be trusted?
+
+``POST …/confirm`` queues the confirmation runs of a finished study (the best λ set and the baseline over fresh
+seeds, plus the spec's learned-weighting arms); workers (the service's embedded ones too) run them once they have
+no trial to run. ``GET …/confirmation`` reports them as they finish; ``GET …/affinity`` gives the task affinity
+the trials measured, with advice.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body
+
+from api.deps import OwnedStudy, StoreDep
+from api.errors import ApiError, error_responses
+from api.schemas import AffinityPublic, ConfirmationPublic, ConfirmCreate
+from storage import StudyRecord
+from tuner.affinity_report import affinity_figure, affinity_report
+from tuner.confirm import ConfirmError, confirmation_report, request_confirmation, stored_confirmation
+
+router = APIRouter(prefix="/studies/{study_id}", tags=["confirmation"])
+
+_AUTH = (401, 403, 404)
+
+
+def _no_result(study: StudyRecord, what: str, how: str) -> ApiError:
+    return ApiError(409, f"study {study.id} has no {what} yet; {how}", ["path", "study_id"], "no_result_yet")
+
+
+@router.post("/confirm", status_code=202, response_model=ConfirmationPublic,
+             responses=error_responses(*_AUTH, 409, 422))
+def create_confirmation(
+    study: OwnedStudy, store: StoreDep, body: Annotated[ConfirmCreate | None, Body()] = None,
+) -> ConfirmationPublic:
+    """Queue the confirmation of a done (or cancelled) study; workers run it. Asking again is safe: stored
+    runs are kept, and more seeds add runs. 409 while the search runs or when it has no λ set to confirm."""
+    body = body or ConfirmCreate()
+    try:
+        runs = request_confirmation(store, study, body.seeds, body.top_k)
+    except ConfirmError as exc:
+        raise ApiError(409, f"study {study.id}: {exc}", ["path", "study_id"], exc.kind) from None
+    return ConfirmationPublic.model_validate(confirmation_report(study, runs))
+
+
+@router.get("/confirmation", response_model=ConfirmationPublic, responses=error_responses(*_AUTH, 409, 422))
+def read_confirmation(study: OwnedStudy, store: StoreDep) -> ConfirmationPublic:
+    """Per arm mean ± std of the validation and test metric, each arm against the baseline (and against the
+    best λ) with a 95 % CI and Welch's t-test, the verdict, and the error analysis (confusion changes)."""
+    report = stored_confirmation(store, study)
+    if report is None:
+        raise _no_result(study, "confirmation", f"queue one with POST /api/v1/studies/{study.id}/confirm")
+    return ConfirmationPublic.model_validate(report)
+
+
+@router.get("/affinity", response_model=AffinityPublic, responses=error_responses(*_AUTH, 409, 422))
+def read_affinity(study: OwnedStudy, store: StoreDep) -> AffinityPublic:
+    """Task affinity (TAG lookahead) of each aux task to the main task, per trial and per study, with the
+    matrix as a Plotly heatmap and advice: a task with negative affinity is a candidate to drop."""
+    report = affinity_report(store.trials(study.id, limit=100000))
+    if report is None:
+        raise _no_result(study, "trial that measured task affinity", "ask again once a trial has finished")
+    return AffinityPublic.model_validate({**report, "figure": affinity_figure(report)})

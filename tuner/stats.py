@@ -1,0 +1,122 @@
+"""The statistics of a confirmation: mean ± std per arm, and one arm against another with Welch's t-test.
+
+Arms are independent samples of runs (one value per seed) with possibly unequal variances, so the difference
+of means gets Welch's t-test and a 95 % confidence interval on the Welch–Satterthwaite degrees of freedom.
+The verdict reads the test in the study's direction: "better" means the arm beats the reference at α, "worse"
+that it loses, anything else is "no detectable difference" (not evidence of no effect: a wide interval says
+more seeds are needed).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import numpy as np
+from scipy import stats as scipy_stats
+
+Verdict = Literal["better", "no detectable difference", "worse"]
+BETTER: Verdict = "better"
+NO_DIFFERENCE: Verdict = "no detectable difference"
+WORSE: Verdict = "worse"
+ALPHA = 0.05
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Mean ± sample standard deviation (ddof 1) of one arm's values."""
+
+    n: int
+    mean: float | None
+    std: float | None
+    min: float | None
+    max: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """``arm − reference``: the difference of means, its confidence interval, Welch's test and the verdict.
+
+    ``verdict`` is None while either side has fewer than two values (no variance, no test).
+    """
+
+    difference: float | None
+    ci_low: float | None
+    ci_high: float | None
+    confidence: float
+    t: float | None
+    df: float | None
+    p_value: float | None
+    verdict: Verdict | None
+    n_arm: int
+    n_reference: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _clean(values: Sequence[float | None]) -> np.ndarray:
+    return np.array([v for v in values if v is not None and math.isfinite(v)], dtype=float)
+
+
+def summarize(values: Sequence[float | None]) -> Summary:
+    """Mean, sample std, min and max of the finite values (``None`` where there are too few)."""
+    x = _clean(values)
+    if x.size == 0:
+        return Summary(0, None, None, None, None)
+    std = float(x.std(ddof=1)) if x.size > 1 else None
+    return Summary(int(x.size), float(x.mean()), std, float(x.min()), float(x.max()))
+
+
+def welch_df(var_a: float, n_a: int, var_b: float, n_b: int) -> float:
+    """Welch–Satterthwaite degrees of freedom of the difference of two means."""
+    qa, qb = var_a / n_a, var_b / n_b
+    denominator = qa**2 / (n_a - 1) + qb**2 / (n_b - 1)
+    return (qa + qb) ** 2 / denominator if denominator > 0 else float(n_a + n_b - 2)
+
+
+def verdict_of(difference: float, p_value: float, direction: str, alpha: float = ALPHA) -> Verdict:
+    """Read a two-sided test in the study's direction (``maximize``: a positive difference is better)."""
+    if p_value >= alpha or difference == 0:
+        return NO_DIFFERENCE
+    improves = difference > 0 if direction == "maximize" else difference < 0
+    return BETTER if improves else WORSE
+
+
+def compare(
+    arm: Sequence[float | None], reference: Sequence[float | None], direction: str, alpha: float = ALPHA,
+    confidence: float = 0.95,
+) -> Comparison:
+    """Compare ``arm`` with ``reference`` (e.g. best λ with the λ = 0 baseline): ``mean(arm) − mean(reference)``.
+
+    Args:
+        arm: the arm's values, one per seed (``None``/non-finite values of failed runs are left out).
+        reference: the reference arm's values.
+        direction: ``maximize`` or ``minimize``: which sign of the difference is an improvement.
+        alpha: significance level of the two-sided Welch test behind the verdict.
+        confidence: level of the confidence interval of the difference.
+    """
+    if direction not in ("maximize", "minimize"):
+        raise ValueError(f"direction must be 'maximize' or 'minimize', got {direction!r}")
+    a, r = _clean(arm), _clean(reference)
+    if a.size < 2 or r.size < 2:
+        diff = float(a.mean() - r.mean()) if a.size and r.size else None
+        return Comparison(diff, None, None, confidence, None, None, None, None, int(a.size), int(r.size))
+    diff = float(a.mean() - r.mean())
+    var_a, var_r = float(a.var(ddof=1)), float(r.var(ddof=1))
+    se = math.sqrt(var_a / a.size + var_r / r.size)
+    df = welch_df(var_a, int(a.size), var_r, int(r.size))
+    t: float | None
+    if se == 0.0:  # both arms constant: the difference is exact (scipy would answer NaN; t is infinite)
+        t, p, half = (0.0, 1.0, 0.0) if diff == 0 else (None, 0.0, 0.0)
+    else:
+        test = scipy_stats.ttest_ind(a, r, equal_var=False)
+        t, p = float(test.statistic), float(test.pvalue)
+        half = float(scipy_stats.t.ppf(0.5 + confidence / 2, df)) * se
+    return Comparison(diff, diff - half, diff + half, confidence, t, df, p, verdict_of(diff, p, direction, alpha),
+                      int(a.size), int(r.size))
