@@ -64,6 +64,9 @@ class BestPublic(BaseModel):
     confirmation: ConfirmationSummaryPublic | None = Field(
         None, exclude_if=lambda v: v is None,  # absent until a confirmation exists: the document stays as it was
         description="best λ vs the baseline over fresh seeds, once a confirmation was queued")
+    trunk_mode: str | None = Field(
+        None, exclude_if=lambda v: v is None,  # only a study that searches the trunk mode has one
+        description="the best trial's trunk mode (freeze, finetune, finetune_lower_lr) when the study searches it")
 
 
 # -- trials --------------------------------------------------------------------------------------------------

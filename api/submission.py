@@ -20,6 +20,7 @@ from api.config import Settings
 from api.datasets import DatasetFiles
 from api.errors import ApiError, error_item, spec_field_loc
 from storage import Store, StudyConflict, StudyNotFound, StudyRecord
+from tuner.references import check_references
 from tuner.runner import store_study
 from tuner.search import make_backend
 from tuner.spec import SpecError, parse_spec
@@ -43,6 +44,7 @@ def submit_study(store: Store, datasets: DatasetFiles, settings: Settings, princ
     try:
         spec = parse_spec(document)
         backend = make_backend(spec)
+        check_references(store, spec)  # a saved trunk or kd teacher this store cannot serve: refused, not stored
     except SpecError as e:
         raise ApiError.many(422, [error_item(spec_field_loc(field), msg, "invalid_spec")
                                   for field, msg in e.errors]) from None

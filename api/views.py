@@ -16,6 +16,7 @@ from api.schemas import (
     WorkerPublic,
 )
 from storage import BestTrial, EpochRecord, SanityRecord, StudyRecord, TrialRecord, WorkerRecord
+from tuner.spec_transfer import lambda_params
 
 
 def study_public(study: StudyRecord) -> StudyPublic:
@@ -33,7 +34,7 @@ def study_detail(study: StudyRecord, counts: dict[str, int], best: BestTrial | N
     return StudyDetailPublic(
         **study_public(study).model_dump(), spec=study.spec, counts=counts,
         best=None if best is None else BestSoFar(trial=best.number, value=best.value,
-                                                 lambdas={k: float(v) for k, v in best.params.items()}),
+                                                 lambdas=lambda_params(best.params)),
     )
 
 

@@ -5,6 +5,7 @@ our database unchanged); auxtune's ``auxtune_*`` tables beside it hold study spe
 per-epoch metrics, sanity-gate results and workers. This package never imports ``tuner``, torch or fastapi.
 """
 
+from storage._artifacts import ArtifactRecord
 from storage._claims import SuggestFn
 from storage._dashboard_queries import SanityFailure, SanitySummary, TrialPoint
 from storage._pareto import ParetoTrial, dominates, non_dominated
@@ -12,6 +13,7 @@ from storage._runs import RunClaim, RunPlan, RunRecord
 from storage._tokens import TokenRecord
 from storage.database import DEFAULT_URL, ENV_VAR, resolve_url
 from storage.errors import (
+    ArtifactNotFound,
     LeaseLost,
     StoreError,
     StoreUnavailable,
@@ -37,6 +39,8 @@ from storage.records import (
 from storage.store import Store
 
 __all__ = [
+    "ArtifactNotFound",
+    "ArtifactRecord",
     "CLAIMABLE_STUDY_STATUSES",
     "DEFAULT_URL",
     "ENV_VAR",

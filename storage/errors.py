@@ -19,6 +19,10 @@ class TrialNotFound(StoreError, LookupError):
     """No trial with that number in the study."""
 
 
+class ArtifactNotFound(StoreError, LookupError):
+    """The trial exists but has no saved model."""
+
+
 class TokenNotFound(StoreError, LookupError):
     """No API token with that id."""
 

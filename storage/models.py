@@ -23,6 +23,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -204,3 +205,23 @@ class RunModel(Base):
     result: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+
+class ArtifactModel(Base):
+    """The trained model of one finished trial, kept for later studies (a trunk to start from, a kd teacher).
+
+    ``meta`` says how to rebuild the model (workload, input shape, classes, trunk width, head sizes) and
+    ``state`` holds its ``state_dict`` as ``torch.save`` bytes; in the database, so a PostgreSQL store shared by
+    many machines shares the models too. One row per trial; deleted with its study.
+    """
+
+    __tablename__ = "auxtune_artifacts"
+    __table_args__ = (UniqueConstraint("study_id", "number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("auxtune_studies.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    format: Mapped[str] = mapped_column(String(32))
+    meta: Mapped[dict[str, Any]]
+    state: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime]

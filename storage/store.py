@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from storage._artifacts import ArtifactOps
 from storage._claims import ClaimOps
 from storage._dashboard_queries import DashboardOps
 from storage._leases import LeaseOps
@@ -13,7 +14,8 @@ from storage._studies import StudyOps
 from storage._tokens import TokenOps
 
 
-class Store(StudyOps, ClaimOps, LeaseOps, QueryOps, ServiceOps, TokenOps, RunOps, DashboardOps, ParetoOps):
+class Store(StudyOps, ClaimOps, LeaseOps, QueryOps, ServiceOps, TokenOps, RunOps, DashboardOps, ParetoOps,
+            ArtifactOps):
     """The SQL study store: auxtune's tables beside Optuna's RDB schema, in one SQLite file or PostgreSQL.
 
     ``Store(url)`` opens ``url`` (else ``$AUXTUNE_DB``, else ``sqlite:///./auxtune.db``), creating or upgrading
@@ -28,7 +30,8 @@ class Store(StudyOps, ClaimOps, LeaseOps, QueryOps, ServiceOps, TokenOps, RunOps
     tokens (``create_token``, ``authenticate``, ``ensure_admin_token``); confirmation and reference-arm runs
     under their own lease (``enqueue_runs``, ``claim_run``, ``heartbeat_run``, ``finish_run``, ``runs``); the
     dashboard's whole-study reads (``dashboard_version``, ``trial_points``, ``sanity_summary``, …); the Pareto
-    front of a multi-objective study (``pareto_front``, ``objective_values``).
+    front of a multi-objective study (``pareto_front``, ``objective_values``); saved models of finished trials
+    (``save_artifact``, ``artifact_info``, ``load_artifact``, ``artifacts``).
     """
 
     def __enter__(self) -> Store:

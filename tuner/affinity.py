@@ -63,6 +63,8 @@ class AffinityProbe(TrialCallback):
         start = time.perf_counter()
         model, batch, terms = step.model, step.batch, step.losses.terms
         named = [(n, p) for n, p in model.trunk.named_parameters() if p.requires_grad]
+        if not named:  # a frozen trunk (tuner.transfer): no shared step whose effect could be measured
+            return {}
         params = [p for _, p in named]
         before = {t: float(terms[t].detach()) for t in self.targets}
         grads = {t: torch.autograd.grad(terms[t], params, retain_graph=True, allow_unused=True) for t in self.tasks}

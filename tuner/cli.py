@@ -18,6 +18,7 @@ from rich.table import Table
 
 from tuner import cli_trust
 from tuner.spec import LambdaSpec, SpecError, StudySpec, load_spec, parse_spec
+from tuner.spec_transfer import TRUNK_MODE_PARAM, lambda_params
 from tuner.workloads import WorkloadError
 
 if TYPE_CHECKING:
@@ -78,16 +79,36 @@ def _prepare(spec: StudySpec, device: str | None) -> PreparedStudy:
         raise _fail([str(exc)]) from None
 
 
+def _with_saved_models(spec: StudySpec, prep: PreparedStudy, db: str | None) -> PreparedStudy:
+    """``prep`` with the saved trunk and kd teachers the spec names, checked against the store at ``db``."""
+    from tuner.references import check_references, saved_model_refs
+    from tuner.transfer import with_saved_models
+
+    if not saved_model_refs(spec):
+        return prep
+    store = _store(db)
+    try:
+        check_references(store, spec)
+        return with_saved_models(prep, store)
+    except SpecError as exc:
+        raise _fail(exc.lines()) from None
+    finally:
+        store.close()
+
+
 @app.command()
 def validate(
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="study spec, YAML or JSON")],
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N (default: the spec's)")] = None,
+    db: Annotated[str | None, typer.Option(
+        "--db", help="store whose saved models the spec names (trunk.from_trial, kd teacher); "
+                     "default: $AUXTUNE_DB or sqlite:///./auxtune.db")] = None,
 ) -> None:
-    """Check a spec and run the one-minibatch sanity gate at the default λ (1, clipped to bounds)."""
+    """Check a spec (and the saved models it names) and run the one-minibatch sanity gate at the default λ."""
     from tuner.sanity import study_gate
 
     spec = _load(spec_path)
-    prep = _prepare(spec, device)
+    prep = _with_saved_models(spec, _prepare(spec, device), db)
     lambdas, result = study_gate(prep, spec)
     data = prep.data
     console.print(f"spec [bold]{spec.name}[/bold]: workload {spec.workload.name}, "
@@ -122,7 +143,7 @@ def trial(
         lambdas = spec.complete_lambdas(_parse_lambdas(lambda_ or []))
     except SpecError as exc:
         raise _fail(exc.lines()) from None
-    prep = _prepare(spec, device)
+    prep = _with_saved_models(spec, _prepare(spec, device), None)  # $AUXTUNE_DB's saved trunk / teachers
     tasks = ["main", *[t.name for t in spec.aux_tasks]]
     out = err_console if as_json else console
 
@@ -214,11 +235,13 @@ def run(
 ) -> None:
     """Run a whole study locally to n_trials with N worker processes; rerunning resumes it by name."""
     from storage import StudyConflict
+    from tuner.references import check_references
     from tuner.runner import create_or_resume, run_study
 
     spec = _load(spec_path)
     store = _store(db)
     try:
+        check_references(store, spec)  # a saved trunk or kd teacher the store cannot serve: nothing is stored
         study = create_or_resume(store, spec)
     except SpecError as exc:
         raise _fail(exc.lines()) from None
@@ -272,9 +295,11 @@ def best(
     if top is None:
         raise _fail([f"study {study.name!r} has no finished trial yet; wait for one, or run it"], EXIT_CHECK_FAILED)
     spec = parse_spec(study.spec)
-    lambdas = spec.complete_lambdas({k: float(v) for k, v in top.params.items()})
+    lambdas = spec.complete_lambdas(lambda_params(top.params))
     doc = {"study": study.name, "lambdas": lambdas, "value": top.value, "trial": top.number,
            "metric": spec.objective.metric, "direction": top.direction}
+    if TRUNK_MODE_PARAM in top.params:  # a study that searches the trunk mode (tuner.transfer)
+        doc["trunk_mode"] = top.params[TRUNK_MODE_PARAM]
     confirmation, verdict = cli_trust.confirmation_for_best(store, study)
     if confirmation is not None:
         doc["confirmation"] = confirmation
@@ -329,7 +354,7 @@ def trials(
     for col in ("#", "state", "λ", "value", "attempt", "worker", "reason"):
         table.add_column(col)
     for r in rows:
-        lam = ", ".join(f"{k}={v:.3g}" for k, v in r["lambdas"].items())
+        lam = ", ".join(f"{k}={v:.3g}" if isinstance(v, int | float) else f"{k}={v}" for k, v in r["lambdas"].items())
         table.add_row(str(r["number"]), r["state"], lam, "" if r["value"] is None else f"{r['value']:.4f}",
                       str(r["attempt"]), r["worker"] or "", (r["reason"] or "")[:80])
     console.print(table)
@@ -504,7 +529,7 @@ def status(
             str((record.spec.get("objective") or {}).get("metric", "")), record.direction,
             store.counts_by_state(record.id),
             None if top is None else {"trial": top.number, "value": top.value,
-                                      "lambdas": {k: float(v) for k, v in top.params.items()}},
+                                      "lambdas": lambda_params(top.params)},
             record.status_reason)
     if as_json:
         print(json.dumps(doc))

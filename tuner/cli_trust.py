@@ -35,7 +35,7 @@ def _params(arm: dict[str, Any]) -> str:
     if arm["kind"] == "weighting":
         learned = arm.get("effective_lambdas") or {}
         return "learned, mean effective λ " + ", ".join(f"{k}={v:.3g}" for k, v in learned.items())
-    return ", ".join(f"{k}={v:.3g}" for k, v in arm["params"].items())
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, int | float) else f"{k}={v}" for k, v in arm["params"].items())
 
 
 def show_confirmation(report: dict[str, Any]) -> None:

@@ -23,6 +23,7 @@ from storage import RunPlan, RunRecord, Store, StudyRecord, TrialRecord
 from tuner import stats
 from tuner.error_analysis import compare_confusions, confusion_figure
 from tuner.spec import ConfirmSpec, StudySpec
+from tuner.spec_transfer import TRUNK_MODE_PARAM, lambda_params
 
 #: Confirmation seed i is ``training.seed + CONFIRM_SEED_BASE + i``.
 CONFIRM_SEED_BASE = 1_000_000
@@ -59,7 +60,7 @@ def ranked_lambda_sets(spec: StudySpec, trials: Sequence[TrialRecord]) -> list[t
     seen: set[tuple[tuple[str, float], ...]] = {tuple(sorted(base.items()))}
     out = []
     for t in done:
-        lambdas = spec.complete_lambdas({k: float(v) for k, v in t.params.items()})
+        lambdas = spec.complete_lambdas(lambda_params(t.params))
         key = tuple(sorted(lambdas.items()))
         if key not in seen:
             seen.add(key)
@@ -79,7 +80,10 @@ def plan_confirmation(spec: StudySpec, trials: Sequence[TrialRecord], seeds: int
                                             "baseline's; nothing to confirm")
     seed_list = [spec.training.seed + CONFIRM_SEED_BASE + i for i in range(seeds)]
     arms: list[tuple[str, str, dict[str, Any], int | None]] = [("baseline", BASELINE, baseline_lambdas(spec), None)]
-    arms += [("lambda", BEST if rank == 0 else f"rank{rank + 1}", lambdas, number)
+    # A searched trunk mode (tuner.transfer) goes with its λ set: the runs train as the trial did.
+    modes = {t.number: t.params[TRUNK_MODE_PARAM] for t in trials if TRUNK_MODE_PARAM in t.params}
+    arms += [("lambda", BEST if rank == 0 else f"rank{rank + 1}",
+              {**lambdas, **({TRUNK_MODE_PARAM: modes[number]} if number in modes else {})}, number)
              for rank, (number, lambdas) in enumerate(ranked)]
     arms += [("weighting", arm.name, arm.model_dump(), None) for arm in spec.arms]
     return [RunPlan(kind=kind, arm=arm, params=params, seed=seed, trial_number=number)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -46,7 +48,14 @@ def default_trunk(input_shape: tuple[int, ...], hidden: int) -> nn.Module:
 
 
 class MultiTaskModel(nn.Module):
-    """``forward`` returns ``{"main": logits, <task>: output, ...}``; ``features`` is the trunk's output."""
+    """``forward`` returns ``{"main": logits, <task>: output, ...}``; ``features`` is the trunk's output.
+
+    A trunk started from a saved model (``tuner.transfer``) may be frozen (``trunk_frozen``: it stays in eval mode
+    and ``param_groups`` leaves it out) or train at a lower learning rate (``trunk_lr_scale``).
+    """
+
+    trunk_frozen: bool = False
+    trunk_lr_scale: float = 1.0
 
     def __init__(self, trunk: nn.Module, feature_dim: int, n_classes: int, aux_tasks: dict[str, TaskInfo]):
         super().__init__()
@@ -65,6 +74,24 @@ class MultiTaskModel(nn.Module):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         feats = self.features(x)
         return {name: head(self.head_input(name, feats)) for name, head in self.heads.items()}
+
+    def train(self, mode: bool = True) -> MultiTaskModel:
+        super().train(mode)
+        if self.trunk_frozen:  # batch-norm statistics and dropout of a frozen trunk stay as they were saved
+            self.trunk.train(False)
+        return self
+
+    def param_groups(self, lr: float) -> Any:
+        """What the optimiser trains: every parameter at ``lr``, or, with a frozen or slower trunk, the heads at
+        ``lr`` and the trunk (unless frozen) at ``lr × trunk_lr_scale``."""
+        if not self.trunk_frozen and self.trunk_lr_scale == 1.0:
+            return self.parameters()
+        in_trunk = {id(p) for p in self.trunk.parameters()}
+        groups = [{"params": [p for p in self.parameters() if id(p) not in in_trunk and p.requires_grad], "lr": lr}]
+        trunk = [p for p in self.trunk.parameters() if p.requires_grad]
+        if trunk and not self.trunk_frozen:
+            groups.append({"params": trunk, "lr": lr * self.trunk_lr_scale})
+        return groups
 
 
 def build_model(

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from tuner.population_sanity import population_gate
+from tuner.references import saved_model_refs
 from tuner.spec import SpecError
 from tuner.stacked import MemberStack, lambda_tensors, per_member
 from tuner.stacked_optim import make_stacked_optimizer
@@ -66,6 +67,8 @@ def population_support(prep: PreparedStudy) -> str | None:
     Buffers (batch-norm statistics) would need per-member in-place updates under ``vmap``, and random ops
     (dropout) would draw different numbers than a trial alone; the built-in workloads have neither.
     """
+    if saved_model_refs(prep.spec):
+        return "a trunk or kd teacher from a saved model (tuner.transfer) trains one trial at a time"
     model = prep.new_model(prep.spec.training.seed)
     if any(True for _ in model.buffers()):
         return "the model has buffers (e.g. batch-norm statistics), which the batched path does not update"

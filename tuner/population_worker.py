@@ -20,7 +20,7 @@ import threading
 
 from storage import Claim
 from tuner.population import Member, Outcome, population_support, run_population
-from tuner.training import TrialResult, prepare
+from tuner.training import TrialResult
 from tuner.worker import Worker, _Heartbeat, _StoreReporter, _StudyContext, trial_lambdas, trial_seed
 
 logger = logging.getLogger(__name__)
@@ -40,9 +40,7 @@ class _Lease:
 def _unsupported(worker: Worker, ctx: _StudyContext) -> str | None:
     """Why this study cannot train as a population here (then its trials run one by one), or None."""
     try:
-        if ctx.prep is None:
-            ctx.prep = prepare(ctx.spec, worker.config.device)
-        return population_support(ctx.prep)
+        return population_support(worker.prepared(ctx))
     except Exception as exc:  # the trial run alone will fail with the full story
         return f"the study could not be prepared ({type(exc).__name__})"
 

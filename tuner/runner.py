@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from storage import Store, StudyRecord
 from tuner.search import SearchBackend, make_backend
 from tuner.spec import StudySpec
+from tuner.spec_transfer import lambda_params
 
 
 @dataclass
@@ -72,7 +73,7 @@ def progress_of(store: Store, study: StudyRecord) -> Progress:
                     queued=counts.get("queued", 0),
                     failed=counts.get("failed", 0) + counts.get("failed_sanity", 0),
                     best_value=best.value if best else None,
-                    best_lambdas={k: float(v) for k, v in best.params.items()} if best else None)
+                    best_lambdas=lambda_params(best.params) if best else None)
 
 
 def start_workers(url: str, n: int, *args: str) -> list[subprocess.Popen]:

@@ -24,7 +24,9 @@ from tuner.confirm import ConfirmError, request_confirmation, wants_confirmation
 from tuner.losses import MAIN
 from tuner.model import MultiTaskModel
 from tuner.spec import AffinitySpec, ArmSpec, StudySpec
+from tuner.spec_transfer import lambda_params
 from tuner.training import EpochMetrics, PreparedStudy, TrialCallback, TrialResult, prepare, run_trial
+from tuner.transfer import with_saved_models
 from tuner.weighting import LearnedWeighting, make_weighting
 from tuner.workloads import Split
 
@@ -116,8 +118,9 @@ def execute_run(prep: PreparedStudy, kind: str, params: dict[str, Any], seed: in
         extra.append(weighting)
         lambdas = spec.default_lambdas()  # unused by the loss the arm backpropagates; kept for the records
     else:
-        lambdas = {k: float(v) for k, v in params.items()}
-    result = run_trial(prep, lambdas, seed=seed, callbacks=[*extra, *(callbacks or [])])
+        lambdas = lambda_params(params)
+    result = run_trial(prep, lambdas, seed=seed, callbacks=[*extra, *(callbacks or [])],
+                       trunk_mode=spec.trunk_mode_of(params))
     doc = result.to_dict()
     doc["confusion"] = confusion.matrix
     doc["class_names"] = list(prep.data.class_names)
@@ -177,7 +180,8 @@ class RunWorker:
     def _prep(self, study: StudyRecord) -> PreparedStudy:
         key = (study.id, study.spec_hash)
         if key not in self._preps:
-            self._preps[key] = prepare(run_spec(StudySpec.model_validate(study.spec)), self.device)
+            prep = prepare(run_spec(StudySpec.model_validate(study.spec)), self.device)
+            self._preps[key] = with_saved_models(prep, self.store)
         return self._preps[key]
 
     def execute(self, claim: RunClaim) -> None:

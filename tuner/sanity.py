@@ -194,7 +194,7 @@ def sanity_gate(
     net = copy.deepcopy(model)
     net.train()
     lr = gate_lr(training, sanity)
-    opt = make_optimizer(net.parameters(), training, lr)
+    opt = make_optimizer(net.param_groups(lr), training, lr)
     judge = GateJudge(sanity, lr)
     for step in range(sanity.max_steps + 1):
         out = net(batch.x)

@@ -8,6 +8,7 @@ targets), so a spec that loads is a spec a worker can run. Errors name the field
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,6 +26,7 @@ from pydantic import (
 )
 
 from tuner.objectives import ObjectiveTerm, aux_task_of
+from tuner.spec_transfer import TRUNK_MODE_PARAM, ArtifactsSpec, TrunkSpec, check_trial_ref
 
 LossName = Literal["ce", "bce", "mse", "kd", "mmd"]
 LOSSES: tuple[str, ...] = ("ce", "bce", "mse", "kd", "mmd")
@@ -88,6 +90,24 @@ class AuxTaskSpec(_Strict):
     loss: LossName
     lambda_: LambdaSpec = Field(default_factory=LambdaSpec, alias="lambda")
     temperature: float = Field(2.0, gt=0.0, description="softmax temperature of a kd loss")
+    teacher: str | None = Field(None, description=(
+        "kd only: distil the saved model of trial <study>/<n> of this store (its main-task predictions, softened "
+        "at temperature) into the student's main head; the task's name is then free"))
+
+    @field_validator("teacher")
+    @classmethod
+    def _check_teacher(cls, teacher: str | None, info: ValidationInfo) -> str | None:
+        loss = info.data.get("loss")
+        if teacher is not None and loss is not None and loss != "kd":
+            raise ValueError(f"teacher is for a kd task; set loss: kd or drop teacher (loss is {loss!r})")
+        return check_trial_ref(teacher)
+
+    @model_serializer(mode="wrap")
+    def _omit_teacher_when_none(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if self.teacher is None:  # a task stored before ``teacher`` existed keeps its document (and spec hash)
+            data.pop("teacher", None)
+        return data
 
 
 class WorkloadSpec(_Strict):
@@ -222,7 +242,7 @@ class PopulationSpec(_Strict):
 #: Blocks added after the first release, left out of the stored document while at their default, so a study
 #: stored before they existed still has the same spec (and resumes instead of conflicting).
 _OMITTED_AT_DEFAULT: dict[str, Any] = {"affinity": AffinitySpec(), "confirm": None, "arms": [],
-                                       "population": PopulationSpec()}
+                                       "population": PopulationSpec(), "trunk": None, "artifacts": ArtifactsSpec()}
 
 
 class StudySpec(_Strict):
@@ -239,6 +259,8 @@ class StudySpec(_Strict):
     confirm: ConfirmSpec | None = Field(None, description="confirm the answer automatically after the search")
     arms: list[ArmSpec] = Field(default_factory=list, description="learned-weighting arms of the confirmation")
     population: PopulationSpec = Field(default_factory=PopulationSpec)
+    trunk: TrunkSpec | None = Field(None, description="start the trunk from a saved trial's model")
+    artifacts: ArtifactsSpec = Field(default_factory=ArtifactsSpec)
 
     @field_validator("arms", mode="before")
     @classmethod
@@ -289,9 +311,25 @@ class StudySpec(_Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"task(s) {dupes} listed more than once; list each task once")
+        if TRUNK_MODE_PARAM in names:
+            raise ValueError(f"{TRUNK_MODE_PARAM!r} names the searched trunk mode; give the task another name")
         return tasks
 
     # -- λ helpers -------------------------------------------------------------------------------------
+    def trunk_modes(self) -> list[str]:
+        """The trunk modes of the study (``[]`` without ``trunk``); more than one: searched as ``trunk_mode``."""
+        return self.trunk.modes() if self.trunk is not None else []
+
+    def trunk_mode_of(self, params: Mapping[str, Any]) -> str | None:
+        """The trunk mode a trial with these params trains with: its searched ``trunk_mode``, else the first."""
+        modes = self.trunk_modes()
+        if not modes:
+            return None
+        mode = params.get(TRUNK_MODE_PARAM, modes[0])
+        if mode not in modes:
+            raise SpecError([(TRUNK_MODE_PARAM, f"{mode!r} is not a mode of this study; it has {modes}")])
+        return str(mode)
+
     def searched_tasks(self) -> list[AuxTaskSpec]:
         return [t for t in self.aux_tasks if t.lambda_.searched]
 

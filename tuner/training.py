@@ -18,13 +18,17 @@ from functools import lru_cache
 from typing import Any, Literal
 
 import torch
+from torch import nn
 
 from tuner.domain import target_metrics, with_target_domain
 from tuner.losses import MAIN, LossBreakdown, compute_losses
 from tuner.model import MultiTaskModel, build_model, resolve_device
 from tuner.objectives import epoch_value
+from tuner.references import workload_aux_tasks
 from tuner.sanity import SanityResult, json_safe, make_optimizer, sanity_gate
 from tuner.spec import StudySpec
+from tuner.spec_transfer import TRUNK_MODE_PARAM
+from tuner.transfer import SavedModel, rebuild_trunk, start_trunk, tie_kd_heads
 from tuner.workloads import Split, Workload, WorkloadData, make_workload
 
 logger = logging.getLogger(__name__)
@@ -70,6 +74,8 @@ class TrialResult:
     affinity: dict[str, Any] | None = None
     #: The main task on the target domain's test split at the best epoch (``accuracy``, ``loss``), if it has one.
     target_test: dict[str, float] = field(default_factory=dict)
+    #: How the trunk started from a saved model trained (``freeze``, ``finetune``, …); None without ``trunk``.
+    trunk_mode: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -120,12 +126,17 @@ def _dispatch(callbacks: Sequence[TrialCallback], hook: str, arg: Any) -> None:
 
 @dataclass
 class PreparedStudy:
-    """A spec with its data built and moved to the device, reused across the trials of one worker."""
+    """A spec with its data built and moved to the device, reused across the trials of one worker.
+
+    ``trunk`` is the saved model whose trunk new models start from, and a kd task with a teacher has the
+    teacher's predictions among the splits' targets: both are filled by ``tuner.transfer.with_saved_models``.
+    """
 
     spec: StudySpec
     workload: Workload
     data: WorkloadData
     device: torch.device
+    trunk: SavedModel | None = None
 
     @property
     def task_losses(self) -> dict[str, str]:
@@ -135,12 +146,27 @@ class PreparedStudy:
     def temperatures(self) -> dict[str, float]:
         return {t.name: t.temperature for t in self.spec.aux_tasks}
 
-    def new_model(self, seed: int) -> MultiTaskModel:
+    def new_model(self, seed: int, trunk_mode: str | None = None) -> MultiTaskModel:
+        """A freshly initialised model; with ``trunk``, its trunk starts from the saved one in ``trunk_mode``
+        (default: the spec's first mode)."""
         torch.manual_seed(seed)
-        tasks = {t.name: self.data.tasks[t.name] for t in self.spec.aux_tasks}
-        trunk = self.workload.build_trunk(self.data.input_shape, self.spec.training.hidden)
-        model = build_model(self.data.input_shape, self.data.n_classes, tasks, self.spec.training.hidden, trunk)
-        return with_target_domain(model, self.data, self.task_losses, seed).to(self.device)
+        spec = self.spec
+        unloaded = [t.teacher for t in spec.aux_tasks if t.teacher is not None and t.name not in self.data.tasks]
+        unloaded += [spec.trunk.from_trial] if spec.trunk is not None and self.trunk is None else []
+        if unloaded:
+            raise ValueError(f"the saved model(s) {unloaded} are not loaded; prepare the study with "
+                             "tuner.transfer.with_saved_models(prep, store)")
+        tasks = {t.name: self.data.tasks[t.name] for t in spec.aux_tasks}
+        if self.trunk is not None:
+            trunk: tuple[nn.Module, int] | None = (rebuild_trunk(self.trunk.meta), int(self.trunk.meta["feature_dim"]))
+        else:
+            trunk = self.workload.build_trunk(self.data.input_shape, spec.training.hidden)
+        model = build_model(self.data.input_shape, self.data.n_classes, tasks, spec.training.hidden, trunk)
+        model = tie_kd_heads(with_target_domain(model, self.data, self.task_losses, seed), spec)
+        if self.trunk is not None and spec.trunk is not None:
+            mode = trunk_mode or spec.trunk.modes()[0]
+            model = start_trunk(model, self.trunk, mode, spec.trunk.lr_factor)
+        return model.to(self.device)
 
     def sanity_batch(self, seed: int) -> Split:
         g = torch.Generator().manual_seed(seed)
@@ -156,9 +182,13 @@ def _build_data(workload_name: str, params_json: str, aux_tasks: tuple[str, ...]
 
 
 def prepare(spec: StudySpec, device: str | torch.device | None = None) -> PreparedStudy:
-    """Build (or reuse) the workload's data for ``spec`` and place it on the device."""
+    """Build (or reuse) the workload's data for ``spec`` and place it on the device.
+
+    A spec that names saved models (``trunk``, a kd ``teacher``) needs them too: pass the result through
+    ``tuner.transfer.with_saved_models(prep, store)``.
+    """
     params_json = json.dumps(spec.workload.params, sort_keys=True, default=str)
-    aux = tuple(sorted(t.name for t in spec.aux_tasks))
+    aux = workload_aux_tasks(spec)
     workload, data = _build_data(spec.workload.name, params_json, aux)
     dev = resolve_device(str(device)) if device is not None else resolve_device(spec.training.device)
     return PreparedStudy(spec=spec, workload=workload, data=data.to(dev), device=dev)
@@ -194,11 +224,13 @@ def run_trial(
     lambdas: dict[str, float],
     seed: int | None = None,
     callbacks: Sequence[TrialCallback] = (),
+    trunk_mode: str | None = None,
 ) -> TrialResult:
     """Run one trial of ``prep.spec`` with ``lambdas`` (complete: fixed λ filled in by the caller or here).
 
-    Deterministic given (spec, λ, seed) on the CPU. The sanity gate runs first; a failed gate ends the
-    trial with status ``failed_sanity`` and its reason, and costs no full training.
+    Deterministic given (spec, λ, seed, trunk mode) on the CPU. The sanity gate runs first; a failed gate ends
+    the trial with status ``failed_sanity`` and its reason, and costs no full training. ``trunk_mode`` (a trunk
+    started from a saved model) defaults to the spec's first mode.
     """
     spec = prep.spec
     lambdas = spec.complete_lambdas(lambdas)
@@ -206,8 +238,10 @@ def run_trial(
     metric, direction = spec.objective.metric, str(spec.objective.direction)
     start = time.perf_counter()
     result = TrialResult(status="complete", lambdas=lambdas, seed=seed, metric=metric, direction=direction)
+    if spec.trunk is not None:
+        result.trunk_mode = spec.trunk_mode_of({} if trunk_mode is None else {TRUNK_MODE_PARAM: trunk_mode})
 
-    model = prep.new_model(seed)
+    model = prep.new_model(seed, result.trunk_mode)
     from tuner.affinity import affinity_probe  # it builds on this module's TrialCallback
 
     probe = affinity_probe(prep)
@@ -222,7 +256,7 @@ def run_trial(
             result.seconds = time.perf_counter() - start
             return result
 
-    opt = make_optimizer(model.parameters(), spec.training, spec.training.lr)
+    opt = make_optimizer(model.param_groups(spec.training.lr), spec.training, spec.training.lr)
     train = prep.data.train
     gen = torch.Generator().manual_seed(seed)
     bs = spec.training.batch_size

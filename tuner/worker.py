@@ -23,11 +23,13 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from storage import Claim, LeaseLost, Store, StoreError, StudyRecord
+from tuner.model import MultiTaskModel
 from tuner.objectives import trial_values
 from tuner.runs import RunWorker
 from tuner.sanity import SanityResult, study_gate
 from tuner.search import SearchBackend, make_backend, pruning_step
 from tuner.spec import StudySpec, parse_spec
+from tuner.spec_transfer import lambda_params
 from tuner.training import (
     EpochMetrics,
     PreparedStudy,
@@ -37,6 +39,7 @@ from tuner.training import (
     prepare,
     run_trial,
 )
+from tuner.transfer import save_trial_model, with_saved_models
 
 logger = logging.getLogger(__name__)
 
@@ -116,8 +119,18 @@ class _Heartbeat(threading.Thread):
 
 
 def trial_lambdas(claim: Claim) -> dict[str, float]:
-    """The λ set a claimed trial trains with."""
-    return {k: float(v) for k, v in claim.params.items()}
+    """The λ set a claimed trial trains with (its params but a searched ``trunk_mode``)."""
+    return lambda_params(claim.params)
+
+
+class _ModelKeeper(TrialCallback):
+    """Keeps the trained model (best epoch) of a trial whose study saves models (``artifacts.save``)."""
+
+    def __init__(self) -> None:
+        self.model: MultiTaskModel | None = None
+
+    def on_train_end(self, model: MultiTaskModel) -> None:
+        self.model = model
 
 
 def trial_seed(spec: StudySpec, claim: Claim) -> int:
@@ -189,6 +202,12 @@ class Worker:
             max_parallel=ctx.spec.search.max_parallel or None,
         )
 
+    def prepared(self, ctx: _StudyContext) -> PreparedStudy:
+        """The study's data on this worker's device, with the saved models its spec names (``tuner.transfer``)."""
+        if ctx.prep is None:
+            ctx.prep = with_saved_models(prepare(ctx.spec, self.config.device), self.store)
+        return ctx.prep
+
     def _gate_study(self, ctx: _StudyContext) -> bool:
         """Run the study-level sanity gate before the first trial of a queued study; False if the study failed.
 
@@ -200,9 +219,7 @@ class Worker:
         if not ctx.spec.sanity.enabled:
             return True
         try:
-            if ctx.prep is None:
-                ctx.prep = prepare(ctx.spec, self.config.device)
-            lambdas, result = study_gate(ctx.prep, ctx.spec)
+            lambdas, result = study_gate(self.prepared(ctx), ctx.spec)
         except Exception as exc:  # a workload that cannot even be built fails the study, not each trial
             logger.exception("study %s: preparing the study-level sanity gate failed", study.name)
             reason = f"study-level sanity gate: the workload could not be prepared: {type(exc).__name__}: {exc}"
@@ -253,40 +270,57 @@ class Worker:
         beat = _Heartbeat(self.store, claim, self.config.heartbeat_s, lost)
         beat.start()
         outcome: TrialResult | Exception
+        keeper = _ModelKeeper()
         try:
-            if ctx.prep is None:
-                ctx.prep = prepare(ctx.spec, self.config.device)
+            prep = self.prepared(ctx)
             reporter = self.reporter(ctx, claim, lost)
-            outcome = run_trial(ctx.prep, trial_lambdas(claim), seed=trial_seed(ctx.spec, claim), callbacks=[reporter])
+            outcome = run_trial(prep, trial_lambdas(claim), seed=trial_seed(ctx.spec, claim),
+                                callbacks=[reporter, keeper], trunk_mode=ctx.spec.trunk_mode_of(claim.params))
             reporter.flush()
         except Exception as exc:  # ``conclude`` decides: give the trial back, drop it, or record it as failed
             outcome = exc
         finally:
             beat.done.set()
-        self.conclude(claim, outcome, lost)
+        if self.conclude(claim, outcome, lost) == "complete" and keeper.model is not None:
+            self.save_model(ctx, claim, keeper.model)
+
+    def save_model(self, ctx: _StudyContext, claim: Claim, model: MultiTaskModel) -> None:
+        """Keep a complete trial's model in the store as its study's ``artifacts.save`` asks: ``all`` complete
+        trials, or only the ``best`` so far (the older best's model is dropped). A failure to save is logged and
+        leaves the trial as it is."""
+        save = ctx.spec.artifacts.save
+        if save == "none" or ctx.prep is None:
+            return
+        try:
+            if save == "best":
+                best = self.store.best_trial(claim.study_id)
+                if best is None or best.number != claim.number:
+                    return
+            save_trial_model(self.store, claim.study_id, claim.number, ctx.prep, model, only=save == "best")
+        except Exception:
+            logger.exception("trial %d of %s: saving its model failed", claim.number, claim.study_name)
 
     def reporter(self, ctx: _StudyContext, claim: Claim, lost: threading.Event) -> _StoreReporter:
         """The callback that writes ``claim``'s sanity result and epochs to the store and asks the pruner."""
         return _StoreReporter(self.store, claim, ctx.spec.objective.metric, self.stop, lost,
                               prunes=ctx.spec.search.pruner.name != "none")
 
-    def conclude(self, claim: Claim, outcome: TrialResult | Exception, lost: threading.Event) -> None:
+    def conclude(self, claim: Claim, outcome: TrialResult | Exception, lost: threading.Event) -> str | None:
         """Report how a claimed trial ended (its heartbeat already stopped): a result is finished in the store;
         on shutdown (``_Abort``) the trial goes back to the queue; after a lost lease nothing is written; any
-        other error fails the trial with its reason and traceback."""
+        other error fails the trial with its reason and traceback. Returns the state written, or None."""
         if isinstance(outcome, _Abort):
             if not lost.is_set() and self.store.release_trial(claim):
                 logger.info("trial %d of %s given back to the queue (%s)", claim.number, claim.study_name, outcome)
-            return
+            return None
         if isinstance(outcome, LeaseLost):  # our lease expired (e.g. a long stall): another worker owns the trial now
             logger.warning("%s", outcome)
-            return
+            return None
         if isinstance(outcome, Exception):  # a bug or a broken workload: record it, don't retry the same thing forever
             logger.error("trial %d of %s failed", claim.number, claim.study_name, exc_info=outcome)
             reason = f"{type(outcome).__name__}: {outcome}"[:2000]
             trace = "".join(traceback.format_exception(outcome))[-4000:]
-            self._finish(claim, "failed", None, {"traceback": trace}, reason)
-            return
+            return "failed" if self._finish(claim, "failed", None, {"traceback": trace}, reason) else None
         result = outcome
         state = {"complete": "complete", "pruned": "pruned", "failed_sanity": "failed_sanity"}[result.status]
         value = result.value if state != "failed_sanity" else None
@@ -300,15 +334,18 @@ class Worker:
                 values = trial_values(ctx.spec.objective.metrics(), result)
             except ValueError as exc:
                 state, values, result.reason = "failed", None, str(exc)
-        self._finish(claim, state, values, result.to_dict(), result.reason)
+        written = self._finish(claim, state, values, result.to_dict(), result.reason)
         self.trials_run += 1
+        return state if written else None
 
     def _finish(self, claim: Claim, state: str, value: float | list[float] | None, result: dict,
-                reason: str) -> None:
+                reason: str) -> bool:
         try:
             self.store.finish_trial(claim, state, value, result, reason)
         except LeaseLost as exc:
             logger.warning("%s", exc)
+            return False
+        return True
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,6 +15,7 @@ from api.deps import OwnedStudy, StoreDep
 from api.errors import error_responses
 from storage import ParetoTrial, Store, StudyRecord
 from tuner.spec import SpecError, StudySpec
+from tuner.spec_transfer import lambda_params
 
 router = APIRouter(prefix="/studies", tags=["studies"])
 
@@ -47,7 +48,7 @@ def _metrics_and_spec(study: StudyRecord) -> tuple[list[str], StudySpec | None]:
 
 
 def _lambdas(spec: StudySpec | None, params: dict[str, Any]) -> dict[str, float]:
-    searched = {k: float(v) for k, v in params.items()}
+    searched = lambda_params(params)
     if spec is None:
         return searched
     try:

@@ -16,6 +16,7 @@ from api.views import study_detail, study_public
 from storage import FINISHED_TRIAL_STATES, Store, StudyRecord
 from tuner.confirm import confirmation_summary, stored_confirmation
 from tuner.spec import SpecError, StudySpec
+from tuner.spec_transfer import TRUNK_MODE_PARAM, lambda_params
 
 router = APIRouter(prefix="/studies", tags=["studies"])
 
@@ -68,15 +69,17 @@ def read_best(study: OwnedStudy, store: StoreDep) -> BestPublic | ParetoPublic:
                        "no_result_yet")
     if len(study.directions) > 1:
         return pareto_public(store, study)
-    searched = {k: float(v) for k, v in top.params.items()}
+    searched = lambda_params(top.params)
     try:
         spec = StudySpec.model_validate(study.spec)
         lambdas, metric = spec.complete_lambdas(searched), str(spec.objective.metric)
     except (SpecError, ValidationError):  # a spec stored by another version: report the λ as they were run
         lambdas, metric = searched, str((study.spec.get("objective") or {}).get("metric", ""))
     confirmation = stored_confirmation(store, study)
+    mode = top.params.get(TRUNK_MODE_PARAM)
     return BestPublic(lambdas=lambdas, value=top.value, trial=top.number, metric=metric, direction=top.direction,
-                      confirmation=None if confirmation is None else confirmation_summary(confirmation))
+                      confirmation=None if confirmation is None else confirmation_summary(confirmation),
+                      trunk_mode=None if mode is None else str(mode))
 
 
 def _transition(store: Store, study: StudyRecord, to: str, allowed_from: tuple[str, ...], verb: str) -> StudyPublic:

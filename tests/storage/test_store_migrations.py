@@ -20,7 +20,7 @@ from tests.storage.store_factories import make_study
 
 WORKER = str(Path(__file__).with_name("store_worker.py"))
 OURS = {"auxtune_studies", "auxtune_trials", "auxtune_trial_epochs", "auxtune_sanity_checks", "auxtune_workers",
-        "auxtune_runs", VERSION_TABLE}
+        "auxtune_runs", "auxtune_artifacts", VERSION_TABLE}
 
 
 def tables(url: str) -> set[str]:

@@ -214,8 +214,10 @@ class AxBackend(SearchBackend):
     """Ax Bayesian optimisation over the λ, rebuilt from the store's history on every ask (see ``AxSampler``)."""
 
     algorithm = "ax"
+    categorical = False
     requires = ("ax",)
 
     def sampler(self, stream: int = 0) -> BaseSampler:
         # The seed already varies per trial number, which parallel workers never share.
-        return AxSampler(self.search_space(), metric=self.spec.objective.metric, seed=self._seed())
+        space = {k: d for k, d in self.search_space().items() if isinstance(d, FloatDistribution)}  # λ only here
+        return AxSampler(space, metric=self.spec.objective.metric, seed=self._seed())

@@ -18,16 +18,17 @@ import importlib.util
 import logging
 import warnings
 from collections.abc import Iterator
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import optuna
-from optuna.distributions import BaseDistribution, FloatDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
 from optuna.exceptions import ExperimentalWarning
 from optuna.pruners import BasePruner
 from optuna.samplers import BaseSampler
 from optuna.trial import BaseTrial, Trial
 
 from tuner.spec import AuxTaskSpec, SpecError, StudySpec
+from tuner.spec_transfer import TRUNK_MODE_PARAM
 
 logger = logging.getLogger(__name__)
 
@@ -83,11 +84,20 @@ class SearchBackend(abc.ABC):
 
     algorithm: ClassVar[str]
     requires: ClassVar[tuple[str, ...]] = ()
+    #: Whether the sampler searches a categorical dimension (the trunk mode) next to the λ.
+    categorical: ClassVar[bool] = True
 
     def __init__(self, spec: StudySpec) -> None:
         self.spec = spec
         self._searched = spec.searched_tasks()
-        if not self._searched:
+        self._modes = spec.trunk_modes() if spec.trunk is not None and spec.trunk.searched else []
+        if self._modes and not self.categorical:
+            raise SpecError([(
+                "trunk.mode",
+                f"{self.algorithm!r} searches continuous λ only and cannot search the trunk mode; choose tpe, "
+                "random, grid, gp, nsga2 or nsga3, or give one mode",
+            )])
+        if not self._searched and not self._modes:
             raise SpecError([(
                 "aux_tasks",
                 "no λ to search: every aux task has a fixed λ (or low == high); give at least one task "
@@ -115,23 +125,32 @@ class SearchBackend(abc.ABC):
         return self.spec.search.seed + stream
 
     # -- the search space -----------------------------------------------------------------------------------
-    def search_space(self) -> dict[str, optuna.distributions.FloatDistribution]:
-        """One distribution per searched λ, named after its aux task (log scale where the spec says so)."""
-        return {
+    def search_space(self) -> dict[str, BaseDistribution]:
+        """One distribution per searched λ, named after its aux task (log scale where the spec says so), and a
+        categorical ``trunk_mode`` when the spec lists several trunk modes."""
+        space: dict[str, BaseDistribution] = {
             t.name: FloatDistribution(t.lambda_.low, t.lambda_.high, log=t.lambda_.log) for t in self._searched
         }
+        if self._modes:
+            space[TRUNK_MODE_PARAM] = CategoricalDistribution(self._modes)
+        return space
 
     def ask(self, study: optuna.Study) -> Trial:
         """A new trial of ``study`` with every searched λ already sampled (enqueued controls come first)."""
         fixed: dict[str, BaseDistribution] = dict(self.search_space())
         return study.ask(fixed_distributions=fixed)
 
-    def suggest(self, trial: Trial) -> dict[str, float]:
+    def suggest(self, trial: Trial) -> dict[str, Any]:
         """Give ``trial`` its searched λ through ``trial.suggest_float`` (an enqueued or requeued trial gets
-        its stored values back) and return every aux task's λ: the store's ``SuggestFn`` for claims."""
+        its stored values back) and return every aux task's λ (and a searched ``trunk_mode``): the store's
+        ``SuggestFn`` for claims."""
         for name, dist in self.search_space().items():
-            trial.suggest_float(name, dist.low, dist.high, log=dist.log)
-        return self.lambdas_of(trial)
+            if isinstance(dist, FloatDistribution):
+                trial.suggest_float(name, dist.low, dist.high, log=dist.log)
+        out: dict[str, Any] = dict(self.lambdas_of(trial))
+        if self._modes:
+            out[TRUNK_MODE_PARAM] = trial.suggest_categorical(TRUNK_MODE_PARAM, self._modes)
+        return out
 
     def lambdas_of(self, trial: BaseTrial) -> dict[str, float]:
         """Every aux task's λ for ``trial``: the searched ones from its params, the others from the spec."""
@@ -147,17 +166,19 @@ class SearchBackend(abc.ABC):
         return out
 
     # -- controls and budget --------------------------------------------------------------------------------
-    def _labelled_controls(self) -> list[tuple[str, dict[str, float]]]:
+    def _labelled_controls(self) -> list[tuple[str, dict[str, Any]]]:
         if not self.spec.search.controls:
             return []
-        out: list[tuple[str, dict[str, float]]] = []
+        out: list[tuple[str, dict[str, Any]]] = []
         for label, value in (("baseline", 0.0), ("equal", 1.0)):
-            params = {t.name: clip_lambda(t, value) for t in self._searched}
+            params: dict[str, Any] = {t.name: clip_lambda(t, value) for t in self._searched}
+            if self._modes:  # the controls train with the first trunk mode listed
+                params[TRUNK_MODE_PARAM] = self._modes[0]
             if all(params != seen for _, seen in out):
                 out.append((label, params))
         return out
 
-    def controls(self) -> list[dict[str, float]]:
+    def controls(self) -> list[dict[str, Any]]:
         """The searched λ of the control trials, to run first: λ = 0 for all (the baseline) and λ = 1 for all.
 
         Each value is clipped into its task's bounds and duplicates are dropped; empty when

@@ -17,6 +17,7 @@ class CmaEsBackend(SearchBackend):
     """CMA-ES from the centre of the λ box; the first trial (and any λ CMA-ES skips) is sampled at random."""
 
     algorithm = "cmaes"
+    categorical = False
     requires = ("cmaes",)
 
     def sampler(self, stream: int = 0) -> BaseSampler:

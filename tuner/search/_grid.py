@@ -23,6 +23,7 @@ from optuna.samplers import BaseSampler, GridSampler
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.search._base import SearchBackend
+from tuner.spec_transfer import TRUNK_MODE_PARAM
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,13 @@ logger = logging.getLogger(__name__)
 def _is_close(a: float, b: float) -> bool:
     # Grid values computed in log space and values read back from storage differ by float noise only.
     return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    """Equal grid values: λ up to float noise, a trunk mode exactly."""
+    if isinstance(a, str) or isinstance(b, str):
+        return a == b
+    return _is_close(float(a), float(b))
 
 
 class LambdaGridSampler(GridSampler):
@@ -40,8 +48,7 @@ class LambdaGridSampler(GridSampler):
         if set(params) != set(self._param_names):
             return None
         for grid_id, point in enumerate(self._all_grids):
-            if all(_is_close(float(params[n]), float(v))  # type: ignore[arg-type]  # our grid holds floats only
-                   for n, v in zip(self._param_names, point, strict=True)):
+            if all(_same_value(params[n], v) for n, v in zip(self._param_names, point, strict=True)):
                 return grid_id
         return None
 
@@ -76,10 +83,10 @@ class GridBackend(SearchBackend):
 
     algorithm = "grid"
 
-    def grid(self) -> dict[str, list[float]]:
-        """The grid values of each searched λ."""
+    def grid(self) -> dict[str, list[Any]]:
+        """The grid values of each searched λ (and every trunk mode, when the mode is searched)."""
         n = self.spec.search.grid_points
-        out: dict[str, list[float]] = {}
+        out: dict[str, list[Any]] = {}
         for t in self._searched:
             lo, hi = t.lambda_.low, t.lambda_.high
             if t.lambda_.log:
@@ -88,6 +95,8 @@ class GridBackend(SearchBackend):
                 values = np.linspace(lo, hi, n)
             # Pin the ends: exp(log(x)) may land a hair outside [low, high].
             out[t.name] = [lo, *(min(max(float(v), lo), hi) for v in values[1:-1]), hi]
+        if self._modes:
+            out[TRUNK_MODE_PARAM] = list(self._modes)
         return out
 
     def grid_size(self) -> int:

@@ -15,6 +15,7 @@ class QMCBackend(SearchBackend):
     """
 
     algorithm = "qmc"
+    categorical = False
     requires = ("scipy",)
 
     def sampler(self, stream: int = 0) -> BaseSampler:

@@ -143,6 +143,11 @@ class Workload(ABC):
                 target columns from its features) and must provide at least their targets.
         """
 
+    def describe_shapes(self, aux_tasks: Sequence[str] = ()) -> tuple[tuple[int, ...], int] | None:
+        """``(input shape, number of classes)`` of the data ``build(aux_tasks)`` would give, without torch, or None
+        when that cannot be told without building (then a saved trunk or teacher is checked by the worker)."""
+        return None
+
     def build_trunk(self, input_shape: tuple[int, ...], hidden: int) -> tuple[nn.Module, int] | None:
         """Return ``(trunk, feature_dim)`` to replace the default trunk, or None for the default."""
         return None

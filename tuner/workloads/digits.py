@@ -74,6 +74,9 @@ class DigitsWorkload(Workload):
             tasks["domain"] = TaskInfo("domain", "domain", 1, "source vs the shifted target domain (loss mmd)")
         return tasks
 
+    def describe_shapes(self, aux_tasks: Sequence[str] = ()) -> tuple[tuple[int, ...], int]:
+        return (1, 8, 8), 10
+
     def build(self, aux_tasks: Sequence[str] = ()) -> WorkloadData:
         import torch
         from sklearn.datasets import load_digits

@@ -56,6 +56,9 @@ class SyntheticWorkload(Workload):
             "null": TaskInfo("null", "soft", 1, "a random score independent of everything"),
         }
 
+    def describe_shapes(self, aux_tasks: Sequence[str] = ()) -> tuple[tuple[int, ...], int]:
+        return (self.params.dim,), 4  # type: ignore[attr-defined]
+
     def build(self, aux_tasks: Sequence[str] = ()) -> WorkloadData:
         import torch
 

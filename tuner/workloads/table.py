@@ -199,13 +199,9 @@ class TableWorkload(Workload):
                     tasks[col] = TaskInfo(col, info.kind, 1, f"per-class attribute, {info.description}")
         return tasks
 
-    # -- tensors ---------------------------------------------------------------------------------------
-    def build(self, aux_tasks: Sequence[str] = ()) -> WorkloadData:
-        import numpy as np
-        import torch
-
+    def _features(self, data: pd.DataFrame, attrs: pd.DataFrame | None, aux_tasks: Sequence[str]) -> list[str]:
+        """The feature columns when ``aux_tasks`` are the aux tasks: per-sample targets are not features."""
         p = self.p
-        data, attrs = self._frames()
         available = self.describe_tasks()
         unknown = [t for t in aux_tasks if t not in available]
         if unknown:
@@ -223,6 +219,22 @@ class TableWorkload(Workload):
         if not features:
             raise WorkloadError(f"{P}.data", "no feature columns left; the data needs numeric feature columns "
                                              "besides the label and the per-sample aux-task targets")
+        return features
+
+    def describe_shapes(self, aux_tasks: Sequence[str] = ()) -> tuple[tuple[int, ...], int]:
+        data, attrs = self._frames()
+        return (len(self._features(data, attrs, aux_tasks)),), len(set(class_keys(data[self.p.label])))
+
+    # -- tensors ---------------------------------------------------------------------------------------
+    def build(self, aux_tasks: Sequence[str] = ()) -> WorkloadData:
+        import numpy as np
+        import torch
+
+        p = self.p
+        data, attrs = self._frames()
+        available = self.describe_tasks()
+        features = self._features(data, attrs, aux_tasks)
+        attr_cols = set(attrs.columns) - {p.label} if attrs is not None else set()
 
         labels = class_keys(data[p.label])
         classes = _class_order(data[p.label], labels)

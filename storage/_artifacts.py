@@ -1,0 +1,103 @@
+"""Saved models of finished trials (``auxtune_artifacts``): save, look up and load by (study name, number).
+
+The store keeps bytes and a JSON meta document and knows nothing of torch: ``tuner.transfer`` makes the bytes
+(``torch.save`` of a ``state_dict``) and reads them back (``torch.load(..., weights_only=True)``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from storage._core import StoreCore, as_utc, json_safe, utcnow
+from storage.errors import ArtifactNotFound, StudyNotFound, TrialNotFound
+from storage.models import ArtifactModel, StudyModel, TrialModel
+
+
+@dataclass(frozen=True)
+class ArtifactRecord:
+    """A saved model, without its bytes: whose it is, its format, how to rebuild it (``meta``) and its size."""
+
+    study_id: int
+    study_name: str
+    number: int
+    format: str
+    meta: dict[str, Any]
+    size: int
+    created_at: datetime
+
+
+def _record(row: ArtifactModel, study_name: str, size: int) -> ArtifactRecord:
+    return ArtifactRecord(study_id=row.study_id, study_name=study_name, number=row.number, format=row.format,
+                          meta=dict(row.meta), size=size, created_at=as_utc(row.created_at) or utcnow())
+
+
+class ArtifactOps(StoreCore):
+    def save_artifact(self, study_id: int, number: int, meta: Mapping[str, Any], state: bytes,
+                      fmt: str = "torch.state_dict", only: bool = False) -> ArtifactRecord:
+        """Save (or replace) the model of trial ``number`` of the study; ``only`` drops the study's other saved
+        models in the same transaction (``artifacts.save: best`` keeps one)."""
+        with self.session("saving a trial's model") as session:
+            study = StudyModel.find_or_raise(session, study_id)
+            TrialModel.find_or_raise(session, study_id, number)
+            if only:
+                session.execute(delete(ArtifactModel).where(ArtifactModel.study_id == study_id,
+                                                            ArtifactModel.number != number))
+            row = session.scalars(select(ArtifactModel).where(ArtifactModel.study_id == study_id,
+                                                              ArtifactModel.number == number)).one_or_none()
+            if row is None:
+                row = ArtifactModel(study_id=study_id, number=number)
+                session.add(row)
+            row.format, row.meta, row.state, row.created_at = fmt, json_safe(dict(meta)), state, self._now()
+            session.flush()
+            session.refresh(row)
+            return _record(row, study.name, len(state))
+
+    def _find_artifact(self, session: Session, study_name: str, number: int) -> tuple[StudyModel, ArtifactModel]:
+        study = StudyModel.find_by_name(session, study_name)
+        if study is None:
+            raise StudyNotFound(f"no study named {study_name!r}")
+        row = session.scalars(select(ArtifactModel).where(ArtifactModel.study_id == study.id,
+                                                          ArtifactModel.number == number)).one_or_none()
+        if row is None:
+            trial = session.scalars(select(TrialModel.state).where(TrialModel.study_id == study.id,
+                                                                   TrialModel.number == number)).one_or_none()
+            if trial is None:
+                raise TrialNotFound(f"study {study_name!r} has no trial {number}")
+            raise ArtifactNotFound(f"study {study_name!r} trial {number} has no saved model: run that study with "
+                                   "artifacts.save: all (or best, for its best trial)")
+        return study, row
+
+    def artifact_info(self, study_name: str, number: int) -> ArtifactRecord:
+        """The saved model of trial ``number`` of study ``study_name``, without its bytes.
+
+        Raises:
+            StudyNotFound, TrialNotFound, ArtifactNotFound: each with a message that says what to do.
+        """
+        with self.session("reading a saved model") as session:
+            study, row = self._find_artifact(session, study_name, number)
+            size = session.scalar(select(func.length(ArtifactModel.state)).where(ArtifactModel.id == row.id))
+            return _record(row, study.name, int(size or 0))
+
+    def load_artifact(self, study_name: str, number: int) -> tuple[ArtifactRecord, bytes]:
+        """The saved model of trial ``number`` of study ``study_name`` and its bytes (raises as ``artifact_info``)."""
+        with self.session("loading a saved model") as session:
+            study, row = self._find_artifact(session, study_name, number)
+            state = bytes(row.state)
+            return _record(row, study.name, len(state)), state
+
+    def artifacts(self, study_id: int) -> list[ArtifactRecord]:
+        """The saved models of a study, by trial number (without their bytes)."""
+        stmt = (select(ArtifactModel, StudyModel.name, func.length(ArtifactModel.state))
+                .join(StudyModel, StudyModel.id == ArtifactModel.study_id)
+                .where(ArtifactModel.study_id == study_id).order_by(ArtifactModel.number))
+        with self.session("listing saved models") as session:
+            return [_record(row, name, int(size or 0)) for row, name, size in session.execute(stmt)]
+
+
+
