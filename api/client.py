@@ -174,7 +174,8 @@ class AuxtuneClient:
                                [{"loc": ["path", "study"], "msg": "not found", "type": "not_found"}])
 
     def best(self, study_id: int) -> dict[str, Any]:
-        """``{"lambdas", "value", "trial", "metric", "direction"}``; ``ApiError`` 409 while no trial completed."""
+        """``{"lambdas", "value", "trial", "metric", "direction"}`` (of a multi-objective study: its Pareto front,
+        ``{"metrics", "directions", "front", …, "how_to_pick"}``); ``ApiError`` 409 while no trial completed."""
         return self._json("GET", f"{API_PREFIX}/studies/{self._id(study_id)}/best")  # type: ignore[no-any-return]
 
     # -- trust: confirmation and affinity -----------------------------------------------------------------
@@ -226,9 +227,10 @@ class AuxtuneClient:
                              headers={"Accept": "text/html"}).text
 
     # -- datasets, catalog, workers, health ----------------------------------------------------------------
-    def upload_dataset(self, path: str | Path, label: str = "label") -> dict[str, Any]:
-        """Upload a CSV/Parquet table for the ``table`` workload; ``label`` names its class column. Returns the
-        dataset; a spec refers to it by its ``reference`` (``"dataset:<id>"``)."""
+    def upload_dataset(self, path: str | Path, label: str = "label", unlabelled: bool = False) -> dict[str, Any]:
+        """Upload a CSV/Parquet table for the ``table`` workload; ``label`` names its class column (``unlabelled``:
+        it may lack it, as a target domain may). Returns the dataset; a spec refers to it by its ``reference``
+        (``"dataset:<id>"``)."""
         p = Path(path)
         try:
             handle = p.open("rb")
@@ -236,7 +238,8 @@ class AuxtuneClient:
             raise ApiError(None, [f"{p}: cannot read the file to upload: {exc.strerror or exc}"]) from None
         with handle:
             return self._json(  # type: ignore[no-any-return]
-                "POST", f"{API_PREFIX}/datasets", files={"file": (p.name, handle)}, data={"label": label})
+                "POST", f"{API_PREFIX}/datasets", files={"file": (p.name, handle)},
+                data={"label": label, **({"unlabelled": "true"} if unlabelled else {})})
 
     def workloads(self) -> dict[str, Any]:
         return self._json("GET", f"{API_PREFIX}/workloads")  # type: ignore[no-any-return]

@@ -1,8 +1,9 @@
 """Uploaded data files for the ``table`` workload: checked with pandas, kept under the data dir by id.
 
 An upload is read as CSV or Parquet (by its file name's suffix) and refused unless it is a table the
-``table`` workload can use: at least one row, a ``label`` column without empty cells, and every other column
-numeric (or boolean) without empty cells. Files are parsed, never executed or unpickled. Each dataset is
+``table`` workload can use: at least one row, a ``label`` column without empty cells (an upload marked
+``unlabelled``, such as a target domain's ``target_data``, may lack it), and every other column numeric (or
+boolean) without empty cells. Files are parsed, never executed or unpickled. Each dataset is
 ``<data_dir>/<id>.<csv|parquet>`` plus ``<id>.json`` (what the API shows). A spec refers to one as
 ``dataset:<id>`` in a workload's file params; ``resolve_references`` swaps in the stored path before the spec
 is checked.
@@ -41,8 +42,10 @@ class DatasetFiles:
         self.root.mkdir(parents=True, exist_ok=True)
 
     # -- upload --------------------------------------------------------------------------------------------
-    def save(self, source: IO[bytes], filename: str, label: str, owner: str | None, max_bytes: int) -> DatasetPublic:
-        """Copy, check and keep an upload; a refused upload leaves nothing behind."""
+    def save(self, source: IO[bytes], filename: str, label: str, owner: str | None, max_bytes: int,
+             unlabelled: bool = False) -> DatasetPublic:
+        """Copy, check and keep an upload (``unlabelled``: the label column may be absent); a refused upload leaves
+        nothing behind."""
         name = Path(filename or "").name[:200]
         suffix = Path(name).suffix.lower()
         if suffix not in FORMATS:
@@ -54,7 +57,7 @@ class DatasetFiles:
         incoming = self.root / f".incoming-{dataset_id}{final.suffix}"
         try:
             size, digest = _copy(source, incoming, max_bytes)
-            rows, columns = _check_table(incoming, FORMATS[suffix], name, label)
+            rows, columns = _check_table(incoming, FORMATS[suffix], name, label, unlabelled)
             os.replace(incoming, final)
         finally:
             incoming.unlink(missing_ok=True)
@@ -140,7 +143,7 @@ def _copy(source: IO[bytes], target: Path, max_bytes: int) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
-def _check_table(path: Path, fmt: str, name: str, label: str) -> tuple[int, list[str]]:
+def _check_table(path: Path, fmt: str, name: str, label: str, unlabelled: bool = False) -> tuple[int, list[str]]:
     """Rows and columns of a table the ``table`` workload can use, or a 422 naming the problem."""
     import pandas as pd
 
@@ -154,10 +157,11 @@ def _check_table(path: Path, fmt: str, name: str, label: str) -> tuple[int, list
     columns = list(frame.columns)
     if frame.empty:
         raise ApiError(422, f"{name!r} has no data rows; upload a table with a header and rows", file_loc, "empty")
-    if label not in columns:
+    if label not in columns and not unlabelled:
         raise ApiError(422, f"column {label!r} is not in {name!r} (columns: {columns[:20]}); set the form field "
-                            "'label' to the column holding the class", ["body", "label"], "missing_column")
-    if frame[label].isna().any():
+                            "'label' to the column holding the class (or 'unlabelled' to true for an unlabelled "
+                            "target domain)", ["body", "label"], "missing_column")
+    if label in columns and frame[label].isna().any():
         raise ApiError(422, f"column {label!r} has empty cells; every row needs a class", file_loc, "empty_cells")
     others = [c for c in columns if c != label]
     if not others:

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from tuner import cli_trust
+from tuner import cli_pareto, cli_trust
 from tuner.spec import LambdaSpec, SpecError, StudySpec, load_spec, parse_spec
 from tuner.spec_transfer import TRUNK_MODE_PARAM, lambda_params
 from tuner.workloads import WorkloadError
@@ -272,6 +272,10 @@ def run(
                      "(see their log lines above); run the same command to resume"], EXIT_CHECK_FAILED)
     console.print(f"done: {final.done} trials, best {spec.objective.metric} = {final.best_value} "
                   f"at λ = {final.best_lambdas}")
+    if spec.objective.multi:
+        console.print(f"{len(store.pareto_front(after.id))} trial(s) on the Pareto front of "
+                      f"{', '.join(spec.objective.metrics())}: see them and how to pick one with "
+                      f"`auxtune best {after.name}`", highlight=False, soft_wrap=True)
     cli_trust.confirm_after_run(store, after, workers, lease_timeout)  # a spec's confirm block / arms
 
 
@@ -285,7 +289,8 @@ def best(
     token: Annotated[str | None, typer.Option(
         "--token", envvar="AUXTUNE_TOKEN", help="bearer token for --url (or $AUXTUNE_TOKEN)")] = None,
 ) -> None:
-    """The best λ set of a study so far (from the store, or from a service with --url)."""
+    """The best λ set of a study so far (from the store, or from a service with --url); of a multi-objective
+    study, its Pareto front (trial, each objective, λ) and how to pick one (--json: the /best document)."""
     if url is not None:
         _remote_best(name, url, token, db, as_json)  # defined with the remote commands below
         return
@@ -294,6 +299,9 @@ def best(
     top = store.best_trial(study.id)
     if top is None:
         raise _fail([f"study {study.name!r} has no finished trial yet; wait for one, or run it"], EXIT_CHECK_FAILED)
+    if len(study.directions) > 1:
+        cli_pareto.print_front(console, study.name, cli_pareto.local_front(store, study), as_json)
+        return
     spec = parse_spec(study.spec)
     lambdas = spec.complete_lambdas(lambda_params(top.params))
     doc = {"study": study.name, "lambdas": lambdas, "value": top.value, "trial": top.number,
@@ -457,7 +465,8 @@ def _upload_local_files(client: AuxtuneClient, spec: StudySpec) -> dict[str, Any
     for key in local:
         value = params[key]
         if value not in uploaded:
-            uploaded[value] = client.upload_dataset(value, label=label)["reference"]
+            # A target domain may be unlabelled; the table workload checks its columns against the data's.
+            uploaded[value] = client.upload_dataset(value, label=label, unlabelled=key == "target_data")["reference"]
             err_console.print(f"uploaded {key} {value} as {uploaded[value]}", highlight=False, markup=False,
                               soft_wrap=True)
         params[key] = uploaded[value]
@@ -559,6 +568,9 @@ def _remote_best(name: str, url: str, token: str | None, db: str | None, as_json
             top = client.best(found["id"])
         except ApiError as exc:
             raise _api_fail(exc) from None
+    if cli_pareto.is_front(top):
+        cli_pareto.print_front(console, found["name"], top, as_json)
+        return
     doc = {"study": found["name"], "lambdas": top["lambdas"], "value": top["value"], "trial": top["trial"],
            "metric": top["metric"], "direction": top["direction"]}
     if as_json:

@@ -1,6 +1,7 @@
 """The JSON the dashboard's pages poll, and that the report embeds: built from a ``StudySnapshot``.
 
-``study_state`` is the study page's header, panels (sanity; trust: ``api.dashboard.trust``) and figures
+``study_state`` is the study page's header, panels (sanity; trust: ``api.dashboard.trust``; on a multi-objective
+study the Pareto front: ``api.dashboard.pareto``) and figures
 (memoised per snapshot, so every poll of an unchanged study reuses it); ``trials_page`` one sorted, filtered
 page of the trial table; ``curves`` the per-epoch curves of a few chosen trials; ``studies_page`` the rows of
 the studies page.
@@ -18,6 +19,7 @@ from typing import Any
 from api.config import API_PREFIX
 from api.dashboard.figures import curves_figure, history_figure
 from api.dashboard.lambda_figures import contour_figure, parallel_figure, slice_figure
+from api.dashboard.pareto import pareto_figure, pareto_panel
 from api.dashboard.sampling import plot_sample
 from api.dashboard.snapshot import StudySnapshot, lambda_space
 from api.dashboard.trust import trust_panel
@@ -80,6 +82,9 @@ def _build_state(snapshot: StudySnapshot) -> dict[str, Any]:
     trust, trust_figures = trust_panel(snapshot)
     figures = {"history": history_figure(snapshot), "parallel": parallel_figure(snapshot),
                "slice": slice_figure(snapshot), "contour": contour_figure(snapshot), **trust_figures}
+    pareto = pareto_panel(snapshot)
+    if pareto is not None:  # a multi-objective study: its answer is the front (single-objective pages unchanged)
+        figures["pareto"] = pareto_figure(snapshot, pareto["metrics"])
     return {
         "version": snapshot.version, "unchanged": False, "study": study_summary(snapshot.study), "counts": counts,
         "finished": _finished(counts), "total": snapshot.study.n_trials,
@@ -89,7 +94,7 @@ def _build_state(snapshot: StudySnapshot) -> dict[str, Any]:
         "controls": [{"trial": n, "label": label, "state": by_number[n].state, "value": by_number[n].value}
                      for n, label in sorted(snapshot.controls.items())],
         "lambdas": [{"name": d.name, "low": d.low, "high": d.high, "log": d.log} for d in snapshot.dims],
-        "fixed": snapshot.fixed, "sanity": sanity_panel(snapshot), "trust": trust,
+        "fixed": snapshot.fixed, "sanity": sanity_panel(snapshot), "trust": trust, "pareto": pareto,
         "sampled": {"drawn": len(plot_sample(snapshot)), "complete": len(snapshot.complete)},
         "figures": figures, "figure_keys": {name: _key(figure) for name, figure in figures.items()},
     }

@@ -3,7 +3,8 @@
 ``GET /api/v1/studies/{id}/report.html`` and ``auxtune report NAME -o report.html`` both call ``report_html``.
 The file loads nothing from anywhere (its own Content-Security-Policy says so when served), so it opens
 offline, from a mail attachment or a shared drive. It holds the summary, the best λ, the controls, the
-sanity-gate panel, the trust panel (confirmation or how to ask for one, task affinity, error analysis), every
+sanity-gate panel, the trust panel (confirmation or how to ask for one, task affinity, error analysis), on a
+multi-objective study the Pareto front (its trials, how to pick one, its figure) instead of one best λ, every
 figure (history, λ importance, parallel coordinates, slices, contours, curves of the controls and the best
 trial, and the trust panel's), the ``TOP_TRIALS`` best trials and the spec.
 """

@@ -88,7 +88,8 @@ def _same(params: dict[str, Any], expected: dict[str, float]) -> bool:
 @dataclass
 class StudySnapshot:
     """A study at one version: its record, every trial (light), its λ space, controls and sanity outcomes, its
-    confirmation runs and its task-affinity report (``tuner.affinity_report``; None until a trial measured it)."""
+    confirmation runs, its task-affinity report (``tuner.affinity_report``; None until a trial measured it) and,
+    on a multi-objective study, each complete trial's objective values by number (empty on a single-objective one)."""
 
     version: str
     study: StudyRecord
@@ -99,12 +100,18 @@ class StudySnapshot:
     sanity: SanitySummary
     runs: list[RunRecord] = field(default_factory=list)
     affinity: dict[str, Any] | None = None
+    objectives: dict[int, list[float]] = field(default_factory=dict)
     _memo: dict[str, Any] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def maximize(self) -> bool:
         return self.study.direction == "maximize"
+
+    @property
+    def multi(self) -> bool:
+        """Whether the study has several objectives (its answer is a Pareto front)."""
+        return len(self.study.directions) > 1
 
     @property
     def metric(self) -> str:
@@ -172,12 +179,14 @@ class SnapshotCache:
         points = store.trial_points(study.id)
         dims, fixed = lambda_space(study.spec, points)
         if cached is not None and finished_key(cached.points) == finished_key(points):
-            affinity = cached.affinity
+            affinity, objectives = cached.affinity, cached.objectives
         else:
             affinity = affinity_report(store.trials(study.id, states=list(FINISHED_TRIAL_STATES)))
+            objectives = store.objective_values(study.id) if len(study.directions) > 1 else {}
         snapshot = StudySnapshot(version=version, study=store.get_study(study.id), points=points, dims=dims,
                                  fixed=fixed, controls=control_labels(study.spec, dims, points),
-                                 sanity=store.sanity_summary(study.id), runs=store.runs(study.id), affinity=affinity)
+                                 sanity=store.sanity_summary(study.id), runs=store.runs(study.id), affinity=affinity,
+                                 objectives=objectives)
         with self._lock:
             self._items[study.id] = snapshot
             self._items.move_to_end(study.id)

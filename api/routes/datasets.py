@@ -19,10 +19,14 @@ def create_dataset(
     file: Annotated[UploadFile, File(description="a .csv or .parquet table")],
     datasets: DatasetsDep, settings: SettingsDep, principal: CurrentPrincipal,
     label: Annotated[str, Form(min_length=1, max_length=200, description="the column holding the class")] = "label",
+    unlabelled: Annotated[bool, Form(description="the table may lack the label column (a table workload's "
+                                                 "target_data: an unlabelled target domain)")] = False,
 ) -> DatasetPublic:
-    """Upload a data file or a per-class attribute table. It is parsed (never executed) and refused unless
-    every column but ``label`` is numeric with no empty cells. Refer to it in a spec as ``dataset:<id>``."""
-    return datasets.save(file.file, file.filename or "", label, principal.owner, settings.max_upload_bytes)
+    """Upload a data file, a per-class attribute table or a target domain. It is parsed (never executed) and
+    refused unless every column but ``label`` is numeric with no empty cells. Refer to it in a spec as
+    ``dataset:<id>``."""
+    return datasets.save(file.file, file.filename or "", label, principal.owner, settings.max_upload_bytes,
+                         unlabelled)
 
 
 @router.get("/{dataset_id}", response_model=DatasetPublic, responses=error_responses(401, 403, 404, 422))

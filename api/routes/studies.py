@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from api.deps import MAX_ID, CurrentPrincipal, DatasetsDep, OwnedStudy, SettingsDep, StoreDep
 from api.errors import ApiError, error_responses
-from api.routes.pareto import ParetoPublic, pareto_public
+from api.pareto import ParetoPublic, pareto_public
 from api.schemas import BestPublic, StudiesPublic, StudyDetailPublic, StudyPublic
 from api.submission import submit_study
 from api.views import study_detail, study_public

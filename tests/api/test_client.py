@@ -21,6 +21,7 @@ import yaml
 from api.client import ApiError, AuxtuneClient, error_line
 from storage import Store
 from tests.api.factories import ADMIN_TOKEN, attributes_bytes, csv_bytes, finish_trials, spec
+from tests.api.routes.test_pareto import finish as finish_vectors
 from tests.api.test_server import free_port, server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -275,6 +276,35 @@ def test_status_without_url_reads_the_local_store(service: Service, client: Auxt
     doc = json.loads(r.stdout)
     assert doc["id"] == sid and doc["status"] == "running" and doc["finished"] == 1
     assert doc["best"] == {"trial": 0, "value": 0.6, "lambdas": {"helpful": 0.0, "harmful": 0.0}}
+
+
+def test_best_of_a_multi_objective_study_prints_the_front(service: Service, client: AuxtuneClient) -> None:
+    objective = [{"metric": "val_accuracy"}, {"metric": "val_loss:harmful"}]
+    sid = client.submit(spec("cli-front", objective=objective, search={"algorithm": "nsga2", "n_trials": 6}))["id"]
+    store = Store(service.db)
+    try:  # (accuracy ↑, harmful loss ↓): 0 and 1 trade off, 2 is dominated by 1
+        numbers = finish_vectors(store, sid, [[0.9, 0.5], [0.8, 0.2], [0.7, 0.3]])
+    finally:
+        store.close()
+    remote = auxtune("best", "cli-front", "--url", service.url, "--json")
+    assert remote.returncode == 0, remote.stderr
+    assert json.loads(remote.stdout) == client.best(sid)  # the /best document, unchanged
+    local = auxtune("best", "cli-front", "--db", service.db, "--json")
+    assert local.returncode == 0, local.stderr
+    assert json.loads(local.stdout) == json.loads(remote.stdout)
+    assert [t["trial"] for t in json.loads(local.stdout)["front"]] == numbers[:2]
+
+    for where in (("--url", service.url), ("--db", service.db)):
+        shown = auxtune("best", str(sid), *where)
+        assert shown.returncode == 0, shown.stderr
+        out = shown.stdout
+        assert "2 of 3 complete trials on the Pareto front of val_accuracy (maximize), val_loss:harmful (minimize)" \
+            in out, out
+        assert "val_accuracy ↑" in out and "val_loss:harmful ↓" in out and "λ neutral" in out
+        rows = {int(line.split()[0]): line.split() for line in out.splitlines() if line.strip()[:1].isdigit()}
+        assert set(rows) == set(numbers[:2]), out  # the dominated trial is not listed
+        assert rows[numbers[1]][1:3] == ["0.8", "0.2"] and "val_loss:harmful" in rows[numbers[1]]
+        assert "how to pick: 2 of 3 complete trials are Pareto-optimal" in " ".join(out.split())
 
 
 # -- with tokens -----------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from optuna.trial import TrialState
 
 from tests.search.factories import THIRD_PARTY_WARNINGS, in_bounds, make_spec, new_study, run_rounds
 from tuner.search import AX_INIT_TRIALS, AxSampler, make_backend
+from tuner.search._ax import ax_metric_names
 
 pytestmark = THIRD_PARTY_WARNINGS
 
@@ -60,3 +61,12 @@ def test_minimising_study_reaches_bayesopt_in_bounds() -> None:
 def test_ax_sampler_refuses_stepped_distributions() -> None:
     with pytest.raises(ValueError, match="continuous floats"):
         AxSampler({"a": optuna.distributions.FloatDistribution(0.0, 1.0, step=0.1)})
+
+
+def test_objective_names_reach_ax_in_its_grammar_and_a_mismatched_study_is_refused() -> None:
+    assert ax_metric_names(["val_accuracy", "val_loss:a_b", "val_loss:a:b", "9lives"]) == [
+        "val_accuracy", "val_loss_a_b", "val_loss_a_b_2", "m_9lives"]
+    sampler = AxSampler({"a": optuna.distributions.FloatDistribution(0.0, 1.0)}, metric="val_accuracy")
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+    with pytest.raises(ValueError, match="optimises 1 objective"):
+        study.ask().suggest_float("a", 0.0, 1.0)

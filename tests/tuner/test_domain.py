@@ -11,7 +11,7 @@ from tuner.domain import shift_images
 from tuner.losses import gaussian_mmd
 from tuner.sanity import study_gate
 from tuner.spec import SpecError, parse_spec
-from tuner.training import prepare, run_trial
+from tuner.training import PreparedStudy, prepare, run_trial
 
 
 def digits_doc(shift: str = "blur", objective: str = "target_val_accuracy", **training: Any) -> dict[str, Any]:
@@ -70,9 +70,13 @@ def test_sanity_gate_passes_with_the_mmd_task() -> None:
 def test_best_lambda_mmd_improves_target_accuracy_over_zero() -> None:
     """Pick λ_mmd by target validation accuracy on seed 0, then compare on the target *test* split over fresh
     seeds: the adapted model must beat λ_mmd = 0 there (blurred digits: ~0.42 → ~0.66 when measured)."""
-    spec = parse_spec(digits_doc())
-    prep = prepare(spec, "cpu")
-    search = {lam: run_trial(prep, {"domain": lam}, seed=0).value for lam in (0.0, 0.15, 0.3, 0.6)}
+    assert_mmd_adapts(prepare(parse_spec(digits_doc()), "cpu"), (0.0, 0.15, 0.3, 0.6))
+
+
+def assert_mmd_adapts(prep: PreparedStudy, grid: tuple[float, ...], margin: float = 0.05) -> None:
+    """λ_mmd chosen over ``grid`` by target validation accuracy (seed 0) must be > 0 and beat λ_mmd = 0 on the
+    target test split by ``margin``, averaged over seeds 1 and 2 (shared with the table workload's test)."""
+    search = {lam: run_trial(prep, {"domain": lam}, seed=0).value for lam in grid}
     best = max(search, key=lambda lam: search[lam] or 0.0)
     assert best > 0.0, search
 
@@ -81,4 +85,4 @@ def test_best_lambda_mmd_improves_target_accuracy_over_zero() -> None:
         return sum(runs) / len(runs)
 
     adapted, baseline = target_test(best), target_test(0.0)
-    assert adapted > baseline + 0.05, (best, adapted, baseline, search)
+    assert adapted > baseline + margin, (best, adapted, baseline, search)

@@ -12,7 +12,7 @@ import pytest
 from storage import Store, dominates
 from tuner.objectives import trial_values
 from tuner.runner import create_or_resume
-from tuner.search import NSGA2Backend, make_backend
+from tuner.search import AX_INIT_TRIALS, NSGA2Backend, make_backend
 from tuner.spec import SpecError, parse_spec
 from tuner.training import EpochMetrics, TrialResult
 from tuner.worker import Worker, WorkerConfig
@@ -62,12 +62,11 @@ def test_bad_objectives_name_the_field(objective: Any, field: str, words: str) -
 
 def test_single_objective_samplers_and_pruners_are_refused_with_several_objectives() -> None:
     assert "nsga2" in errors_of(spec_doc(algorithm="cmaes"))["search.algorithm"]
-    assert "one objective" in errors_of(spec_doc(algorithm="ax"))["search.algorithm"]
     assert "none" in errors_of(spec_doc(pruner={"name": "median"}))["search.pruner.name"]
     backend = make_backend(parse_spec(spec_doc()))
     assert isinstance(backend, NSGA2Backend)
     assert isinstance(backend.sampler(), optuna.samplers.NSGAIISampler)
-    for algorithm in ("tpe", "gp", "random", "nsga3"):
+    for algorithm in ("tpe", "gp", "random", "nsga3", "ax"):
         make_backend(parse_spec(spec_doc(algorithm=algorithm)))  # accepted
 
 
@@ -83,20 +82,25 @@ def test_trial_values_read_the_best_epoch_and_refuse_non_finite() -> None:
         trial_values(["val_accuracy", "val_loss:harmful"], result)
 
 
-def test_two_objective_study_stores_a_non_dominated_front(tmp_path: Path) -> None:
-    spec = parse_spec(spec_doc())
+@pytest.mark.parametrize(("algorithm", "n"), [("nsga2", 10), ("ax", AX_INIT_TRIALS + 1)])
+def test_two_objective_study_stores_a_non_dominated_front(tmp_path: Path, algorithm: str, n: int) -> None:
+    spec = parse_spec(spec_doc(algorithm=algorithm, n_trials=n))
     with Store(f"sqlite:///{tmp_path / 'pareto.db'}") as store:
         study = create_or_resume(store, spec)
         assert study.directions == ["maximize", "minimize"]
         Worker(store, config=WorkerConfig(heartbeat_s=30)).run([spec.name])
         trials = {t.number: t for t in store.trials(study.id)}
-        assert len(trials) == 10 and all(t.state == "complete" for t in trials.values())
+        assert len(trials) == n and all(t.state == "complete" for t in trials.values())
         front = store.pareto_front(study.id)
 
         # Independently of the store's code: every complete trial as Optuna's ledger holds it.
         stored = optuna.load_study(study_name=spec.name, storage=store.optuna_storage).trials
         values = {t.number: t.values for t in stored if t.state == optuna.trial.TrialState.COMPLETE}
-        assert len(values) == 10 and all(len(v) == 2 for v in values.values())
+        assert len(values) == n and all(len(v) == 2 for v in values.values())
+        if algorithm == "ax":  # Ax was told both objectives of every trial, and its last λ came from its model
+            last = stored[-1].system_attrs
+            assert (last["ax:phase"], last["ax:observed"]) == ("bayesopt", n - 1)
+            assert last["ax:objective"] == "val_accuracy, -val_loss_harmful"  # both, the second minimised
         for n, v in values.items():  # what the worker reported is read from the trial's own result
             result = trials[n].result or {}
             best = next(e for e in result["epochs"] if e["epoch"] == result["best_epoch"])

@@ -3,7 +3,8 @@
 A study with ``objective.also`` set has several objectives; Optuna then keeps a vector of values per trial and
 its multi-objective samplers search for the Pareto front. ``tpe`` (MOTPE), ``gp`` (log EHVI), ``random``,
 ``qmc`` and ``grid`` handle several objectives as they are; ``nsga2`` and ``nsga3`` are the evolutionary ones;
-``cmaes`` and ``ax`` (as wired here) optimise one value only and are refused. Optuna's pruners compare one
+``ax`` uses Ax's multi-objective optimisation (``tuner.search._ax``); ``cmaes`` optimises one value only and is
+refused. Optuna's pruners compare one
 value per step, so a multi-objective study runs without a pruner.
 """
 
@@ -15,7 +16,7 @@ from tuner.search._base import SearchBackend
 from tuner.spec import SpecError, StudySpec
 
 #: Algorithms that optimise a single value: refused for a multi-objective study.
-SINGLE_OBJECTIVE_ONLY: tuple[str, ...] = ("cmaes", "ax")
+SINGLE_OBJECTIVE_ONLY: tuple[str, ...] = ("cmaes",)
 
 
 def check_objectives(spec: StudySpec) -> None:
@@ -30,7 +31,7 @@ def check_objectives(spec: StudySpec) -> None:
     n = len(spec.objective.metrics())
     if spec.search.algorithm in SINGLE_OBJECTIVE_ONLY:
         errors.append(("search.algorithm", f"{spec.search.algorithm!r} optimises one objective and this study has "
-                                           f"{n}; choose nsga2, nsga3, tpe, gp, random, qmc or grid"))
+                                           f"{n}; choose nsga2, nsga3, tpe, gp, ax, random, qmc or grid"))
     if spec.search.pruner.name != "none":
         errors.append(("search.pruner.name", f"pruners compare one value per epoch and this study has {n} "
                                              "objectives; set the pruner to none"))

@@ -142,6 +142,10 @@ def check_spec_against_workload(spec: StudySpec) -> None:
     on_target = [m for m in spec.objective.metrics() if m.startswith("target_")]
     if on_target and not any(info.kind == "domain" for info in tasks.values()):
         errors.append(("objective", f"{on_target} need a target domain and workload {spec.workload.name!r} has "
-                                    "none here; give it one (digits: params.target_shift) or use val_accuracy"))
+                                    "none here; give it one (digits: params.target_shift; table: "
+                                    "params.target_data) or use val_accuracy"))
+    elif on_target and not workload.target_labelled():
+        errors.append(("objective", f"{on_target} need target-domain labels and this target domain has none; "
+                                    "give the target file the label column, or use val_accuracy"))
     if errors:
         raise SpecError(errors)

@@ -148,6 +148,11 @@ class Workload(ABC):
         when that cannot be told without building (then a saved trunk or teacher is checked by the worker)."""
         return None
 
+    def target_labelled(self) -> bool:
+        """Whether this workload's target domain has labels for validation, so the ``target_val_*`` metrics can
+        be measured (by default: whether it offers a ``domain`` task at all). Must not import torch."""
+        return any(info.kind == "domain" for info in self.describe_tasks().values())
+
     def build_trunk(self, input_shape: tuple[int, ...], hidden: int) -> tuple[nn.Module, int] | None:
         """Return ``(trunk, feature_dim)`` to replace the default trunk, or None for the default."""
         return None

@@ -4,6 +4,12 @@
   column (the main task's classes, numbers or strings).
 - ``attributes`` (optional): a CSV/Parquet file with one row per class: a column named like ``label``, then
   attribute columns with scores in [0, 1] (per-class soft targets).
+- ``target_data`` (optional): a target domain for domain adaptation (``tuner.domain``): a CSV/Parquet file with
+  the same feature columns, from the population the model is meant for. Its rows are unlabelled inputs for the
+  aux task ``domain`` (loss ``mmd``), standardised with the *source* training statistics (so a shift stays a
+  shift). If it also has the ``label`` column, its rows are split like the data (``val_fraction``,
+  ``test_fraction``; the rest is the unlabelled pool) and the ``target_val_*`` metrics are measured, so
+  ``objective: {metric: target_val_accuracy}`` can choose λ_mmd.
 
 An aux task named ``X`` takes its per-sample target from attribute column ``X`` of the sample's class, or
 else from a column ``X`` of the data file (a per-sample target; such a column is then not a feature).
@@ -22,13 +28,24 @@ from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import Field, model_validator
 
-from tuner.workloads._base import Split, TaskInfo, Workload, WorkloadData, WorkloadError, WorkloadParams
+from tuner.workloads._base import (
+    Split,
+    TargetDomain,
+    TaskInfo,
+    Workload,
+    WorkloadData,
+    WorkloadError,
+    WorkloadParams,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
+    import torch
 
 P = "workload.params"
 PARQUET_SUFFIXES = (".parquet", ".pq")
+#: The aux task a ``target_data`` file offers (kind ``domain``, loss ``mmd``).
+DOMAIN_TASK = "domain"
 
 
 class TableParams(WorkloadParams):
@@ -36,6 +53,9 @@ class TableParams(WorkloadParams):
     label: str = Field(min_length=1, description="column of the main task's class")
     attributes: str | None = Field(None, description="optional per-class attribute table")
     features: list[str] | None = Field(None, description="feature columns; default: all other columns")
+    target_data: str | None = Field(None, description="optional target-domain CSV/Parquet with the same feature "
+                                                      "columns (and, for target metrics, the label column); "
+                                                      "offers the aux task 'domain' with loss mmd")
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     split_seed: int = 0
@@ -110,7 +130,7 @@ class TableWorkload(Workload):
     name: ClassVar[str] = "table"
     description: ClassVar[str] = "your CSV/Parquet data + optional per-class attribute table"
     params_model: ClassVar[type[WorkloadParams]] = TableParams
-    path_params: ClassVar[tuple[str, ...]] = ("data", "attributes")
+    path_params: ClassVar[tuple[str, ...]] = ("data", "attributes", "target_data")
 
     @property
     def p(self) -> TableParams:
@@ -181,6 +201,76 @@ class TableWorkload(Workload):
                                                        "no empty cells")
         return attrs
 
+    def _target(self, data: pd.DataFrame) -> pd.DataFrame | None:
+        """The target-domain table, checked against ``data`` (None without ``target_data``); the feature columns
+        are checked again in ``build``, once the per-sample aux tasks (not features) are known."""
+        p = self.p
+        if p.target_data is None:
+            return None
+        field = f"{P}.target_data"
+        target = read_frame(p.target_data, field)
+        if DOMAIN_TASK in data.columns:
+            raise WorkloadError(field, f"{p.data} has a column named {DOMAIN_TASK!r}, the name of the target-domain "
+                                       "aux task; rename that column")
+        if p.features is not None:
+            absent = [c for c in p.features if c not in target.columns]
+            if absent:
+                raise WorkloadError(field, f"feature column(s) {absent} are not in {p.target_data}; the target "
+                                           f"domain needs the same feature columns as data; it has "
+                                           f"{list(target.columns)}")
+        candidates = p.features if p.features is not None else [c for c in data.columns if c != p.label]
+        shared = [c for c in candidates if c in target.columns]
+        if not shared:
+            raise WorkloadError(field, f"{p.target_data} has none of the feature columns of {p.data}; the target "
+                                       f"domain needs the same feature columns; it has {list(target.columns)}")
+        bad = [c for c in shared if not _is_numeric(target[c]) or target[c].isna().any()]
+        if bad:
+            raise WorkloadError(field, f"feature column(s) {bad} of {p.target_data} are not numeric or have empty "
+                                       "cells; the target domain's features must be numbers like the data's")
+        if p.label in target.columns:
+            labels = target[p.label]
+            if labels.isna().any():
+                raise WorkloadError(field, f"column {p.label!r} of {p.target_data} has empty labels; fill them, or "
+                                           "drop the column for an unlabelled target domain")
+            unknown = sorted(set(class_keys(labels)) - set(class_keys(data[p.label])))
+            if unknown:
+                raise WorkloadError(field, f"classes {unknown[:10]} of {p.label!r} in {p.target_data} are not "
+                                           f"classes of {p.data}; the target domain has the same classes")
+            if self._split_sizes(len(target))[0] < 1:
+                raise WorkloadError(field, f"{len(target)} labelled target rows leave none for the unlabelled "
+                                           "pool after the validation and test splits; give more rows")
+        elif len(target) < 2:
+            raise WorkloadError(field, f"{p.target_data} has {len(target)} row(s); give at least 2")
+        return target
+
+    def target_labelled(self) -> bool:
+        if self.p.target_data is None:
+            return False
+        target = self._target(self._frames()[0])
+        return target is not None and self.p.label in target.columns
+
+    def _target_domain(self, target: pd.DataFrame, features: list[str], index: dict[str, int], mean: torch.Tensor,
+                       std: torch.Tensor) -> TargetDomain:
+        """The target rows as tensors, standardised like the source; labelled: pool / val / test."""
+        import numpy as np
+        import torch
+
+        p = self.p
+        absent = [c for c in features if c not in target.columns]
+        if absent:
+            raise WorkloadError(f"{P}.target_data", f"feature column(s) {absent} are not in {p.target_data}; the "
+                                                    "target domain needs every feature column of data: add them, "
+                                                    "or list the shared ones in workload.params.features")
+        x = (torch.tensor(target[features].to_numpy(dtype=np.float32)) - mean) / std
+        if p.label not in target.columns:  # unlabelled: the mmd pool only (its labels are never read)
+            return TargetDomain(train=Split(x, torch.zeros(len(x), dtype=torch.long)))
+        y = torch.tensor(class_keys(target[p.label]).map(index).to_numpy(dtype=np.int64))
+        whole = Split(x, y)
+        order = torch.randperm(len(y), generator=torch.Generator().manual_seed(p.split_seed + 1))
+        n_pool, n_val, _ = self._split_sizes(len(y))
+        return TargetDomain(train=whole.take(order[:n_pool]), val=whole.take(order[n_pool:n_pool + n_val]),
+                            test=whole.take(order[n_pool + n_val:]))
+
     def _split_sizes(self, n: int) -> tuple[int, int, int]:
         n_val, n_test = max(1, round(n * self.p.val_fraction)), max(1, round(n * self.p.test_fraction))
         return n - n_val - n_test, n_val, n_test
@@ -197,6 +287,9 @@ class TableWorkload(Workload):
                 if col != self.p.label:
                     info = _kind(attrs[col])
                     tasks[col] = TaskInfo(col, info.kind, 1, f"per-class attribute, {info.description}")
+        if self._target(data) is not None:
+            tasks[DOMAIN_TASK] = TaskInfo(DOMAIN_TASK, "domain", 1, "source vs the target domain of target_data "
+                                                                    "(loss mmd)")
         return tasks
 
     def _features(self, data: pd.DataFrame, attrs: pd.DataFrame | None, aux_tasks: Sequence[str]) -> list[str]:
@@ -207,7 +300,9 @@ class TableWorkload(Workload):
         if unknown:
             raise WorkloadError("aux_tasks", f"unknown aux task(s) {unknown}; available: {sorted(available)}")
         attr_cols = set(attrs.columns) - {p.label} if attrs is not None else set()
-        per_sample = {t for t in aux_tasks if t not in attr_cols}
+        target = self._target(data)
+        domain = target is not None and DOMAIN_TASK in aux_tasks
+        per_sample = {t for t in aux_tasks if t not in attr_cols and not (domain and t == DOMAIN_TASK)}
         if p.features is not None:
             clash = sorted(set(p.features) & per_sample)
             if clash:
@@ -235,6 +330,8 @@ class TableWorkload(Workload):
         available = self.describe_tasks()
         features = self._features(data, attrs, aux_tasks)
         attr_cols = set(attrs.columns) - {p.label} if attrs is not None else set()
+        target = self._target(data)
+        domain = target is not None and DOMAIN_TASK in aux_tasks
 
         labels = class_keys(data[p.label])
         classes = _class_order(data[p.label], labels)
@@ -243,7 +340,9 @@ class TableWorkload(Workload):
         x = torch.tensor(data[features].to_numpy(dtype=np.float32))
         aux: dict[str, torch.Tensor] = {}
         for t in aux_tasks:
-            if t in attr_cols:
+            if domain and t == DOMAIN_TASK:
+                aux[t] = torch.zeros(len(y))  # the mmd task has no per-sample target
+            elif t in attr_cols:
                 assert attrs is not None
                 table = attrs.set_index(class_keys(attrs[p.label]))[t]
                 aux[t] = torch.tensor(labels.map(table).to_numpy(dtype=np.float32))
@@ -264,4 +363,5 @@ class TableWorkload(Workload):
             n_classes=len(classes),
             tasks=available,
             class_names=classes,
+            target=None if target is None else self._target_domain(target, features, index, mean, std),
         )

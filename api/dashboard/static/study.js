@@ -70,13 +70,17 @@
   }
 
   function drawBest(state) {
-    view.best = state.best;
-    const best = state.best;
+    // A multi-objective study has no single best λ: the panel says so and how to pick from the front.
+    const best = state.pareto ? null : state.best;
+    view.best = best;
+    $("best-title").textContent = state.pareto ? "Best λ: a Pareto front" : "Best λ so far";
     $("best-lambdas").hidden = !best;
     $("btn-copy-best").disabled = !best;
-    $("best-summary").textContent = best
-      ? `trial ${best.trial}${best.control ? ` (${best.control})` : ""}: ${state.study.metric} = ${num(best.value)}`
-      : "no completed trial yet";
+    $("best-summary").textContent = state.pareto
+      ? (state.pareto.count ? `no single best λ: ${state.pareto.how_to_pick}` : "no completed trial yet")
+      : best
+        ? `trial ${best.trial}${best.control ? ` (${best.control})` : ""}: ${state.study.metric} = ${num(best.value)}`
+        : "no completed trial yet";
     $("best-lambdas").textContent = best ? JSON.stringify(best.lambdas, null, 2) : "";
     $("controls-summary").textContent = state.controls.length ? "controls: " + state.controls.map((c) =>
       `${c.label} (trial ${c.trial}) ${c.value === null ? c.state : num(c.value)}`).join(" · ") : "";
@@ -94,6 +98,30 @@
       el("td", { class: "reason", text: g.example }))));
   }
 
+  // -- the Pareto front of a multi-objective study (its figure is drawn with the others, as fig-pareto) --------
+  function drawPareto(state) {
+    const p = state.pareto;
+    view.paretoState = state;
+    $("pareto-panel").hidden = !p;
+    if (!p) return;
+    $("pareto-how").textContent = p.count
+      ? `${p.count} of ${p.complete} complete trials are on the front: none beats another on every objective ` +
+        `(${p.metrics.map((m, i) => `${m} ${p.directions[i]}`).join(", ")}); how to pick one is in the best-λ panel.`
+      : "no trial has completed yet";
+    const names = p.front.length ? Object.keys(p.front[0].lambdas) : [];
+    const bestOn = {};
+    Object.entries(p.best_by_objective).forEach(([metric, trial]) => { (bestOn[trial] = bestOn[trial] || []).push(metric); });
+    $("pareto-head").replaceChildren(...["trial", ...p.metrics.map((m, i) => `${m} ${p.directions[i] === "maximize" ? "↑" : "↓"}`),
+      ...names.map((n) => `λ ${n}`), "best on"].map((label) => el("th", { text: label })));
+    $("pareto-body").replaceChildren(...(p.front.length ? p.front.map((t) => el("tr", {
+      dataset: { trial: t.trial }, class: view.selected.has(t.trial) ? "selected sortable" : "sortable",
+      title: `overlay the curves of trial ${t.trial}`, onclick: () => select(t.trial, !view.selected.has(t.trial)),
+    }, el("td", { class: "num", text: t.trial }), ...p.metrics.map((m) => el("td", { class: "num", text: num(t.values[m]) })),
+    ...names.map((n) => el("td", { class: "num", text: num(t.lambdas[n], 3) })),
+    el("td", { class: "muted", text: (bestOn[t.trial] || []).join(", ") })))
+      : [el("tr", {}, el("td", { colspan: 20, class: "muted", text: "no trial has completed yet" }))]));
+  }
+
   async function refreshState() {
     const since = view.version ? `?since=${encodeURIComponent(view.version)}` : "";
     const state = await AUX.get(`${BASE}${since}`);
@@ -102,6 +130,7 @@
     view.study = state.study;
     drawHeader(state);
     drawBest(state);
+    drawPareto(state);
     drawSanity(state);
     AUX_TRUST.draw(state);
     view.figures = state.figures;
@@ -179,6 +208,7 @@
       return;
     }
     if (on) view.selected.add(number); else view.selected.delete(number);
+    if (view.paretoState) drawPareto(view.paretoState);
     view.table.version = null; // redraw the ticks
     tick.poke();
   }

@@ -92,3 +92,26 @@ def test_a_chunked_upload_over_the_limit_is_stopped_while_it_streams(client: Tes
 
     r = client.post(DATASETS, content=body(), headers={**ADMIN, "Content-Type": "multipart/form-data; boundary=b"})
     assert r.status_code == 413 and r.json()["detail"][0]["loc"] == ["body"]
+
+
+def test_an_unlabelled_target_domain_is_uploaded_and_used_as_target_data(client: TestClient) -> None:
+    target = "weight,large\n" + "".join(f"{30 + i},{(i % 3) / 2}\n" for i in range(20))
+    refused = client.post(DATASETS, files={"file": ("target.csv", target.encode())}, data={"label": "breed"},
+                          headers=ADMIN)
+    assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["body", "label"]
+    assert "'unlabelled' to true" in refused.json()["detail"][0]["msg"]
+    r = client.post(DATASETS, files={"file": ("target.csv", target.encode())},
+                    data={"label": "breed", "unlabelled": "true"}, headers=ADMIN)
+    assert r.status_code == 201, r.text
+    assert r.json()["columns"] == ["weight", "large"]
+
+    data = upload(client, csv_bytes()).json()["reference"]
+    doc = table_spec("adapt", data)
+    doc["workload"]["params"]["target_data"] = r.json()["reference"]
+    doc["aux_tasks"] = [{"name": "domain", "loss": "mmd"}]
+    created = client.post(STUDIES, json=doc, headers=ADMIN)
+    assert created.status_code == 201, created.text
+    on_target = {**doc, "name": "adapt-2", "objective": {"metric": "target_val_accuracy"}}
+    r = client.post(STUDIES, json=on_target, headers=ADMIN)
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "objective"]
+    assert "need target-domain labels" in r.json()["detail"][0]["msg"]

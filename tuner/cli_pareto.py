@@ -1,0 +1,56 @@
+"""What ``auxtune best`` prints for a multi-objective study: its Pareto front, not one trial.
+
+The document is the one ``GET /studies/{id}/best`` answers (``api.pareto.ParetoPublic``): read from the local
+store with ``local_front`` or fetched from a service by ``tuner.cli``; ``--json`` prints it unchanged, else
+``print_front`` prints a table (trial, each objective, each λ, the objectives it is best on) and how to pick.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from storage import Store, StudyRecord
+
+ARROW = {"maximize": "↑", "minimize": "↓"}
+
+
+def is_front(doc: dict[str, Any]) -> bool:
+    """Whether an answer of ``/best`` is a Pareto front (a multi-objective study) rather than one trial."""
+    return "front" in doc and "how_to_pick" in doc
+
+
+def local_front(store: Store, study: StudyRecord) -> dict[str, Any]:
+    """The front of ``study`` as ``/best`` answers it, from the store."""
+    from api.pareto import pareto_public
+
+    return pareto_public(store, study).model_dump(mode="json")
+
+
+def print_front(console: Console, study: str, doc: dict[str, Any], as_json: bool) -> None:
+    """The front as JSON (the ``/best`` document), or as a table and the how-to-pick line."""
+    if as_json:
+        print(json.dumps(doc))
+        return
+    metrics, directions = doc["metrics"], doc["directions"]
+    console.print(f"study {study}: {doc['count']} of {doc['complete']} complete trials on the Pareto front of "
+                  + ", ".join(f"{m} ({d})" for m, d in zip(metrics, directions, strict=True)),
+                  highlight=False, soft_wrap=True)
+    names = list(doc["front"][0]["lambdas"]) if doc["front"] else []
+    best_on: dict[int, list[str]] = {}
+    for metric, trial in doc["best_by_objective"].items():
+        best_on.setdefault(int(trial), []).append(metric)
+    header = ["trial", *(f"{m} {ARROW.get(d, '')}" for m, d in zip(metrics, directions, strict=True)),
+              *(f"λ {n}" for n in names), "best on"]
+    rows = [[str(t["trial"]), *(f"{t['values'][m]:.4g}" for m in metrics), *(f"{t['lambdas'][n]:.4g}" for n in names),
+             ", ".join(best_on.get(t["trial"], []))] for t in doc["front"]]
+    # Plain aligned columns, never wrapped or cut: the table stays whole in a pipe or a narrow terminal.
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        cells = [c.rjust(w) for c, w in zip(row[:-1], widths, strict=False)] + [row[-1]]
+        line = "  ".join(cells)
+        console.print(line.rstrip(), highlight=False, markup=False, soft_wrap=True)
+    console.print(f"how to pick: {doc['how_to_pick']}", highlight=False, soft_wrap=True)
