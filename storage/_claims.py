@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from storage._core import StoreCore, json_safe
+from storage._core import StoreCore, json_safe, study_record
 from storage._ledger import (
     adopted_row,
     clear_worker,
@@ -86,28 +86,30 @@ class ClaimOps(StoreCore):
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be ≥ 1, got {max_attempts}")
         with self._critical_section(study_id):
-            study = self.get_study(study_id)
+            study, plan = self._study_and_plan(study_id, max_attempts)
             ostudy = self.optuna_study(study, sampler, pruner)
             repaired = False
             if study.id not in self._reconciled:  # also for a done study: its last finish may not have reached Optuna
                 repaired = self._reconcile(study, ostudy, lease_timeout_s)
                 self._reconciled.add(study.id)
-            if study.status not in CLAIMABLE_STUDY_STATUSES:
+                if repaired and plan is not None:
+                    study, plan = self._study_and_plan(study_id, max_attempts)
+            if plan is None:
                 return None
             lease = (worker_id, lease_timeout_s)
-            claim = self._try_claim(study, ostudy, lease, suggest, max_attempts, max_parallel)
+            claim = self._try_claim(study, ostudy, plan, lease, suggest, max_parallel)
             if claim is None and not repaired and self._reconcile(study, ostudy, lease_timeout_s):
-                claim = self._try_claim(study, ostudy, lease, suggest, max_attempts, max_parallel)
+                claim = self._try_claim(study, ostudy, self._plan(study, max_attempts), lease, suggest,
+                                        max_parallel)
             if claim is None:
                 with self.session("updating the study status") as session:
                     mark_done_if_finished(session, study_id, self._now())
             return claim
 
     def _try_claim(
-        self, study: StudyRecord, ostudy: optuna.Study, lease: tuple[str, float], suggest: SuggestFn | None,
-        max_attempts: int, max_parallel: int | None,
+        self, study: StudyRecord, ostudy: optuna.Study, plan: _Plan, lease: tuple[str, float],
+        suggest: SuggestFn | None, max_parallel: int | None,
     ) -> Claim | None:
-        plan = self._plan(study, max_attempts)
         self._tell_optuna_what_changed(ostudy, plan)
         if max_parallel and plan.running >= max_parallel:
             return None
@@ -116,24 +118,35 @@ class ClaimOps(StoreCore):
             claim = self._claim_new(study, ostudy, plan, lease, suggest)
         return claim
 
+    def _study_and_plan(self, study_id: int, max_attempts: int) -> tuple[StudyRecord, _Plan | None]:
+        """One transaction: the study, and if it hands out trials, the plan of the claim (see ``_plan``)."""
+        with self.session("preparing a claim") as session:
+            study = study_record(StudyModel.find_or_raise(session, study_id))
+            if study.status not in CLAIMABLE_STUDY_STATUSES:
+                return study, None
+            return study, self._fill_plan(session, study, max_attempts)
+
     def _plan(self, study: StudyRecord, max_attempts: int) -> _Plan:
-        """One transaction: expire leases, read the queue, the running count and the next trial number.
+        with self.session("preparing a claim") as session:
+            return self._fill_plan(session, study, max_attempts)
+
+    def _fill_plan(self, session: Session, study: StudyRecord, max_attempts: int) -> _Plan:
+        """Expire leases, read the queue, the running count and the next trial number.
 
         Every query here walks the (study_id, state) or (study_id, number) index: none grows with the study.
         """
         plan = _Plan()
-        with self.session("preparing a claim") as session:
-            self._expire_leases(session, study, max_attempts, plan)
-            plan.queued = [
-                (row_id, oid) for row_id, oid in session.execute(
-                    select(TrialModel.id, TrialModel.optuna_trial_id)
-                    .where(TrialModel.study_id == study.id, TrialModel.state == "queued")
-                    .order_by(TrialModel.number))
-            ]
-            plan.running = session.scalar(select(func.count()).select_from(TrialModel).where(
-                TrialModel.study_id == study.id, TrialModel.state == "running")) or 0
-            top = session.scalar(select(func.max(TrialModel.number)).where(TrialModel.study_id == study.id))
-            plan.next_number = 0 if top is None else top + 1
+        self._expire_leases(session, study, max_attempts, plan)
+        plan.queued = [
+            (row_id, oid) for row_id, oid in session.execute(
+                select(TrialModel.id, TrialModel.optuna_trial_id)
+                .where(TrialModel.study_id == study.id, TrialModel.state == "queued")
+                .order_by(TrialModel.number))
+        ]
+        plan.running = session.scalar(select(func.count()).select_from(TrialModel).where(
+            TrialModel.study_id == study.id, TrialModel.state == "running")) or 0
+        top = session.scalar(select(func.max(TrialModel.number)).where(TrialModel.study_id == study.id))
+        plan.next_number = 0 if top is None else top + 1
         return plan
 
     def _reconcile(self, study: StudyRecord, ostudy: optuna.Study, grace_s: float, skip: int | None = None) -> bool:

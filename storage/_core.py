@@ -111,6 +111,8 @@ class StoreCore:
             # Optuna's connections get our pragmas too (its busy timeout is already in connect_args).
             database.install_sqlite_pragmas(storage.engine, busy_timeout_s)
             storage.engine.dispose()
+        else:
+            database.install_idle_ping(storage.engine)
         return storage
 
     # -- lifecycle -----------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ safe if the process dies half-way, and a later claimer repairs what is left (``C
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from collections.abc import Sequence
@@ -168,7 +169,44 @@ def new_optuna_trial(study: optuna.Study) -> optuna.trial.Trial:
     one our ledger expects) and adopted by ``ClaimOps._reconcile``, as it would be after ``ask()``.
     """
     study._thread_local.cached_all_trials = None  # as ask() does
-    return optuna.trial.Trial(study, study._storage.create_new_trial(study._study_id))
+    storage = study._storage
+    trial_id = storage.create_new_trial(study._study_id)
+    frozen = _created_trial(storage, trial_id)
+    if frozen is None:
+        return optuna.trial.Trial(study, trial_id)
+    return trial_from_frozen(study, frozen)
+
+
+def _created_trial(storage: optuna.storages.BaseStorage, trial_id: int) -> FrozenTrial | None:
+    """The trial ``create_new_trial`` just made, as Optuna's ``_CachedStorage`` keeps it (a copy); ``None`` if
+    the storage is not one, or keeps it otherwise (another Optuna version): then it is read back as usual."""
+    try:
+        study_id, number = storage._trial_id_to_study_id_and_number[trial_id]  # type: ignore[attr-defined]
+        frozen = storage._studies[study_id].trials[number]  # type: ignore[attr-defined]
+    except (AttributeError, KeyError, TypeError):
+        return None
+    return copy.deepcopy(frozen) if isinstance(frozen, FrozenTrial) and frozen._trial_id == trial_id else None
+
+
+def trial_from_frozen(study: optuna.Study, frozen: FrozenTrial) -> optuna.trial.Trial:
+    """``optuna.trial.Trial(study, id)`` for a trial whose ``FrozenTrial`` is already at hand.
+
+    ``Trial.__init__`` reads the trial back (one transaction of six SELECTs: the trial and each table of its
+    params, values, attributes and intermediate values) although ``create_new_trial`` has just written it;
+    this does the rest of ``__init__`` as it is. ``tests/storage/test_store_contract.py`` checks that the
+    result has exactly the attributes of a ``Trial`` built by Optuna, so an Optuna upgrade that changes
+    ``__init__`` fails there.
+    """
+    trial = optuna.trial.Trial.__new__(optuna.trial.Trial)
+    trial.study = study
+    trial._trial_id = frozen._trial_id
+    trial.storage = study._storage
+    trial._cached_frozen_trial = frozen
+    study.sampler.before_trial(optuna.pruners._filter_study(study, frozen), frozen)
+    trial.relative_search_space = None
+    trial._relative_params = None
+    trial._fixed_params = frozen.system_attrs.get("fixed_params", {})
+    return trial
 
 
 def requeue_in_optuna(storage: optuna.storages.BaseStorage, optuna_trial_id: int) -> None:

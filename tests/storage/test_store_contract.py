@@ -10,6 +10,7 @@ import pytest
 from optuna.trial import TrialState
 
 from storage import LeaseLost, Store, StudyConflict, StudyNotFound, TrialNotFound
+from storage._ledger import _created_trial, new_optuna_trial
 from tests.storage.store_factories import CONTROLS, SPEC, make_study, objective, suggest_lambda
 
 EXPIRE_S = 0.2  # lease the expiry tests take
@@ -253,6 +254,26 @@ def test_a_trial_enqueued_with_optuna_directly_is_adopted_and_handed_out(store: 
     assert sorted(c.number for c in got) == [1, 2]
     assert {"lam": 1.75} in [c.params for c in got]
     assert sorted(t.number for t in store.trials(study.id)) == [0, 1, 2]
+
+
+def test_a_new_trial_is_the_trial_optuna_itself_would_build(store: Store) -> None:
+    """``new_optuna_trial`` builds the ``Trial`` from what ``create_new_trial`` cached instead of reading it back:
+    it must be the very object Optuna's own ``Trial(study, id)`` builds (this fails if an Optuna upgrade changes
+    ``Trial.__init__`` or stops caching new trials)."""
+    study = make_study(store, n_trials=5)
+    ostudy = store.optuna_study(store.get_study(study.id), optuna.samplers.RandomSampler(seed=3))
+    trial = new_optuna_trial(ostudy)
+    assert _created_trial(ostudy._storage, trial._trial_id) is not None  # the fast path was taken
+    reference = optuna.trial.Trial(ostudy, trial._trial_id)
+    assert vars(trial).keys() == vars(reference).keys()
+    assert trial._cached_frozen_trial == reference._cached_frozen_trial
+    assert trial._cached_frozen_trial is not reference._cached_frozen_trial
+    assert (trial._fixed_params, trial._relative_params, trial.relative_search_space) == (
+        reference._fixed_params, reference._relative_params, reference.relative_search_space)
+    assert trial.study is ostudy and trial.storage is reference.storage
+    # and it works as one: suggest, then finish through the store's path
+    lam = trial.suggest_float("lam", 0.0, 2.0)
+    assert optuna_trials(store, "demo")[trial.number].params == {"lam": lam}
 
 
 def test_a_claim_rebuilt_without_its_live_trial_still_reports_and_finishes(store: Store) -> None:

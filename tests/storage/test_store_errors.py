@@ -1,14 +1,21 @@
-"""A database that cannot be opened gives one clear line (no traceback text, no password)."""
+"""A database that cannot be opened gives one clear line (no traceback text, no password); PostgreSQL connections
+that die while pooled are replaced."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import optuna
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
-from storage import DEFAULT_URL, Store, StoreUnavailable, resolve_url
+from storage import DEFAULT_URL, Store, StoreUnavailable, database, resolve_url
+from tests.conftest import PG_ADMIN_URL
+from tests.storage.store_factories import make_study, suggest_lambda
 
 
 def open_error(url: str) -> str:
@@ -80,3 +87,51 @@ def test_storage_imports_neither_the_engine_nor_torch_nor_fastapi() -> None:
             "('tuner', 'api', 'torch', 'fastapi')); print(bad); sys.exit(1 if bad else 0)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+# -- PostgreSQL connections that die while pooled --------------------------------------------------------------
+def _drop_connections(url: str) -> int:
+    """Terminate every server connection to ``url``'s database (what a server restart does to a pool)."""
+    database_name = make_url(url).database
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            return int(conn.execute(text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = :name AND pid <> pg_backend_pid()"), {"name": database_name}).scalar() or 0)
+    finally:
+        admin.dispose()
+
+
+def _claim_and_finish(store: Store, study_id: int, value: float) -> None:
+    got = store.claim_trial(study_id, "w1", suggest_lambda, sampler=optuna.samplers.RandomSampler(seed=0))
+    assert got is not None
+    store.finish_trial(got, "complete", value)
+
+
+def test_pooled_connections_that_died_while_idle_are_replaced(fresh_pg_database_url: str,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Idle connections (ours and Optuna's) are pinged before use and replaced if dead: no error reaches us."""
+    monkeypatch.setattr(database, "PG_PING_AFTER_IDLE_S", 0.05)
+    with Store(fresh_pg_database_url) as store:
+        study = make_study(store, n_trials=3)
+        store.register_worker("w1", host="h", device="cpu", pid=1)
+        _claim_and_finish(store, study.id, 0.25)
+        assert _drop_connections(fresh_pg_database_url) >= 2  # both engines held pooled connections
+        time.sleep(0.1)
+        _claim_and_finish(store, study.id, 0.5)
+        assert store.counts_by_state(study.id)["complete"] == 2
+
+
+def test_a_connection_that_died_within_the_idle_window_fails_once_then_the_pool_reconnects(
+        fresh_pg_database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the ping (idle window longer than the pause) a dead pooled connection fails one operation,
+    with one clear line; the pool is then renewed, and nothing stored is lost."""
+    monkeypatch.setattr(database, "PG_PING_AFTER_IDLE_S", 3600.0)
+    with Store(fresh_pg_database_url) as store:
+        study = make_study(store, n_trials=3)
+        assert _drop_connections(fresh_pg_database_url) >= 1
+        with pytest.raises(StoreUnavailable) as err:
+            store.get_study(study.id)
+        assert "\n" not in str(err.value) and "reading a study" in str(err.value)
+        assert store.get_study(study.id).name == "demo"
