@@ -1,9 +1,10 @@
 """Population-batched trials: K trials of one study, each with its own λ and seed, trained as one batched job.
 
 A λ study trains one architecture on one data set many times with different loss weights. Here K such trials
-become one ensemble (``tuner.stacked``: ``torch.func.stack_module_state`` + ``functional_call`` + ``vmap``),
-each member with its own parameters, optimiser state (``tuner.stacked_optim``), λ, seed and minibatch order, so
-one step of Python overhead (CPU) or one kernel launch (GPU) serves K trials.
+become one ensemble (``tuner.stacked``: stacked parameters, run by an explicit batched forward pass for the
+built-in models, ``tuner.stacked_forward``, or by ``functional_call`` under ``vmap``), each member with its own
+parameters, optimiser state (``tuner.stacked_optim``), λ, seed and minibatch order, so one step of Python overhead
+(CPU) or one kernel launch (GPU) serves K trials.
 
 Each member reproduces ``tuner.training.run_trial`` with the same (spec, λ, seed): the same initial weights and
 the same minibatch order, the batched sanity gate (``tuner.population_sanity``) first, then the same per-epoch
@@ -170,11 +171,10 @@ class _PopulationRun:
             names: list[str] = []
             for first in range(0, n, bs):
                 index = order[:, first:first + bs]
-                losses = stack.losses(train.take(index), lambdas)
-                params = stack.trainable()
-                opt.step(params, torch.autograd.grad(losses.total.sum(), params))
-                weighted = losses.table().double() * index.shape[1]
-                sums, names = (weighted if sums is None else sums + weighted), losses.names
+                names, table, grads = stack.loss_gradients(train.take(index), lambdas)
+                opt.step(stack.trainable(), grads)
+                weighted = table.double() * index.shape[1]
+                sums = weighted if sums is None else sums + weighted
             assert sums is not None, "an epoch needs a non-empty training split"
             train_loss = per_member(names, sums / n)
             val_loss, val_acc = stack.evaluate(prep.data.val, lambdas)

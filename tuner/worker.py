@@ -55,6 +55,8 @@ class WorkerConfig:
     device: str | None = None
     #: Trials of one study to claim and train together (``tuner.population``); None: the spec's population.size.
     population: int | None = None
+    #: Seconds between writes of a trial's epochs (a transaction per epoch costs more than a short epoch).
+    epoch_flush_s: float = 1.0
 
 
 class _Abort(Exception):
@@ -303,7 +305,7 @@ class Worker:
     def reporter(self, ctx: _StudyContext, claim: Claim, lost: threading.Event) -> _StoreReporter:
         """The callback that writes ``claim``'s sanity result and epochs to the store and asks the pruner."""
         return _StoreReporter(self.store, claim, ctx.spec.objective.metric, self.stop, lost,
-                              prunes=ctx.spec.search.pruner.name != "none")
+                              prunes=ctx.spec.search.pruner.name != "none", flush_s=self.config.epoch_flush_s)
 
     def conclude(self, claim: Claim, outcome: TrialResult | Exception, lost: threading.Event) -> str | None:
         """Report how a claimed trial ended (its heartbeat already stopped): a result is finished in the store;
@@ -359,6 +361,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lease-timeout", type=float, default=60.0)
     parser.add_argument("--heartbeat", type=float, default=5.0)
     parser.add_argument("--max-attempts", type=int, default=3)
+    parser.add_argument("--epoch-flush", type=float, default=1.0,
+                        help="seconds between writes of a trial's epochs to the store")
     parser.add_argument("--forever", action="store_true", help="keep polling when there is no work")
     parser.add_argument("--population", type=int, default=None,
                         help="trials of one study to train together (default: the spec's population.size)")
@@ -378,8 +382,11 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, lambda *_: stop.set())
     if args.population is not None and args.population < 1:
         parser.error("--population must be ≥ 1")
+    if args.epoch_flush < 0:
+        parser.error("--epoch-flush must be ≥ 0 (seconds; 0 writes every epoch)")
     config = WorkerConfig(lease_timeout_s=args.lease_timeout, heartbeat_s=args.heartbeat,
-                          max_attempts=args.max_attempts, device=args.device, population=args.population)
+                          max_attempts=args.max_attempts, device=args.device, population=args.population,
+                          epoch_flush_s=args.epoch_flush)
     try:
         store = Store(args.db)
     except StoreError as exc:

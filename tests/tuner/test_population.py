@@ -3,11 +3,13 @@
 Tolerance: a member's forward pass runs batched float32 kernels (batched matmul, grouped convolution) that may
 round the last bit differently from the single model's, and training carries such differences on. Over the few
 epochs here every per-task loss (train, val, test) and every sanity-gate figure of a member must agree with
-``run_trial``'s to a relative 1e-4 (observed: ≤ 3e-7 on the MLP, ≤ 3e-5 on the CNN), and every discrete outcome
-(status, accuracy, best epoch, number of epochs, gate steps and checks) must be identical. One exception: the CNN's
-sanity gate, 19 steps at 3× the training lr on one 32-image batch, amplifies the grouped convolution's rounding
-(with one torch thread, as this folder's tests run, oneDNN picks other kernels for the grouped and the plain
-convolution): its float figures agree only to ~0.6 %, so they are held to ``GATE_REL_CNN`` = 2e-2 while its
+``run_trial``'s to a relative 1e-4 (observed: ≤ 3e-7 on the MLP and on the CNN's training figures), and every
+discrete outcome (status, accuracy, best epoch, number of epochs, gate steps and checks) must be identical. One
+exception: the CNN's sanity gate, 19 steps at 3× the training lr on one 32-image batch, amplifies the grouped
+convolution's rounding, and which kernels oneDNN picks for the grouped and the plain convolution depends on the
+CPU, the memory layout and the threads (one here, as in all of this folder's tests): the channels-last grouped
+convolution of ``tuner.stacked_forward`` agrees to ≤ 6e-6 on this folder's machine, the channels-first one of the
+``vmap`` path only to ~0.6 %; so the gate's float figures are held to ``GATE_REL_CNN`` = 2e-2 while its
 discrete outcomes and all of the CNN's training figures keep the tight tolerance. A wrong optimiser
 formula, minibatch order, λ or seed moves the losses by far more than 1e-4 from the first epoch on.
 """

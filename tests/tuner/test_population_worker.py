@@ -66,24 +66,39 @@ def test_population_trials_are_the_trials_a_lone_worker_runs(tmp_path: Path, cap
     assert len({tuple(sorted(t.params.items())) for t in together.values()}) == 7, "each trial its own λ"
 
 
+#: Epochs of the killed study: the victim, writing its epochs every 0.05 s, is seen training and killed long
+#: before it could finish them (asserted), and the rescuer trains them all again in about a second.
+KILLED_EPOCHS = 150
+#: The workers' lease: a killed worker's trials are claimable again this many seconds after its last heartbeat.
+LEASE_S = 2.0
+
+
 def worker_proc(url: str, study: str, population: int) -> subprocess.Popen[str]:
+    """A worker process; it writes epochs every 0.05 s (not every second), so a test sees them train at once."""
     cmd = [sys.executable, "-m", "tuner.worker", "--db", url, "--study", study, "--threads", "1",
-           "--lease-timeout", "3", "--heartbeat", "0.3", "--population", str(population)]
+           "--lease-timeout", str(LEASE_S), "--heartbeat", "0.2", "--epoch-flush", "0.05",
+           "--population", str(population)]
     return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def running(store: Store, study: StudyRecord) -> list[TrialRecord]:
+    return [t for t in store.trials(study.id) if t.state == "running"]
 
 
 def training(store: Store, study: StudyRecord, k: int) -> list[TrialRecord]:
     """The running trials once ``k`` of them have stored an epoch (else an empty list)."""
-    running = [t for t in store.trials(study.id) if t.state == "running"]
-    with_epochs = [t for t in running if store.epochs(study.id, t.number)]
-    return running if len(with_epochs) >= k else []
+    trials = running(store, study)
+    with_epochs = [t for t in trials if store.epochs(study.id, t.number)]
+    return trials if len(with_epochs) >= k else []
 
 
 def start_population(store: Store, study: StudyRecord, k: int) -> tuple[subprocess.Popen[str], list[TrialRecord]]:
-    """Start a worker process with population ``k``; return it and its trials once all ``k`` train."""
+    """Start a worker process with population ``k``; return it and its trials as soon as all ``k`` have stored an
+    epoch (polled every 20 ms once it holds them)."""
     proc = worker_proc(store.url, study.name, k)
     try:
-        _wait(lambda: bool(training(store, study, k)), 120, f"{k} members training")
+        _wait(lambda: len(running(store, study)) >= k, 120, f"{k} trials claimed")
+        _wait(lambda: bool(training(store, study, k)), 60, f"{k} members training", every=0.02)
     except BaseException:
         proc.kill()
         raise
@@ -114,22 +129,27 @@ def test_sigterm_gives_every_member_back(tmp_path: Path) -> None:
 
 
 def test_sigkilled_population_is_requeued_and_finished_by_another_worker(tmp_path: Path) -> None:
-    store, study = population_study(tmp_path, "pop-kill", epochs=300)
+    store, study = population_study(tmp_path, "pop-kill", epochs=KILLED_EPOCHS)
     with store:
         victim, killed = start_population(store, study, 3)
         os.kill(victim.pid, signal.SIGKILL)
         victim.wait(10)
+        # killed mid-population: all three still running, each with some but not all of its epochs stored
+        stored = {t.number: len(store.epochs(study.id, t.number)) for t in killed}
+        assert [t.state for t in store.trials(study.id)] == ["running"] * 3
+        assert all(0 < n < KILLED_EPOCHS for n in stored.values()), stored
         assert len(killed) == 3 and len({t.worker_id for t in killed}) == 1
-        rescuer = worker_proc(store.url, study.name, 3)
-        out, _ = rescuer.communicate(timeout=300)
-        assert rescuer.returncode == 0, out
+        # another worker (in this process: no second start-up of seconds) claims them once the lease expires
+        rescuer = Worker(store, config=WorkerConfig(population=3, lease_timeout_s=LEASE_S, heartbeat_s=0.2,
+                                                    poll_s=0.1))
+        assert rescuer.run([study.name]) == 3
         rows = {t.number: t for t in store.trials(study.id)}
         assert sorted(rows) == [0, 1, 2]
         assert all(t.state == "complete" for t in rows.values()), [(t.number, t.state, t.reason) for t in rows.values()]
         for t in killed:
             again = rows[t.number]
-            assert again.attempt == 2 and again.worker_id != t.worker_id
+            assert again.attempt == 2 and again.worker_id == rescuer.id != t.worker_id
             assert again.params == t.params  # requeued with the same λ
             assert "expired" in again.reason
             # the dead attempt's epochs do not mix in
-            assert [e.epoch for e in store.epochs(study.id, t.number)] == list(range(300))
+            assert [e.epoch for e in store.epochs(study.id, t.number)] == list(range(KILLED_EPOCHS))
