@@ -44,8 +44,9 @@ def auxtune(*args: str, timeout: float = 400) -> subprocess.CompletedProcess[str
 
 
 def worker_proc(url: str, study: str, stream: int, lease_timeout: float = 3.0) -> subprocess.Popen[str]:
+    """A worker process that writes its epochs every 0.05 s (not every 1 s), so a test sees a trial training."""
     cmd = [sys.executable, "-m", "tuner.worker", "--db", url, "--study", study, "--stream", str(stream),
-           "--threads", "1", "--lease-timeout", str(lease_timeout), "--heartbeat", "0.3"]
+           "--threads", "1", "--lease-timeout", str(lease_timeout), "--heartbeat", "0.3", "--epoch-flush", "0.05"]
     return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -69,17 +70,20 @@ def test_four_workers_forty_trials_exactly_once(db_url: str, tmp_path: Path) -> 
         assert first[1] == {"helpful": 1.0, "harmful": 1.0}
 
 
-def _wait(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+def _wait(predicate, timeout: float, what: str, every: float = 0.2) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
-        time.sleep(0.2)
+        time.sleep(every)
     raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_sigkilled_worker_loses_no_trial(db_url: str) -> None:
-    spec = parse_spec(spec_dict("killed", n_trials=4, epochs=400))
+    # ~1-2 s per trial (600 epochs of 2 minibatches): the victim is killed within ~0.1 s of its first stored epochs,
+    # surely mid-trial (with 1 s epoch writes a whole trial could start and finish unseen).
+    epochs = 600
+    spec = parse_spec(spec_dict("killed", n_trials=4, epochs=epochs))
     with Store(db_url) as store:
         study = create_or_resume(store, spec)
         victim = worker_proc(db_url, study.name, 0)
@@ -87,11 +91,12 @@ def test_sigkilled_worker_loses_no_trial(db_url: str) -> None:
             def victim_training() -> bool:
                 running = [t for t in store.trials(study.id) if t.state == "running"]
                 return any(store.epochs(study.id, t.number) for t in running)
-            _wait(victim_training, 120, "the first worker to train")
+            _wait(victim_training, 120, "the first worker to train", every=0.02)
+            os.kill(victim.pid, signal.SIGKILL)
             running = [t for t in store.trials(study.id) if t.state == "running"]
             assert len(running) == 1
             killed_number = running[0].number
-            os.kill(victim.pid, signal.SIGKILL)
+            assert 0 < len(store.epochs(study.id, killed_number)) < epochs  # killed mid-trial
             victim.wait(10)
         finally:
             if victim.poll() is None:
@@ -104,8 +109,8 @@ def test_sigkilled_worker_loses_no_trial(db_url: str) -> None:
         assert all(t.state == "complete" for t in rows.values()), [(t.number, t.state, t.reason) for t in rows.values()]
         assert rows[killed_number].attempt == 2
         assert rows[killed_number].worker_id != running[0].worker_id
-        epochs = store.epochs(study.id, killed_number)
-        assert [e.epoch for e in epochs] == list(range(400))  # the dead attempt's rows do not mix in
+        stored = store.epochs(study.id, killed_number)
+        assert [e.epoch for e in stored] == list(range(epochs))  # the dead attempt's rows do not mix in
 
 
 def test_interrupted_run_resumes(tmp_path: Path) -> None:
