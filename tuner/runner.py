@@ -78,10 +78,11 @@ def progress_of(store: Store, study: StudyRecord) -> Progress:
 
 def start_workers(url: str, n: int, *args: str) -> list[subprocess.Popen]:
     """Start ``n`` local worker processes (``python -m tuner.worker ... ARGS``) on the store at ``url``, each
-    with its own sampler seed stream and an equal share of the CPU threads."""
+    with its own sampler seed stream and an equal share of the CPU threads; they stop if this process dies."""
     threads = max(1, (os.cpu_count() or 1) // max(1, n))
     return [subprocess.Popen([sys.executable, "-m", "tuner.worker", "--db", url, "--stream", str(i),
-                              "--threads", str(threads), *args], start_new_session=True)
+                              "--threads", str(threads), "--parent", str(os.getpid()), *args],
+                             start_new_session=True)
             for i in range(n)]
 
 

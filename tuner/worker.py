@@ -350,6 +350,18 @@ class Worker:
         return True
 
 
+def _stop_when_orphaned(parent: int, stop: threading.Event, every_s: float = 1.0) -> None:
+    """Set ``stop`` once ``parent`` is no longer this process's parent (it died, even by SIGKILL).
+
+    Workers run in their own session (Ctrl-C in a terminal reaches only ``auxtune run``, which stops them in
+    order), so nothing else would end them if their ``auxtune serve``/``run`` died: they would poll forever.
+    """
+    while not stop.wait(every_s):
+        if os.getppid() != parent:
+            logger.warning("the process that started this worker (pid %d) is gone: stopping", parent)
+            stop.set()
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m tuner.worker``: one worker process (``auxtune run`` starts N of these)."""
     parser = argparse.ArgumentParser(description="auxtune worker: pull and run trials from the store")
@@ -366,6 +378,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--forever", action="store_true", help="keep polling when there is no work")
     parser.add_argument("--population", type=int, default=None,
                         help="trials of one study to train together (default: the spec's population.size)")
+    parser.add_argument("--parent", type=int, default=None,
+                        help="stop (as on SIGTERM) once the process with this pid is gone (auxtune run/serve set it)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=os.environ.get("AUXTUNE_LOG", "WARNING"),
                         format="%(asctime)s %(levelname)s worker %(process)d %(name)s: %(message)s")
@@ -380,6 +394,8 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    if args.parent is not None:
+        threading.Thread(target=_stop_when_orphaned, args=(args.parent, stop), daemon=True).start()
     if args.population is not None and args.population < 1:
         parser.error("--population must be ≥ 1")
     if args.epoch_flush < 0:

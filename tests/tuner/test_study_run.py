@@ -232,3 +232,40 @@ def test_failed_sanity_is_stored_with_reason_and_not_retried(tmp_path: Path) -> 
         assert all("non-finite loss" in t.reason for t in rows)
         sanity = store.sanity(study.id, 0)
         assert sanity is not None and not sanity.passed
+
+
+def test_workers_stop_when_the_process_that_started_them_dies(tmp_path: Path) -> None:
+    """``auxtune serve``/``run`` SIGKILLed: its workers (own session, so no signal reaches them) notice within
+    about a second, give their running trial back to the queue and exit, instead of polling forever."""
+    url = f"sqlite:///{tmp_path / 'orphan.db'}"
+    spec = parse_spec(spec_dict("orphan", n_trials=2, epochs=100_000))  # would train for many minutes
+    with Store(url) as store:
+        study = create_or_resume(store, spec)
+        parent = subprocess.Popen(
+            [sys.executable, "-c", "import sys, time; from tuner.runner import start_workers; "
+             "p = start_workers(sys.argv[1], 1, '--study', 'orphan', '--forever', '--epoch-flush', '0.05'); "
+             "print(p[0].pid, flush=True); time.sleep(600)", url],
+            cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        try:
+            assert parent.stdout is not None
+            worker_pid = int(parent.stdout.readline())
+            _wait(lambda: any(t.state == "running" and store.epochs(study.id, t.number)
+                              for t in store.trials(study.id)), 120, "the worker to train", every=0.05)
+        finally:
+            parent.kill()
+            parent.wait(10)
+
+        def worker_gone() -> bool:
+            try:
+                os.kill(worker_pid, 0)
+            except ProcessLookupError:
+                return True
+            return False
+        try:
+            _wait(worker_gone, 30, "the orphaned worker to exit")
+        finally:
+            if not worker_gone():
+                os.kill(worker_pid, signal.SIGKILL)
+        rows = store.trials(study.id)
+        assert [(t.state, t.attempt) for t in rows] == [("queued", 1), ("queued", 1)]  # given back, none lost
+        assert all(not store.epochs(study.id, t.number) for t in rows)  # the abandoned attempt left nothing
