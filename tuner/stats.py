@@ -15,7 +15,6 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import numpy as np
-from scipy import stats as scipy_stats
 
 Verdict = Literal["better", "no detectable difference", "worse"]
 BETTER: Verdict = "better"
@@ -115,6 +114,8 @@ def compare(
     if se == 0.0:  # both arms constant: the difference is exact (scipy would answer NaN; t is infinite)
         t, p, half = (0.0, 1.0, 0.0) if diff == 0 else (None, 0.0, 0.0)
     else:
+        from scipy import stats as scipy_stats  # ~1 s to import: only a confirmation needs it, not every worker
+
         test = scipy_stats.ttest_ind(a, r, equal_var=False)
         t, p = float(test.statistic), float(test.pvalue)
         half = float(scipy_stats.t.ppf(0.5 + confidence / 2, df)) * se
