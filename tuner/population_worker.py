@@ -19,9 +19,10 @@ import logging
 import threading
 
 from storage import Claim
+from tuner.heartbeat import Heartbeat
 from tuner.population import Member, Outcome, population_support, run_population
 from tuner.training import TrialResult
-from tuner.worker import Worker, _Heartbeat, _StoreReporter, _StudyContext, trial_lambdas, trial_seed
+from tuner.worker import Worker, _StoreReporter, _StudyContext, trial_lambdas, trial_seed
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +33,8 @@ class _Lease:
     def __init__(self, worker: Worker, ctx: _StudyContext, claim: Claim):
         self.claim = claim
         self.lost = threading.Event()
-        self.beat = _Heartbeat(worker.store, claim, worker.config.heartbeat_s, self.lost)
+        self.beat = Heartbeat(lambda: worker.store.heartbeat(claim), worker.config.heartbeat_s, self.lost,
+                              f"trial {claim.number}")
         self.beat.start()
         self.reporter: _StoreReporter = worker.reporter(ctx, claim, self.lost)
 

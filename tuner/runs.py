@@ -19,8 +19,9 @@ from typing import Any
 
 import torch
 
-from storage import LeaseLost, RunClaim, Store, StoreError, StudyRecord
+from storage import LeaseLost, RunClaim, Store, StudyRecord
 from tuner.confirm import ConfirmError, request_confirmation, wants_confirmation
+from tuner.heartbeat import Heartbeat
 from tuner.losses import MAIN
 from tuner.model import MultiTaskModel
 from tuner.spec import AffinitySpec, ArmSpec, StudySpec
@@ -70,22 +71,6 @@ class _Guard(TrialCallback):
             raise _Abort("lease lost")
         if self.stop.is_set():
             raise _Abort("shutting down")
-
-
-class _Heartbeat(threading.Thread):
-    def __init__(self, store: Store, claim: RunClaim, every_s: float, lost: threading.Event):
-        super().__init__(daemon=True, name=f"run-heartbeat-{claim.run_id}")
-        self.store, self.claim, self.every_s, self.lost = store, claim, every_s, lost
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        while not self.done.wait(self.every_s):
-            try:
-                if not self.store.heartbeat_run(self.claim):
-                    self.lost.set()
-                    return
-            except StoreError as exc:  # a blip of the database: keep trying until the lease runs out
-                logger.warning("heartbeat of run %d failed: %s", self.claim.run_id, exc)
 
 
 def run_spec(spec: StudySpec) -> StudySpec:
@@ -187,7 +172,7 @@ class RunWorker:
     def execute(self, claim: RunClaim) -> None:
         """Train a claimed run and record it; give it back on shutdown; drop it if the lease was lost."""
         lost = threading.Event()
-        beat = _Heartbeat(self.store, claim, self.heartbeat_s, lost)
+        beat = Heartbeat(lambda: self.store.heartbeat_run(claim), self.heartbeat_s, lost, f"run {claim.run_id}")
         beat.start()
         try:
             prep = self._prep(self.store.get_study(claim.study_id))

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from storage import Claim, LeaseLost, Store, StoreError, StudyRecord
+from tuner.heartbeat import Heartbeat
 from tuner.model import MultiTaskModel
 from tuner.objectives import trial_values
 from tuner.runs import RunWorker
@@ -102,22 +103,6 @@ class _StoreReporter(TrialCallback):
         value = metrics.objective(self.metric)
         if self.prunes and value == value and self.store.report(self.claim, pruning_step(metrics.epoch), value):
             raise TrialPruned
-
-
-class _Heartbeat(threading.Thread):
-    def __init__(self, store: Store, claim: Claim, every_s: float, lost: threading.Event):
-        super().__init__(daemon=True, name=f"heartbeat-{claim.number}")
-        self.store, self.claim, self.every_s, self.lost = store, claim, every_s, lost
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        while not self.done.wait(self.every_s):
-            try:
-                if not self.store.heartbeat(self.claim):
-                    self.lost.set()
-                    return
-            except StoreError as exc:  # a blip of the database: keep trying until the lease runs out
-                logger.warning("heartbeat of trial %d failed: %s", self.claim.number, exc)
 
 
 def trial_lambdas(claim: Claim) -> dict[str, float]:
@@ -269,7 +254,7 @@ class Worker:
     def run_claim(self, ctx: _StudyContext, claim: Claim) -> None:
         """Run one claimed trial and report it; release it on shutdown; drop it if the lease was lost."""
         lost = threading.Event()
-        beat = _Heartbeat(self.store, claim, self.config.heartbeat_s, lost)
+        beat = Heartbeat(lambda: self.store.heartbeat(claim), self.config.heartbeat_s, lost, f"trial {claim.number}")
         beat.start()
         outcome: TrialResult | Exception
         keeper = _ModelKeeper()
