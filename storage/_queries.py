@@ -10,7 +10,7 @@ from sqlalchemy.orm import aliased
 
 from storage._core import StoreCore, as_utc, utcnow
 from storage._ledger import trial_record
-from storage.errors import StoreError
+from storage.errors import StoreError, StudyNotFound
 from storage.models import EpochModel, SanityModel, StudyModel, TrialModel, WorkerModel
 from storage.records import (
     TRIAL_STATES,
@@ -61,11 +61,15 @@ class QueryOps(StoreCore):
         answer is its Pareto front (``pareto_front``).
         """
         with self.session("finding the best trial") as session:
-            study = StudyModel.find_or_raise(session, study_id)
-            direction = study.directions[0]
+            # Only the columns it answers with: progress lines ask often, and a trial's row carries its whole
+            # result document (the spec's, the study's).
+            directions = session.scalar(select(StudyModel.directions).where(StudyModel.id == study_id))
+            if directions is None:
+                raise StudyNotFound(f"no study with id {study_id}")
+            direction = directions[0]
             order = TrialModel.value.desc() if direction == "maximize" else TrialModel.value.asc()
-            row = session.scalars(
-                select(TrialModel)
+            row = session.execute(
+                select(TrialModel.number, TrialModel.params, TrialModel.value)
                 .where(TrialModel.study_id == study_id, TrialModel.state == "complete", TrialModel.value.is_not(None))
                 .order_by(order, TrialModel.number)
                 .limit(1)

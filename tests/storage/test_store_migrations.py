@@ -14,7 +14,15 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
 from storage import Store
-from storage.migrate import VERSION_TABLE, alembic_config, current_revision, head_revision, include_object
+from storage.migrate import (
+    HEAD,
+    VERSION_TABLE,
+    alembic_config,
+    current_revision,
+    head_revision,
+    include_object,
+    is_current,
+)
 from storage.models import Base
 from tests.storage.store_factories import make_study
 
@@ -37,6 +45,23 @@ def test_a_fresh_database_gets_optunas_schema_and_ours_at_head(store: Store) -> 
     assert {"studies", "trials", "trial_params", "alembic_version"} <= names  # Optuna's, untouched by us
     with store._engine.connect() as conn:
         assert current_revision(conn) == head_revision()
+
+
+def test_the_head_every_open_compares_with_is_alembics(store: Store) -> None:
+    """``HEAD`` must move with each new migration, or every open would think a current database is behind."""
+    assert HEAD == head_revision()
+    assert is_current(store._engine)
+    with store._engine.begin() as conn:
+        conn.exec_driver_sql(f"UPDATE {VERSION_TABLE} SET version_num = '0004'")
+    assert not is_current(store._engine)
+
+
+def test_is_current_on_a_database_without_our_tables(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+    try:
+        assert not is_current(engine)
+    finally:
+        engine.dispose()
 
 
 def test_trial_numbers_are_unique_per_study_in_the_schema(store: Store) -> None:
