@@ -153,7 +153,7 @@ def trial(
     table.caption = "losses per task, unweighted: tr = train, va = validation"
 
     with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=out, transient=True) as progress:
+                  TimeElapsedColumn(), console=out, transient=True, refresh_per_second=2) as progress:
         bar = progress.add_task("training", total=spec.training.epochs)
 
         class _Show(TrialCallback):
@@ -250,12 +250,13 @@ def run(
     console.print(f"study [bold]{study.name}[/bold] (id {study.id}) in {store.safe_url}: "
                   f"{study.n_trials} trials, {workers} worker(s)")
     with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console) as bar:
+                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console,
+                  auto_refresh=False) as bar:  # drawn on each progress read: a 10 Hz redraw thread slows training
         task = bar.add_task("trials", total=study.n_trials, info="")
 
         def show(p: RunProgress) -> None:
             best = f"best {p.best_value:.4f}" if p.best_value is not None else "no result yet"
-            bar.update(task, completed=p.done, info=f"running {p.running} · failed {p.failed} · {best}")
+            bar.update(task, completed=p.done, info=f"running {p.running} · failed {p.failed} · {best}", refresh=True)
 
         try:
             final = run_study(store, study, workers, show, lease_timeout_s=lease_timeout)

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from storage import Store, StudyRecord
+from storage import BestTrial, Store, StudyRecord
 from tuner.search import SearchBackend, make_backend
 from tuner.spec import StudySpec
 from tuner.spec_transfer import lambda_params
@@ -65,15 +65,29 @@ def create_or_resume(store: Store, spec: StudySpec) -> StudyRecord:
     return study
 
 
-def progress_of(store: Store, study: StudyRecord) -> Progress:
-    counts = store.counts_by_state(study.id)
-    best = store.best_trial(study.id)
-    finished = sum(counts.get(s, 0) for s in ("complete", "pruned", "failed", "failed_sanity"))
-    return Progress(done=finished, total=study.n_trials, running=counts.get("running", 0),
-                    queued=counts.get("queued", 0),
-                    failed=counts.get("failed", 0) + counts.get("failed_sanity", 0),
-                    best_value=best.value if best else None,
-                    best_lambdas=lambda_params(best.params) if best else None)
+class ProgressReader:
+    """The progress of one study, read from the store each time it is called.
+
+    It counts trials by state every call, but reads the best trial again only once more trials have finished:
+    the runner asks every poll period while training runs in the same process, so each read takes time from it.
+    """
+
+    def __init__(self, store: Store, study: StudyRecord):
+        self.store, self.study = store, study
+        self._finished: int | None = None
+        self._best: BestTrial | None = None
+
+    def __call__(self) -> Progress:
+        counts = self.store.counts_by_state(self.study.id)
+        finished = sum(counts.get(s, 0) for s in ("complete", "pruned", "failed", "failed_sanity"))
+        if finished != self._finished:
+            self._best, self._finished = self.store.best_trial(self.study.id), finished
+        best = self._best
+        return Progress(done=finished, total=self.study.n_trials, running=counts.get("running", 0),
+                        queued=counts.get("queued", 0),
+                        failed=counts.get("failed", 0) + counts.get("failed_sanity", 0),
+                        best_value=best.value if best else None,
+                        best_lambdas=lambda_params(best.params) if best else None)
 
 
 def start_workers(url: str, n: int, *args: str) -> list[subprocess.Popen]:
@@ -100,19 +114,22 @@ def stop_workers(procs: list[subprocess.Popen], timeout_s: float = 120.0) -> Non
 
 
 def run_study(store: Store, study: StudyRecord, workers: int, on_progress: Callable[[Progress], None],
-              lease_timeout_s: float = 60.0, heartbeat_s: float = 5.0, poll_s: float = 0.5) -> Progress:
+              lease_timeout_s: float = 60.0, heartbeat_s: float = 5.0, poll_s: float = 1.0) -> Progress:
     """Run ``study`` to its budget with ``workers`` local worker processes; returns the final progress.
 
+    ``on_progress`` gets the progress every ``poll_s`` seconds, and once more at the end.
     KeyboardInterrupt stops the workers cleanly (their running trials go back to the queue) and re-raises.
     """
+    read_progress = ProgressReader(store, study)
     if workers == 1:
-        _run_in_this_process(store, study, on_progress, lease_timeout_s, heartbeat_s, poll_s)
+        _run_in_this_process(store, study, lambda: on_progress(read_progress()), lease_timeout_s, heartbeat_s,
+                             poll_s)
     else:
         procs = start_workers(store.url, workers, "--study", study.name, "--lease-timeout", str(lease_timeout_s),
                               "--heartbeat", str(heartbeat_s))
         try:
             while alive := [p for p in procs if p.poll() is None]:
-                on_progress(progress_of(store, study))
+                on_progress(read_progress())
                 try:  # wakes as soon as a worker exits: no poll period lost at the end of the study
                     alive[0].wait(timeout=poll_s)
                 except subprocess.TimeoutExpired:
@@ -120,12 +137,12 @@ def run_study(store: Store, study: StudyRecord, workers: int, on_progress: Calla
         except KeyboardInterrupt:
             stop_workers(procs)
             raise
-    final = progress_of(store, study)
+    final = read_progress()
     on_progress(final)
     return final
 
 
-def _run_in_this_process(store: Store, study: StudyRecord, on_progress: Callable[[Progress], None],
+def _run_in_this_process(store: Store, study: StudyRecord, report_progress: Callable[[], None],
                          lease_timeout_s: float, heartbeat_s: float, poll_s: float) -> None:
     """One ``Worker`` in this process, progress from a thread; Ctrl-C stops it as SIGINT stops a worker
     process: at the next epoch boundary, its running trial given back to the queue, then KeyboardInterrupt."""
@@ -135,7 +152,7 @@ def _run_in_this_process(store: Store, study: StudyRecord, on_progress: Callable
 
     def report() -> None:
         while not finished.wait(poll_s):
-            on_progress(progress_of(store, study))
+            report_progress()
 
     reporter = threading.Thread(target=report, name="progress", daemon=True)
     previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
