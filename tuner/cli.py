@@ -84,8 +84,16 @@ def _with_saved_models(spec: StudySpec, prep: PreparedStudy, db: str | None) -> 
     from tuner.references import check_references, saved_model_refs
     from tuner.transfer import with_saved_models
 
-    if not saved_model_refs(spec):
+    refs = saved_model_refs(spec)
+    if not refs:
         return prep
+    from storage.database import resolve_url, safe_url, sqlite_path
+
+    path = sqlite_path(resolve_url(db))
+    if path is not None and not path.exists():  # opening it would create an empty store, which cannot serve them
+        field, ref = refs[0]
+        raise _fail([f"{field}: {ref} names a saved model, but the store {safe_url(resolve_url(db))} does not exist; "
+                     "pass --db with the store that holds it (or set AUXTUNE_DB)"])
     store = _store(db)
     try:
         check_references(store, spec)

@@ -216,6 +216,19 @@ def test_the_cli_checks_saved_models_before_it_stores_or_trains(store: Store, te
     assert r.exit_code == 0 and "sanity gate passed" in r.stdout, r.output
 
 
+def test_validate_does_not_create_a_store_to_look_for_saved_models(teacher_ref: str, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    good = student("cli-good", trunk={"from_trial": teacher_ref}).model_dump(mode="json", by_alias=True)
+    (tmp_path / "good.yaml").write_text(yaml.safe_dump(good))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AUXTUNE_DB", raising=False)
+    r = CliRunner().invoke(app, ["validate", "good.yaml"])  # the default store, ./auxtune.db, is not there
+    assert r.exit_code == 2, r.output
+    assert f"trunk.from_trial: {teacher_ref} names a saved model, but the store" in r.stderr
+    assert "--db" in r.stderr
+    assert not (tmp_path / "auxtune.db").exists()
+
+
 def test_a_population_study_with_a_saved_trunk_runs_its_trials_one_at_a_time(store: Store, teacher_ref: str) -> None:
     doc = student("pop", trunk={"from_trial": teacher_ref}, population={"size": 4},
                   search={"algorithm": "random", "n_trials": 3}, training={"epochs": 1, "lr": 0.01}).model_dump(
