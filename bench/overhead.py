@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import resource
 import subprocess
 import sys
 import tempfile
@@ -70,21 +71,24 @@ def main() -> None:
 
         spec = load_spec(spec_path)
         plain_times, store_times, trial_s = [], [], []
+        plain_cpu, store_cpu = [], []
         for rep in range(args.repeats):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), children_cpu()
             subprocess.run([sys.executable, "-c", PLAIN, str(spec_path), json.dumps(lambdas)], cwd=ROOT, check=True,
                            stdout=subprocess.DEVNULL)
             plain_times.append(time.perf_counter() - t0)
+            plain_cpu.append(children_cpu() - c0)
 
             # (b) the same λ list enqueued in a fresh store; `auxtune run` resumes that study and runs it.
             url = f"sqlite:///{Path(tmp) / f'overhead{rep}.db'}"
             with Store(url) as store:
                 store.create_or_resume_study(spec.name, spec_document(spec), ["maximize"], args.trials,
                                              enqueue=lambdas)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), children_cpu()
             subprocess.run([sys.executable, "-m", "tuner.cli", "run", str(spec_path), "--db", url, "--workers", "1"],
                            cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
             store_times.append(time.perf_counter() - t0)
+            store_cpu.append(children_cpu() - c0)
             with Store(url) as store:
                 rows = sorted(store.trials(store.get_study("overhead").id, limit=10000), key=lambda r: r.number)
                 assert [r.params for r in rows] == lambdas, "the two runs must train the same λ list"
@@ -108,6 +112,14 @@ def main() -> None:
     print(f"fixed start-up, no trial: (a) {plain_fixed:.2f} s, (b) {store_fixed:.2f} s (runner + worker process)")
     steady = (store_run - store_fixed) / (plain - plain_fixed)
     print(f"ratio b/a without the start-up       : {steady:7.3f}   (per-trial cost of the store and workers)")
+    print(f"CPU seconds (user+sys), best run: (a) {min(plain_cpu):.2f}, (b) {min(store_cpu):.2f}, ratio "
+          f"{min(store_cpu) / min(plain_cpu):.3f} (other jobs on a shared machine disturb this less than wall time)")
+
+
+def children_cpu() -> float:
+    """User + system CPU seconds of this process's finished children so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 if __name__ == "__main__":
