@@ -4,6 +4,10 @@ A multi-objective study has no single best trial: the answer is the set of compl
 on every objective, with each objective's value, the trial at each objective's extreme, and how to pick one.
 ``/pareto`` and ``/best`` (``api.routes.pareto``, ``api.routes.studies``) send ``pareto_public``; the dashboard
 builds the same document from its snapshot with ``pareto_document``; ``auxtune best`` prints it.
+
+Where a study is only summarised (``GET /studies[/{id}]``, the dashboard's studies page, ``auxtune status``,
+``studies`` and ``run``), a multi-objective study says how many trials its front holds so far (``pareto_so_far``,
+counted by ``Store.pareto_sizes`` without loading the trials) rather than its primary objective's best alone.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
+from api.schemas import ParetoSoFar
 from storage import ParetoTrial, Store, StudyRecord
 from tuner.spec import SpecError, StudySpec
 from tuner.spec_transfer import lambda_params
@@ -90,3 +95,12 @@ def pareto_document(study: StudyRecord, front: Sequence[ParetoTrial], complete: 
 def pareto_public(store: Store, study: StudyRecord) -> ParetoPublic:
     """The front of ``study`` as the API sends it (empty while no trial has completed)."""
     return pareto_document(study, store.pareto_front(study.id), len(store.objective_values(study.id)))
+
+
+def pareto_so_far(store: Store, studies: Sequence[StudyRecord]) -> dict[int, ParetoSoFar]:
+    """The front's size so far of each multi-objective study of ``studies``, by id (single-objective ones absent);
+    no query at all when every study has one objective."""
+    multi = {s.id: s for s in studies if len(s.directions) > 1}
+    sizes = store.pareto_sizes(list(multi))
+    return {i: ParetoSoFar(metrics=objective_names(s), directions=list(s.directions), count=sizes[i].count,
+                           complete=sizes[i].complete) for i, s in multi.items() if i in sizes}

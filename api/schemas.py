@@ -23,6 +23,15 @@ class ErrorResponse(BaseModel):
 
 
 # -- studies -------------------------------------------------------------------------------------------------
+class ParetoSoFar(BaseModel):
+    """A multi-objective study's answer so far, in short: how many trials are on its Pareto front."""
+
+    metrics: list[str] = Field(description="the objectives, the primary first")
+    directions: list[str]
+    count: int = Field(description="trials on the Pareto front so far (GET …/pareto lists them)")
+    complete: int = Field(description="complete trials the front was taken from")
+
+
 class StudyPublic(BaseModel):
     id: int
     name: str
@@ -36,6 +45,10 @@ class StudyPublic(BaseModel):
     n_trials: int = Field(description="trial budget, control trials included")
     created_at: datetime
     updated_at: datetime
+    pareto: ParetoSoFar | None = Field(
+        None, exclude_if=lambda v: v is None,  # a single-objective study's document stays as it was
+        description="multi-objective studies only: their answer is a Pareto front, not one best trial; metric and "
+                    "direction are the primary objective's. The front's trials: GET …/studies/{id}/pareto")
 
 
 class StudiesPublic(BaseModel):
@@ -47,6 +60,10 @@ class BestSoFar(BaseModel):
     trial: int
     value: float
     lambdas: dict[str, float] = Field(description="searched λ of that trial")
+    primary_objective: str | None = Field(
+        None, exclude_if=lambda v: v is None,  # only on a multi-objective study
+        description="multi-objective studies only: this trial is the best on this metric, the primary objective, "
+                    "alone; the study's answer is its Pareto front (pareto)")
 
 
 class StudyDetailPublic(StudyPublic):

@@ -8,6 +8,7 @@ from typing import Any
 from api.schemas import (
     BestSoFar,
     EpochPublic,
+    ParetoSoFar,
     SanityPublic,
     StudyDetailPublic,
     StudyPublic,
@@ -19,22 +20,27 @@ from storage import BestTrial, EpochRecord, SanityRecord, StudyRecord, TrialReco
 from tuner.spec_transfer import lambda_params
 
 
-def study_public(study: StudyRecord) -> StudyPublic:
+def study_public(study: StudyRecord, pareto: ParetoSoFar | None = None) -> StudyPublic:
+    """The study; ``pareto``: a multi-objective study's front so far (``api.pareto.pareto_so_far``)."""
     spec = study.spec
     return StudyPublic(
         id=study.id, name=study.name, status=study.status, status_reason=study.status_reason, owner=study.owner,
         workload=str((spec.get("workload") or {}).get("name", "")),
         metric=str((spec.get("objective") or {}).get("metric", "")),
         direction=study.direction, n_trials=study.n_trials, created_at=study.created_at,
-        updated_at=study.updated_at,
+        updated_at=study.updated_at, pareto=pareto,
     )
 
 
-def study_detail(study: StudyRecord, counts: dict[str, int], best: BestTrial | None) -> StudyDetailPublic:
+def study_detail(study: StudyRecord, counts: dict[str, int], best: BestTrial | None,
+                 pareto: ParetoSoFar | None = None) -> StudyDetailPublic:
+    public = study_public(study, pareto)
+    # On a multi-objective study the best so far is the primary objective's alone: labelled so.
+    primary = public.metric if len(study.directions) > 1 else None
     return StudyDetailPublic(
-        **study_public(study).model_dump(), spec=study.spec, counts=counts,
+        **public.model_dump(exclude={"pareto"}), pareto=pareto, spec=study.spec, counts=counts,
         best=None if best is None else BestSoFar(trial=best.number, value=best.value,
-                                                 lambdas=lambda_params(best.params)),
+                                                 lambdas=lambda_params(best.params), primary_objective=primary),
     )
 
 

@@ -8,7 +8,7 @@ per-epoch metrics, sanity-gate results and workers. This package never imports `
 from storage._artifacts import ArtifactRecord
 from storage._claims import SuggestFn
 from storage._dashboard_queries import SanityFailure, SanitySummary, TrialPoint
-from storage._pareto import ParetoTrial, dominates, non_dominated
+from storage._pareto import ParetoSize, ParetoTrial, dominates, non_dominated
 from storage._runs import RunClaim, RunPlan, RunRecord
 from storage._tokens import TokenRecord
 from storage.database import DEFAULT_URL, ENV_VAR, resolve_url
@@ -51,6 +51,7 @@ __all__ = [
     "Claim",
     "EpochRecord",
     "LeaseLost",
+    "ParetoSize",
     "ParetoTrial",
     "RunClaim",
     "RunPlan",

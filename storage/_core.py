@@ -95,6 +95,9 @@ class StoreCore:
         self._study_cache_lock = threading.Lock()
         #: Studies this process already ran the repair pass on (``ClaimOps._reconcile``).
         self._reconciled: set[int] = set()
+        #: The last front size counted per multi-objective study (``ParetoOps.pareto_sizes``), with its key.
+        self._pareto_sizes: OrderedDict[int, tuple[tuple[Any, ...], Any]] = OrderedDict()
+        self._pareto_sizes_lock = threading.Lock()
 
     def _open_schemas(self, busy_timeout_s: float) -> optuna.storages.RDBStorage:
         kwargs = database.engine_kwargs(self._url, busy_timeout_s)

@@ -257,13 +257,20 @@ def run(
         raise _fail([str(exc)]) from None
     console.print(f"study [bold]{study.name}[/bold] (id {study.id}) in {store.safe_url}: "
                   f"{study.n_trials} trials, {workers} worker(s)")
+    if spec.objective.multi:  # said once here: the bar has room for the front's size only
+        console.print(f"several objectives: no single best trial; the bar counts the trials on the Pareto front of "
+                      f"{cli_pareto.objectives_text(spec.objective.metrics(), spec.objective.directions())} so far; "
+                      f"their trade-offs: `auxtune best {study.name}`", highlight=False, soft_wrap=True)
     with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console,
                   auto_refresh=False) as bar:  # drawn on each progress read: a 10 Hz redraw thread slows training
         task = bar.add_task("trials", total=study.n_trials, info="")
 
         def show(p: RunProgress) -> None:
-            best = f"best {p.best_value:.4f}" if p.best_value is not None else "no result yet"
+            if p.pareto is not None:  # a multi-objective study: its answer so far is the front, not one best value
+                best = f"Pareto front {p.pareto.count}" if p.pareto.complete else "no result yet"
+            else:
+                best = f"best {p.best_value:.4f}" if p.best_value is not None else "no result yet"
             bar.update(task, completed=p.done, info=f"running {p.running} · failed {p.failed} · {best}", refresh=True)
 
         try:
@@ -279,12 +286,13 @@ def run(
     if final.done < final.total:
         raise _fail([f"{final.done}/{final.total} trials finished; the workers stopped early "
                      "(see their log lines above); run the same command to resume"], EXIT_CHECK_FAILED)
-    console.print(f"done: {final.done} trials, best {spec.objective.metric} = {final.best_value} "
-                  f"at λ = {final.best_lambdas}")
-    if spec.objective.multi:
-        console.print(f"{len(store.pareto_front(after.id))} trial(s) on the Pareto front of "
-                      f"{', '.join(spec.objective.metrics())}: see them and how to pick one with "
-                      f"`auxtune best {after.name}`", highlight=False, soft_wrap=True)
+    if final.pareto is not None:  # no single best: the primary objective's alone would mislead
+        console.print(f"done: {final.done} trials; {final.pareto.count} of {final.pareto.complete} complete trials "
+                      f"on the Pareto front of {', '.join(spec.objective.metrics())}: see them and how to pick one "
+                      f"with `auxtune best {after.name}`", highlight=False, soft_wrap=True)
+    else:
+        console.print(f"done: {final.done} trials, best {spec.objective.metric} = {final.best_value} "
+                      f"at λ = {final.best_lambdas}")
     cli_trust.confirm_after_run(store, after, workers, lease_timeout)  # a spec's confirm block / arms
 
 
@@ -331,14 +339,20 @@ def best(
 
 @app.command()
 def studies(db: DbOption = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """List the studies in the store."""
+    """List the studies in the store; a multi-objective study with the size of its Pareto front so far."""
     store = _store(db)
     rows: list[dict[str, Any]] = []
-    for s in store.list_studies(limit=1000):
+    listed = store.list_studies(limit=1000)
+    fronts = cli_pareto.local_so_far(store, listed)
+    for s in listed:
         counts = store.counts_by_state(s.id)
         top = store.best_trial(s.id)
-        rows.append({"id": s.id, "name": s.name, "status": s.status, "n_trials": s.n_trials, "counts": counts,
-                     "best": top.value if top else None, "created_at": s.created_at.isoformat()})
+        row = {"id": s.id, "name": s.name, "status": s.status, "n_trials": s.n_trials, "counts": counts,
+               "best": top.value if top else None, "created_at": s.created_at.isoformat()}
+        if s.id in fronts:  # several objectives: "best" is the primary objective's alone, and labelled so
+            row |= {"best_primary_objective": str((s.spec.get("objective") or {}).get("metric", "")),
+                    "pareto": fronts[s.id]}
+        rows.append(row)
     if as_json:
         print(json.dumps(rows))
         return
@@ -347,8 +361,17 @@ def studies(db: DbOption = None, as_json: Annotated[bool, typer.Option("--json")
         table.add_column(col)
     for r in rows:
         finished = sum(v for k, v in r["counts"].items() if k not in ("queued", "running"))
+        if "pareto" in r:
+            p = r["pareto"]
+            best = (f"Pareto front: {p['count']}\nover {cli_pareto.objectives_text(p['metrics'], p['directions'])}"
+                    if p["complete"] else "")
+        else:
+            best = "" if r["best"] is None else f"{r['best']:.4f}"
         table.add_row(str(r["id"]), r["name"], r["status"], f"{finished}/{r['n_trials']}",
-                      str(r["counts"].get("running", 0)), "" if r["best"] is None else f"{r['best']:.4f}")
+                      str(r["counts"].get("running", 0)), best)
+    if any("pareto" in r for r in rows):
+        table.caption = ("Pareto front: how many trials of a multi-objective study are on the front of its "
+                         "objectives so far (it has no single best); the trade-offs: `auxtune best NAME`")
     console.print(table)
 
 
@@ -508,11 +531,17 @@ def submit(
 
 
 def _status_doc(name: str, study_id: int, state: str, n_trials: int, metric: str, direction: str,
-                counts: dict[str, int], best_so_far: dict[str, Any] | None, reason: str = "") -> dict[str, Any]:
+                counts: dict[str, int], best_so_far: dict[str, Any] | None, reason: str = "",
+                pareto: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What ``status`` prints; ``pareto``: a multi-objective study's front so far (``GET /studies/{id}``'s), whose
+    ``best`` is then its primary objective's alone (labelled ``primary_objective``)."""
     finished = sum(n for s, n in counts.items() if s not in ("queued", "running"))
-    return {"study": name, "id": study_id, "status": state, "status_reason": reason, "n_trials": n_trials,
-            "finished": finished,
-            "counts": counts, "metric": metric, "direction": direction, "best": best_so_far}
+    doc = {"study": name, "id": study_id, "status": state, "status_reason": reason, "n_trials": n_trials,
+           "finished": finished,
+           "counts": counts, "metric": metric, "direction": direction, "best": best_so_far}
+    if pareto is not None:  # a single-objective study's document stays as it was
+        doc["pareto"] = pareto
+    return doc
 
 
 @app.command()
@@ -523,7 +552,8 @@ def status(
     db: DbOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="print as JSON")] = False,
 ) -> None:
-    """A study's status, trials per state and best value so far (from a service with --url, else the store)."""
+    """A study's status, trials per state and best value so far (of a multi-objective study: how many trials are
+    on its Pareto front so far); from a service with --url, else the store."""
     from api.client import ApiError
 
     if url is not None:
@@ -537,18 +567,19 @@ def status(
             except ApiError as exc:
                 raise _api_fail(exc) from None
         doc = _status_doc(d["name"], d["id"], d["status"], d["n_trials"], d["metric"], d["direction"], d["counts"],
-                          d["best"], d.get("status_reason", ""))
+                          d["best"], d.get("status_reason", ""), d.get("pareto"))
     else:
         store = _store(db)
         record = _study(store, study)
         top = store.best_trial(record.id)
-        doc = _status_doc(
-            record.name, record.id, record.status, record.n_trials,
-            str((record.spec.get("objective") or {}).get("metric", "")), record.direction,
-            store.counts_by_state(record.id),
-            None if top is None else {"trial": top.number, "value": top.value,
-                                      "lambdas": lambda_params(top.params)},
-            record.status_reason)
+        metric = str((record.spec.get("objective") or {}).get("metric", ""))
+        pareto = cli_pareto.local_so_far(store, [record]).get(record.id)
+        best_doc = None if top is None else {"trial": top.number, "value": top.value,
+                                             "lambdas": lambda_params(top.params)}
+        if best_doc is not None and pareto is not None:
+            best_doc["primary_objective"] = metric
+        doc = _status_doc(record.name, record.id, record.status, record.n_trials, metric, record.direction,
+                          store.counts_by_state(record.id), best_doc, record.status_reason, pareto)
     if as_json:
         print(json.dumps(doc))
         return
@@ -558,7 +589,9 @@ def status(
     if doc["status_reason"]:
         console.print(f"why {doc['status']}: {doc['status_reason']}", highlight=False, soft_wrap=True)
     top_doc = doc["best"]
-    if top_doc is None:
+    if "pareto" in doc:
+        cli_pareto.print_so_far(console, doc, f"auxtune best {doc['study']}" + (f" --url {url}" if url else ""))
+    elif top_doc is None:
         console.print(f"best {doc['metric']}: no completed trial yet", highlight=False)
     else:
         console.print(f"best {doc['metric']} so far = {top_doc['value']:.4f} ({doc['direction']}) at trial "

@@ -3,6 +3,9 @@
 The document is the one ``GET /studies/{id}/best`` answers (``api.pareto.ParetoPublic``): read from the local
 store with ``local_front`` or fetched from a service by ``tuner.cli``; ``--json`` prints it unchanged, else
 ``print_front`` prints a table (trial, each objective, each λ, the objectives it is best on) and how to pick.
+
+Where ``status``, ``studies`` and ``run`` summarise such a study, they give the front's size so far instead of its
+primary objective's best: ``local_so_far`` (``pareto`` of ``GET /studies/{id}``), ``print_so_far``.
 """
 
 from __future__ import annotations
@@ -21,6 +24,36 @@ ARROW = {"maximize": "↑", "minimize": "↓"}
 def is_front(doc: dict[str, Any]) -> bool:
     """Whether an answer of ``/best`` is a Pareto front (a multi-objective study) rather than one trial."""
     return "front" in doc and "how_to_pick" in doc
+
+
+def objectives_text(metrics: list[str], directions: list[str]) -> str:
+    """``val_accuracy ↑, val_loss:harmful ↓``: a multi-objective study's objectives, in short."""
+    return ", ".join(f"{m} {ARROW.get(d, d)}" for m, d in zip(metrics, directions, strict=True))
+
+
+def local_so_far(store: Store, studies: list[StudyRecord]) -> dict[int, dict[str, Any]]:
+    """The front's size so far of each multi-objective study of ``studies``, by id, as ``GET /studies/{id}`` has
+    it (``pareto``: metrics, directions, count, complete); single-objective studies are absent."""
+    from api.pareto import pareto_so_far
+
+    return {i: p.model_dump(mode="json") for i, p in pareto_so_far(store, studies).items()}
+
+
+def print_so_far(console: Console, doc: dict[str, Any], best_command: str) -> None:
+    """``status`` of a multi-objective study (its document with ``pareto``): the front's size so far, where
+    ``best_command`` shows the trade-offs, and the primary objective's best, labelled as that alone."""
+    p = doc["pareto"]
+    over = ", ".join(f"{m} ({d})" for m, d in zip(p["metrics"], p["directions"], strict=True))
+    if not p["complete"]:
+        console.print(f"Pareto front of {over}: no completed trial yet", highlight=False, soft_wrap=True)
+        return
+    console.print(f"Pareto front so far: {p['count']} of {p['complete']} complete trials, over {over}; "
+                  f"no single trial is best: see the trade-offs with `{best_command}`", highlight=False,
+                  soft_wrap=True)
+    top = doc["best"]
+    if top is not None:
+        console.print(f"best on the primary objective alone: {doc['metric']} = {top['value']:.4f} "
+                      f"({doc['direction']}) at trial {top['trial']}", highlight=False, soft_wrap=True)
 
 
 def local_front(store: Store, study: StudyRecord) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from storage import BestTrial, Store, StudyRecord
+from storage import BestTrial, ParetoSize, Store, StudyRecord
 from tuner.search import SearchBackend, make_backend
 from tuner.spec import StudySpec
 from tuner.spec_transfer import lambda_params
@@ -32,6 +32,8 @@ class Progress:
     failed: int
     best_value: float | None
     best_lambdas: dict[str, float] | None
+    #: A multi-objective study's front so far (its answer; ``best_*`` are its primary objective's); else None.
+    pareto: ParetoSize | None = None
 
 
 def spec_document(spec: StudySpec) -> dict:
@@ -68,26 +70,30 @@ def create_or_resume(store: Store, spec: StudySpec) -> StudyRecord:
 class ProgressReader:
     """The progress of one study, read from the store each time it is called.
 
-    It counts trials by state every call, but reads the best trial again only once more trials have finished:
-    the runner asks every poll period while training runs in the same process, so each read takes time from it.
+    It counts trials by state every call, but reads the best trial (and a multi-objective study's front size)
+    again only once more trials have finished: the runner asks every poll period while training runs in the same
+    process, so each read takes time from it.
     """
 
     def __init__(self, store: Store, study: StudyRecord):
         self.store, self.study = store, study
         self._finished: int | None = None
         self._best: BestTrial | None = None
+        self._pareto: ParetoSize | None = None
 
     def __call__(self) -> Progress:
         counts = self.store.counts_by_state(self.study.id)
         finished = sum(counts.get(s, 0) for s in ("complete", "pruned", "failed", "failed_sanity"))
         if finished != self._finished:
             self._best, self._finished = self.store.best_trial(self.study.id), finished
+            if len(self.study.directions) > 1:
+                self._pareto = self.store.pareto_sizes([self.study.id]).get(self.study.id)
         best = self._best
         return Progress(done=finished, total=self.study.n_trials, running=counts.get("running", 0),
                         queued=counts.get("queued", 0),
                         failed=counts.get("failed", 0) + counts.get("failed_sanity", 0),
                         best_value=best.value if best else None,
-                        best_lambdas=lambda_params(best.params) if best else None)
+                        best_lambdas=lambda_params(best.params) if best else None, pareto=self._pareto)
 
 
 def start_workers(url: str, n: int, *args: str) -> list[subprocess.Popen]:

@@ -23,6 +23,7 @@ from api.dashboard.pareto import pareto_figure, pareto_panel
 from api.dashboard.sampling import plot_sample
 from api.dashboard.snapshot import StudySnapshot, lambda_space
 from api.dashboard.trust import trust_panel
+from api.pareto import pareto_so_far
 from storage import FINISHED_TRIAL_STATES, TRIAL_STATES, Store, StudyRecord, TrialPoint
 
 #: Most trials whose curves are drawn at once.
@@ -181,13 +182,21 @@ def curves(snapshot: StudySnapshot, store: Store, numbers: Sequence[int] | None)
 
 
 def studies_page(store: Store, studies: Sequence[StudyRecord], count: int) -> dict[str, Any]:
-    """Rows of the studies page: status, progress, best value and λ, dates, links."""
+    """Rows of the studies page: status, progress, best value and λ, dates, links. A multi-objective study's row
+    has ``pareto`` (the front's size so far, counted without loading its trials) and its ``best`` is labelled as
+    the primary objective's; a single-objective study's row is as it was."""
     counts = store.counts_of_studies([s.id for s in studies])
+    fronts = pareto_so_far(store, studies)
     rows = []
     for study in studies:
         top = store.best_trial(study.id) if counts[study.id].get("complete") else None
-        rows.append({**study_summary(study), "counts": counts[study.id], "finished": _finished(counts[study.id]),
-                     "running": counts[study.id].get("running", 0),
-                     "best": None if top is None else {"trial": top.number, "value": top.value,
-                                                       "lambdas": all_lambdas(study.spec, top.params)}})
+        row = {**study_summary(study), "counts": counts[study.id], "finished": _finished(counts[study.id]),
+               "running": counts[study.id].get("running", 0),
+               "best": None if top is None else {"trial": top.number, "value": top.value,
+                                                 "lambdas": all_lambdas(study.spec, top.params)}}
+        if study.id in fronts:
+            row["pareto"] = fronts[study.id].model_dump()
+            if row["best"] is not None:
+                row["best"]["primary_objective"] = row["metric"]
+        rows.append(row)
     return {"data": rows, "count": count}

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from api.deps import MAX_ID, CurrentPrincipal, DatasetsDep, OwnedStudy, SettingsDep, StoreDep
 from api.errors import ApiError, error_responses
-from api.pareto import ParetoPublic, pareto_public
+from api.pareto import ParetoPublic, pareto_public, pareto_so_far
 from api.schemas import BestPublic, StudiesPublic, StudyDetailPublic, StudyPublic
 from api.submission import submit_study
 from api.views import study_detail, study_public
@@ -31,7 +31,7 @@ def create_study(
     """Submit a study (the StudySpec as JSON). It is stored as ``queued``; workers run its sanity gate, then
     its trials (the controls λ = 0 and λ = 1 first). 409 if a study of that name exists, identical or not."""
     document = spec.model_dump(by_alias=True, exclude_unset=True)  # python mode: keeps NaN/inf to refuse
-    return study_public(submit_study(store, datasets, settings, principal, document))
+    return _public(store, submit_study(store, datasets, settings, principal, document))
 
 
 @router.get("", response_model=StudiesPublic, responses=error_responses(401, 422))
@@ -41,16 +41,19 @@ def read_studies(
     offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> StudiesPublic:
-    """Your studies, newest first (an admin sees every owner's)."""
+    """Your studies, newest first (an admin sees every owner's); a multi-objective study with its front's size."""
     page, count = store.studies_of(principal.owner, every_owner=principal.is_admin, status=status, offset=offset,
                                    limit=limit)
-    return StudiesPublic(data=[study_public(s) for s in page], count=count)
+    fronts = pareto_so_far(store, page)
+    return StudiesPublic(data=[study_public(s, fronts.get(s.id)) for s in page], count=count)
 
 
 @router.get("/{study_id}", response_model=StudyDetailPublic, responses=error_responses(*_AUTH, 422))
 def read_study(study: OwnedStudy, store: StoreDep) -> StudyDetailPublic:
-    """The study: its spec, status, trials per state and best trial so far."""
-    return study_detail(study, store.counts_by_state(study.id), store.best_trial(study.id))
+    """The study: its spec, status, trials per state and best trial so far; a multi-objective study: how many
+    trials are on its Pareto front so far (``pareto``), its best being the primary objective's alone."""
+    return study_detail(study, store.counts_by_state(study.id), store.best_trial(study.id),
+                        pareto_so_far(store, [study]).get(study.id))
 
 
 @router.get("/{study_id}/best", response_model=BestPublic | ParetoPublic,
@@ -82,13 +85,18 @@ def read_best(study: OwnedStudy, store: StoreDep) -> BestPublic | ParetoPublic:
                       trunk_mode=None if mode is None else str(mode))
 
 
+def _public(store: Store, study: StudyRecord) -> StudyPublic:
+    """The study as every route answers it (a multi-objective one with its front's size)."""
+    return study_public(study, pareto_so_far(store, [study]).get(study.id))
+
+
 def _transition(store: Store, study: StudyRecord, to: str, allowed_from: tuple[str, ...], verb: str) -> StudyPublic:
     changed = store.transition_study(study.id, to, allowed_from)
     if changed is None:
         now = store.get_study(study.id).status
         raise ApiError(409, f"study {study.id} is {now}; only a {' or '.join(allowed_from)} study can be {verb}",
                        ["path", "study_id"], "invalid_transition")
-    return study_public(changed)
+    return _public(store, changed)
 
 
 @router.post("/{study_id}/pause", response_model=StudyPublic, responses=error_responses(*_AUTH, 409, 422))

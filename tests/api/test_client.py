@@ -307,6 +307,41 @@ def test_best_of_a_multi_objective_study_prints_the_front(service: Service, clie
         assert "how to pick: 2 of 3 complete trials are Pareto-optimal" in " ".join(out.split())
 
 
+def test_status_of_a_multi_objective_study_counts_its_front(service: Service, client: AuxtuneClient) -> None:
+    objective = [{"metric": "val_accuracy"}, {"metric": "val_loss:harmful"}]
+    sid = client.submit(spec("status-front", objective=objective, search={"algorithm": "nsga2", "n_trials": 6}))["id"]
+    over = "val_accuracy (maximize), val_loss:harmful (minimize)"
+    so_far = {"metrics": ["val_accuracy", "val_loss:harmful"], "directions": ["maximize", "minimize"]}
+    early = auxtune("status", "status-front", "--db", service.db, "--json")
+    assert early.returncode == 0, early.stderr
+    assert json.loads(early.stdout)["pareto"] == {**so_far, "count": 0, "complete": 0}
+    assert f"Pareto front of {over}: no completed trial yet" in auxtune("status", str(sid), "--db", service.db).stdout
+
+    with Store(service.db) as store:  # (accuracy ↑, harmful loss ↓): 0 and 1 trade off, 2 is dominated by 1
+        finish_vectors(store, sid, [[0.9, 0.5], [0.8, 0.2], [0.7, 0.3]])
+        front = len(store.pareto_front(sid))
+    assert front == 2
+    local = auxtune("status", "status-front", "--db", service.db, "--json")
+    remote = auxtune("status", "status-front", "--url", service.url, "--json")
+    assert local.returncode == 0 and remote.returncode == 0, local.stderr + remote.stderr
+    doc = json.loads(local.stdout)
+    assert json.loads(remote.stdout) == doc  # the store and GET /studies/{id} say the same
+    assert doc["pareto"] == {**so_far, "count": front, "complete": 3}
+    assert doc["best"]["value"] == 0.9 and doc["best"]["primary_objective"] == "val_accuracy"  # labelled as such
+    for where, best in ((("--db", service.db), "auxtune best status-front"),
+                        (("--url", service.url), f"auxtune best status-front --url {service.url}")):
+        out = " ".join(auxtune("status", "status-front", *where).stdout.split())
+        assert f"Pareto front so far: {front} of 3 complete trials, over {over}" in out, out
+        assert f"`{best}`" in out and "best on the primary objective alone: val_accuracy = 0.9000" in out
+        assert "best val_accuracy so far" not in out
+
+    single = client.submit(spec("status-single"))["id"]  # one objective: no front in its status
+    service.finish(single, [0.6])
+    plain = auxtune("status", "status-single", "--db", service.db, "--json")
+    assert "pareto" not in json.loads(plain.stdout) and "primary_objective" not in json.loads(plain.stdout)["best"]
+    assert "Pareto" not in auxtune("status", "status-single", "--url", service.url).stdout
+
+
 # -- with tokens -----------------------------------------------------------------------------------------------
 def test_tokens_from_the_option_or_the_environment(tmp_path: Path) -> None:
     env = _env(AUXTUNE_ADMIN_TOKEN=ADMIN_TOKEN, AUXTUNE_DATA_DIR=str(tmp_path / "data"))

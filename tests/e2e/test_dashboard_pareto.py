@@ -1,5 +1,6 @@
 """A multi-objective study's page in headless Chromium: the best-λ panel says there is a front, the Pareto panel
-shows its table and study.js draws its figure (the JSON behind it: ``tests/api/routes/test_dashboard_pareto.py``).
+shows its table and study.js draws its figure (the JSON behind it: ``tests/api/routes/test_dashboard_pareto.py``);
+its row on the studies page counts the front.
 
 The server is ``python -m api --no-auth`` with no worker; the trials are finished through the store, as a worker
 would, so nothing trains and the test takes seconds.
@@ -59,5 +60,13 @@ def test_the_front_is_drawn_in_chromium(tmp_path: Path) -> None:
         expect(rows.nth(1)).to_have_class("selected sortable")
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "pareto.png"), full_page=True)
+
+        # The studies page: the study's row counts its front, over which objectives, instead of one best value.
+        page.goto(f"{base}/dashboard/studies")
+        page.wait_for_selector("body[data-rendered='1']", timeout=60_000)
+        row = page.locator(f"#studies-body tr[data-study='{sid}']")
+        expect(row.locator(".pareto-count")).to_have_text("Pareto front: 3")
+        expect(row.locator(".pareto-over")).to_contain_text("val_accuracy ↑, val_loss:harmful ↓")
+        assert row.locator(".pareto-over a").get_attribute("href") == f"/dashboard/studies/{sid}"
         browser.close()
     assert not errors, errors

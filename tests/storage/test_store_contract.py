@@ -9,7 +9,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from storage import LeaseLost, Store, StudyConflict, StudyNotFound, TrialNotFound
+from storage import LeaseLost, ParetoSize, Store, StudyConflict, StudyNotFound, TrialNotFound
 from storage._ledger import _created_trial, new_optuna_trial
 from tests.storage.store_factories import CONTROLS, SPEC, make_study, objective, suggest_lambda
 
@@ -384,3 +384,45 @@ def test_optuna_sees_the_ledger(store: Store) -> None:
     best = store.best_trial(study.id)
     assert best is not None and (loaded.best_trial.number, loaded.best_trial.params) == (best.number, best.params)
     assert SPEC["workload"] == store.get_study(study.id).spec["workload"]
+
+
+# -- multi-objective studies -----------------------------------------------------------------------------------
+def test_pareto_sizes_count_the_front_of_each_multi_objective_study(store: Store) -> None:
+    """``pareto_sizes`` reads Optuna's value tables itself: it must count what ``pareto_front`` lists."""
+    spec = {**SPEC, "search": {**SPEC["search"], "n_trials": 9}}
+    two = store.create_or_resume_study("two", {**spec, "name": "two"}, ["maximize", "minimize"], 9)
+    three = store.create_or_resume_study("three", {**spec, "name": "three"}, ["maximize", "minimize", "minimize"], 3)
+    single = make_study(store, n_trials=2)
+    assert store.pareto_sizes([two.id, three.id, single.id]) == {
+        two.id: ParetoSize(count=0, complete=0), three.id: ParetoSize(count=0, complete=0)}
+    # (↑, ↓): 0, 1 and 3 trade off; 2 is dominated by 1; 4 ties 3 on one objective and loses on the other;
+    # 5 equals 0 (equal vectors both stay); a pruned and a failed trial have no values.
+    for values in ([0.9, 0.5], [0.8, 0.2], [0.7, 0.3], [0.95, 0.9], [0.95, 0.95], [0.9, 0.5], None, None):
+        c = claim(store, two.id)
+        assert c is not None
+        if values is None:
+            store.finish_trial(c, "pruned" if c.number == 6 else "failed", None, reason="no values")
+        else:
+            store.finish_trial(c, "complete", values)
+    running = claim(store, two.id)  # a trial still running is no part of it
+    for values in ([1.0, 2.0, 3.0], [1.0, 1.0, 4.0], [0.5, 3.0, 5.0]):  # 2 is dominated by 0
+        c = claim(store, three.id)
+        assert c is not None
+        store.finish_trial(c, "complete", values)
+    c = claim(store, single.id)
+    assert c is not None and running is not None
+    store.finish_trial(c, "complete", 0.5)
+
+    sizes = store.pareto_sizes([two.id, three.id, single.id, 999])
+    assert set(sizes) == {two.id, three.id}  # a single-objective study has no front to count, 999 no study
+    for study in (two, three):
+        front = store.pareto_front(study.id)
+        assert sizes[study.id] == ParetoSize(count=len(front), complete=len(store.objective_values(study.id)))
+    assert sizes[two.id] == ParetoSize(count=4, complete=6) and sizes[three.id] == ParetoSize(count=2, complete=3)
+    assert store.pareto_sizes([]) == {} and store.pareto_sizes([single.id]) == {}
+
+    # An infinite value (Optuna stores it as a type, the value NULL), told through Optuna itself: it dominates 3.
+    ostudy = optuna.load_study(study_name="two", storage=store.url, sampler=optuna.samplers.RandomSampler(seed=0))
+    ostudy.tell(ostudy.ask(), [float("inf"), 0.6])
+    assert len(store.pareto_front(two.id)) == 4 and store.pareto_sizes([two.id]) == {
+        two.id: ParetoSize(count=4, complete=7)}

@@ -3,6 +3,7 @@ on a real SQLite file and a real PostgreSQL database."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -161,6 +162,48 @@ def test_conflicting_spec_and_bad_database_are_one_clear_line(tmp_path: Path) ->
         assert r.returncode == 2
         assert "Traceback" not in r.stderr
         assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_run_studies_and_status_count_the_front_of_a_multi_objective_study(tmp_path: Path) -> None:
+    """A multi-objective study has no single best: ``run``'s progress, ``studies`` and ``status`` say how many
+    trials are on its Pareto front so far and over which objectives; a single-objective study's lines stay."""
+    url = f"sqlite:///{tmp_path / 'mo.db'}"
+    multi = spec_dict("two-objectives", n_trials=5, algorithm="nsga2")
+    multi["objective"] = [{"metric": "val_accuracy"}, {"metric": "val_loss:harmful"}]
+    ran = auxtune("run", str(write_spec(tmp_path, multi)), "--db", url)
+    assert ran.returncode == 0, ran.stderr
+    single = auxtune("run", str(write_spec(tmp_path, spec_dict("one-objective", n_trials=2))), "--db", url)
+    assert single.returncode == 0, single.stderr
+    with Store(url) as store:
+        study = store.get_study("two-objectives")
+        front, complete = len(store.pareto_front(study.id)), len(store.objective_values(study.id))
+    assert front >= 1 and complete == 5
+    out = " ".join(ran.stdout.split())
+    assert "Pareto front of val_accuracy ↑, val_loss:harmful ↓" in out and "`auxtune best two-objectives`" in out
+    assert f"5/5 running 0 · failed 0 · Pareto front {front} " in out, out  # the progress bar's last state
+    assert f"done: 5 trials; {front} of 5 complete trials on the Pareto front of val_accuracy, val_loss:harmful" \
+        in out and "best val_accuracy =" not in out
+    assert "Pareto" not in single.stdout and "· best 0." in single.stdout and "best val_accuracy =" in single.stdout
+
+    listed = auxtune("studies", "--db", url, "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = {r["name"]: r for r in json.loads(listed.stdout)}
+    assert rows["two-objectives"]["pareto"] == {"metrics": ["val_accuracy", "val_loss:harmful"],
+                                                "directions": ["maximize", "minimize"], "count": front,
+                                                "complete": complete}
+    assert rows["two-objectives"]["best_primary_objective"] == "val_accuracy"
+    assert "pareto" not in rows["one-objective"] and "best_primary_objective" not in rows["one-objective"]
+    table = auxtune("studies", "--db", url).stdout
+    assert f"Pareto front: {front}" in table and "val_loss:harmful" in table
+    assert "`auxtune best NAME`" in " ".join(table.split())
+    assert f"{rows['one-objective']['best']:.4f}" in table
+
+    status = auxtune("status", "two-objectives", "--db", url)
+    assert status.returncode == 0, status.stderr
+    said = " ".join(status.stdout.split())
+    assert f"Pareto front so far: {front} of 5 complete trials, over val_accuracy (maximize), val_loss:harmful " \
+        "(minimize)" in said and "`auxtune best two-objectives`" in said
+    assert json.loads(auxtune("status", "two-objectives", "--db", url, "--json").stdout)["pareto"]["count"] == front
 
 
 def _run_in_process(url: str, doc: dict) -> Store:

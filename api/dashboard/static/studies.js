@@ -20,14 +20,28 @@
     return Object.entries(best.lambdas).map(([k, v]) => `${k}=${num(v, 3)}`).join(", ");
   }
 
+  // A multi-objective study has no single best: its row says how many trials are on the Pareto front so far,
+  // over which objectives, and sends to the study page for the trade-offs.
+  function front(study) {
+    const p = study.pareto;
+    const over = p.metrics.map((m, i) => `${m} ${p.directions[i] === "maximize" ? "↑" : "↓"}`).join(", ");
+    const title = study.best ? `best ${study.best.primary_objective} alone (primary objective): ` +
+      `${num(study.best.value)} at trial ${study.best.trial}` : null;
+    return [
+      el("td", { class: "num pareto-count", title, text: p.complete ? `Pareto front: ${p.count}` : "" }),
+      el("td", { class: "pareto-over" }, `trials on the front of ${over} · `,
+        el("a", { href: study.links.page, text: "trade-offs on the study page" })),
+    ];
+  }
+
   function row(study) {
     return el("tr", { dataset: { study: study.id } },
       el("td", { class: "num", text: study.id }),
       el("td", {}, el("a", { href: study.links.page, text: study.name })),
       el("td", {}, el("span", { class: `badge ${study.status}`, text: study.status, title: study.status_reason || null })),
       progress(study),
-      el("td", { class: "num", text: study.best ? num(study.best.value) : "" }),
-      el("td", { text: lambdas(study.best) }),
+      ...(study.pareto ? front(study) : [el("td", { class: "num", text: study.best ? num(study.best.value) : "" }),
+        el("td", { text: lambdas(study.best) })]),
       el("td", { text: when(study.created_at) }),
       el("td", { text: when(study.updated_at) }),
       el("td", {}, el("a", { href: study.links.page, text: "dashboard" }), " · ",

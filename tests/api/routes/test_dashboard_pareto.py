@@ -77,6 +77,31 @@ def test_single_objective_study_has_no_front_panel(client: TestClient, store: St
     assert 'id="pareto"' not in report and "Pareto" not in report
 
 
+def test_the_studies_page_row_counts_the_front_instead_of_one_best(client: TestClient, store: Store) -> None:
+    single = create_study(client, "single")["id"]
+    finish(store, single, [[0.7], [0.9]])
+    sid, numbers = mo_study(client, store)
+    rows = {r["id"]: r for r in client.get(DASH, headers=ADMIN).json()["data"]}
+    mine = rows[sid]
+    assert mine["pareto"] == {"metrics": ["val_accuracy", "val_loss:harmful"], "directions": ["maximize", "minimize"],
+                              "count": len(store.pareto_front(sid)), "complete": len(VECTORS)}
+    assert mine["pareto"]["count"] == 3
+    assert mine["best"]["value"] == 0.95 and mine["best"]["primary_objective"] == "val_accuracy"  # labelled
+    assert "pareto" not in rows[single] and "primary_objective" not in rows[single]["best"]  # as it was
+    # The study page's JSON and the row agree.
+    assert client.get(f"{DASH}/{sid}", headers=ADMIN).json()["pareto"]["count"] == mine["pareto"]["count"]
+
+
+def test_the_studies_page_script_shows_the_front_of_a_multi_objective_row() -> None:
+    """studies.js writes a row with ``pareto`` as its front's size, objectives and a link to the study page, in
+    place of the best value and λ (the browser itself: ``tests/e2e/test_dashboard_pareto.py``)."""
+    script = (ROOT / "api/dashboard/static/studies.js").read_text(encoding="utf-8")
+    assert "...(study.pareto ? front(study) : [" in script
+    front = script[script.index("function front(study)"):script.index("function row(study)")]
+    assert "Pareto front: ${p.count}" in front and "study.links.page" in front and "p.metrics" in front
+    assert "primary_objective" in front
+
+
 def test_report_shows_the_front_table_and_figure(client: TestClient, store: Store) -> None:
     sid, numbers = mo_study(client, store)
     html = client.get(f"{STUDIES}/{sid}/report.html", headers=ADMIN).text

@@ -6,6 +6,7 @@ from fastapi.testclient import TestClient
 
 from storage import Store
 from tests.api.factories import ADMIN, STUDIES, create_study, finish_trials, spec, user
+from tests.api.routes.test_pareto import OBJECTIVES, SEARCH, finish
 
 
 def test_post_creates_a_queued_study_with_its_controls(client: TestClient, store: Store) -> None:
@@ -137,3 +138,29 @@ def test_a_broken_set_up_moves_the_study_to_failed_with_the_gates_reason(client:
     assert [s["name"] for s in listed["data"]] == ["broken"] and listed["data"][0]["status_reason"]
     ok = client.get(f"{STUDIES}/{healthy['id']}", headers=ADMIN).json()
     assert ok["status"] == "done" and ok["status_reason"] == "" and ok["counts"]["complete"] == 2
+
+
+def test_a_multi_objective_study_says_how_many_trials_its_front_holds(client: TestClient, store: Store) -> None:
+    created = create_study(client, "two", objective=OBJECTIVES, search=SEARCH)
+    sid = created["id"]
+    so_far = {"metrics": ["val_accuracy", "val_loss:harmful"], "directions": ["maximize", "minimize"]}
+    assert created["pareto"] == {**so_far, "count": 0, "complete": 0}
+    assert client.get(f"{STUDIES}/{sid}", headers=ADMIN).json()["pareto"]["count"] == 0
+    # (accuracy ↑, harmful loss ↓): 0, 1 and 3 trade off; 2 is dominated by 1, 4 by 3.
+    finish(store, sid, [[0.9, 0.5], [0.8, 0.2], [0.7, 0.3], [0.95, 0.9], [0.95, 0.95]])
+    front = len(store.pareto_front(sid))
+    assert front == 3
+    detail = client.get(f"{STUDIES}/{sid}", headers=ADMIN).json()
+    assert detail["pareto"] == {**so_far, "count": front, "complete": 5}
+    assert detail["metric"] == "val_accuracy"  # the primary objective, and its best labelled as its alone
+    assert detail["best"]["value"] == 0.95 and detail["best"]["primary_objective"] == "val_accuracy"
+
+    single = create_study(client, "one")
+    finish_trials(store, single["id"], [0.6])
+    assert "pareto" not in single
+    listed = {s["name"]: s for s in client.get(STUDIES, headers=ADMIN).json()["data"]}
+    assert listed["two"]["pareto"] == detail["pareto"] and "pareto" not in listed["one"]
+    one = client.get(f"{STUDIES}/{single['id']}", headers=ADMIN).json()
+    assert "pareto" not in one and "primary_objective" not in one["best"]
+    assert client.post(f"{STUDIES}/{sid}/pause", headers=ADMIN).json()["pareto"] == detail["pareto"]
+    assert "pareto" not in client.post(f"{STUDIES}/{single['id']}/pause", headers=ADMIN).json()
