@@ -128,3 +128,57 @@ def weighted_total(terms: Mapping[str, torch.Tensor], lambdas: Mapping[str, floa
             lam = lambdas[name]
             total = total + (lam if isinstance(lam, torch.Tensor) else float(lam)) * term
     return total
+
+
+#: The losses ``member_task_terms`` computes for K members at once (``mmd`` compares two feature batches per
+#: member: only ``vmap`` runs it, see ``tuner.stacked``).
+MEMBER_LOSSES = ("ce", "bce", "mse", "kd")
+
+
+def member_task_terms(
+    outputs: Mapping[str, torch.Tensor],
+    y: torch.Tensor,
+    aux_targets: Mapping[str, torch.Tensor],
+    task_losses: Mapping[str, str],
+    temperatures: Mapping[str, float] | None = None,
+    shared: bool = False,
+) -> dict[str, torch.Tensor]:
+    """``task_terms`` of K members at once, each term of shape ``(K,)``: member k's term is ``task_terms`` of its
+    outputs ``outputs[task][k]`` (``(K, B, ...)``, member-major) against its targets ``y[k]``, ``aux_targets[t][k]``
+    (``(K, B, ...)``), or with ``shared`` against one batch of targets ``(B, ...)`` for every member.
+
+    The same formulas as ``task_loss``, each reduced per member (unreduced loss, then the mean, or for ``kd`` the
+    sum over the member's batch / its size): a few batched kernels instead of ``task_terms`` under ``vmap``, whose
+    per-call machinery costs a population ~1 ms a step. The float32 sums may run in another order than the single
+    model's reduction (last-bit differences; ``tests/tuner/test_losses_model.py`` holds the two to 1e-6).
+
+    Raises:
+        ValueError: a task's loss is not in ``MEMBER_LOSSES``.
+    """
+    logits = outputs[MAIN]
+    k = logits.shape[0]
+
+    def target(t: torch.Tensor) -> torch.Tensor:
+        return t.expand(k, *t.shape) if shared else t
+
+    labels = target(y).reshape(-1).long()
+    terms = {MAIN: F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels, reduction="none").view(k, -1)
+             .mean(1)}
+    for name, loss in task_losses.items():
+        out, aim = outputs[name], target(aux_targets[name])
+        if loss == "ce":
+            unreduced = F.cross_entropy(out.reshape(-1, out.shape[-1]), aim.reshape(-1).long(), reduction="none")
+        elif loss == "bce":
+            unreduced = F.binary_cross_entropy_with_logits(out.reshape(aim.shape), aim.float(), reduction="none")
+        elif loss == "mse":
+            unreduced = F.mse_loss(out.reshape(aim.shape), aim.float(), reduction="none")
+        elif loss == "kd":
+            temp = (temperatures or {}).get(name, 2.0)
+            log_student = F.log_softmax(out / temp, dim=-1)
+            kl = F.kl_div(log_student, aim.float(), reduction="none").reshape(k, -1).sum(1)
+            terms[name] = kl / out.shape[1] * temp**2  # "batchmean": the sum over a member's batch / its size
+            continue
+        else:
+            raise ValueError(f"loss {loss!r} has no batched form here; allowed: {', '.join(MEMBER_LOSSES)}")
+        terms[name] = unreduced.reshape(k, -1).mean(1)
+    return terms

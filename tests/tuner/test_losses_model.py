@@ -7,7 +7,17 @@ import math
 import pytest
 import torch
 
-from tuner.losses import MAIN, compute_losses, cross_entropy, kd_kl, mse, soft_bce, task_loss
+from tuner.losses import (
+    MAIN,
+    compute_losses,
+    cross_entropy,
+    kd_kl,
+    member_task_terms,
+    mse,
+    soft_bce,
+    task_loss,
+    task_terms,
+)
 from tuner.model import MultiTaskModel, build_model, resolve_device
 from tuner.workloads import TaskInfo
 
@@ -124,6 +134,32 @@ def test_compute_losses_with_zero_lambdas_is_main_alone() -> None:
 
 
 TASKS = {"attr": TaskInfo("attr", "soft", 1), "vec": TaskInfo("vec", "real", 8), "dist": TaskInfo("dist", "probs", 5)}
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_member_terms_are_each_members_own_terms(shared: bool) -> None:
+    # K = 3 members, each with its own outputs; targets per member, or one batch of targets for all (shared)
+    torch.manual_seed(0)
+    k, b = 3, 5
+    losses = {"cls": "ce", "soft": "bce", "real": "mse", "teach": "kd"}
+    outputs = {MAIN: torch.randn(k, b, 4), "cls": torch.randn(k, b, 3), "soft": torch.randn(k, b, 1),
+               "real": torch.randn(k, b, 2), "teach": torch.randn(k, b, 4)}
+    lead = () if shared else (k,)
+    y = torch.randint(0, 4, (*lead, b))
+    aux = {"cls": torch.randint(0, 3, (*lead, b)), "soft": torch.rand(*lead, b), "real": torch.randn(*lead, b, 2),
+           "teach": torch.softmax(torch.randn(*lead, b, 4), dim=-1)}
+    temperatures = {"teach": 3.0}
+    terms = member_task_terms(outputs, y, aux, losses, temperatures, shared=shared)
+
+    assert list(terms) == [MAIN, *losses] and all(t.shape == (k,) for t in terms.values())
+    for m in range(k):
+        own = {name: out[m] for name, out in outputs.items()}
+        alone = task_terms(own, y if shared else y[m], aux if shared else {n: t[m] for n, t in aux.items()},
+                           losses, temperatures)
+        for name, term in alone.items():
+            assert float(terms[name][m]) == pytest.approx(float(term), rel=1e-6), (name, m)
+    with pytest.raises(ValueError, match="mmd"):
+        member_task_terms(outputs, y, aux, {"soft": "mmd"}, shared=shared)
 
 
 def test_mlp_model_heads_and_shapes() -> None:

@@ -1,7 +1,8 @@
 """The explicit batched forward pass (``tuner.stacked_forward``) against the general ``vmap`` path and the models
 alone: same per-member losses, hits and gradients, on the CNN and the MLP, for per-member batches (training) and
-for one batch every member shares (evaluation, run in slices), all members in one pass or in groups; architectures
-it cannot run get no plan."""
+for one batch every member shares (evaluation, run in slices), all members in one pass or in groups, with the
+CPU's fused convolution (``_ConvReLU``) and without it (the layers one by one, as other devices run them), on the
+built-in CNN and on convolutions of other shapes; architectures it cannot run get no plan."""
 
 from __future__ import annotations
 
@@ -12,13 +13,14 @@ import torch
 from torch import nn
 
 import tuner.stacked
+import tuner.stacked_forward
 from tuner.losses import compute_losses
 from tuner.model import MultiTaskModel, cnn_trunk, mlp_trunk
 from tuner.spec import parse_spec
 from tuner.stacked import MemberStack, lambda_tensors
 from tuner.stacked_forward import plan
 from tuner.training import PreparedStudy, prepare
-from tuner.workloads import Split
+from tuner.workloads import Split, TaskInfo
 
 WORKLOADS = {
     "digits": [{"name": "loop", "loss": "bce"}, {"name": "ink", "loss": "mse"}],
@@ -47,9 +49,25 @@ def losses_and_grads(stack: MemberStack, batch: Any, lambdas: dict[str, torch.Te
     return out.table(), out.hits, torch.autograd.grad(out.total.sum(), stack.trainable())
 
 
+def count_fused(monkeypatch: Any, fused: bool) -> list[int]:
+    """Turn the CPU's fused convolution on or off; the returned list counts the ``_ConvReLU`` calls."""
+    monkeypatch.setattr(tuner.stacked_forward, "FUSED_CONV", fused)
+    calls = [0]
+    apply = tuner.stacked_forward._ConvReLU.apply
+
+    def counted(*args: Any) -> torch.Tensor:
+        calls[0] += 1
+        return apply(*args)
+
+    monkeypatch.setattr(tuner.stacked_forward._ConvReLU, "apply", counted)
+    return calls
+
+
 @pytest.mark.parametrize("workload", list(WORKLOADS))
 @pytest.mark.parametrize("shared", [False, True])
-def test_explicit_forward_equals_the_vmap_path(workload: str, shared: bool, monkeypatch: Any) -> None:
+@pytest.mark.parametrize("fused", [True, False])
+def test_explicit_forward_equals_the_vmap_path(workload: str, shared: bool, fused: bool, monkeypatch: Any) -> None:
+    calls = count_fused(monkeypatch, fused)
     prep = prepared(workload)
     models = [prep.new_model(seed) for seed in SEEDS]
     explicit = MemberStack.of(models, prep.task_losses, prep.temperatures)
@@ -78,6 +96,8 @@ def test_explicit_forward_equals_the_vmap_path(workload: str, shared: bool, monk
         alone = compute_losses(model(rows.x), rows.y, rows.aux, prep.task_losses, lam, prep.temperatures)
         assert float(table[-1, k]) == pytest.approx(alone.detached()["total"], rel=1e-5)
     assert len({round(float(v), 6) for v in table[-1]}) == len(SEEDS), "members differ"
+    # the CNN's convolutions ran fused (on shared data all but the first, once per slice), only where asked to
+    assert calls[0] == (0 if not fused or workload != "digits" else 6 if shared else 2)
 
 
 class Doubled(MultiTaskModel):
@@ -132,3 +152,43 @@ def test_members_in_groups_give_what_one_pass_gives(monkeypatch: Any) -> None:
     assert val_acc_2 == val_acc
     for row, ref_row in zip(val_loss_2, val_loss, strict=True):
         assert row == pytest.approx(ref_row, rel=1e-6)
+
+
+CONV_TRUNKS = {
+    # a strided convolution whose 4 × 4 output AdaptiveAvgPool2d(3) cannot tile: fused without the pooling
+    "strided": (9, lambda: nn.Sequential(nn.Conv2d(2, 4, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(3),
+                                         nn.Flatten(), nn.Linear(4 * 9, 8), nn.ReLU())),
+    # a dilated convolution without bias, then a 1 × 1 one whose ReLU and (4, 1) pooling windows fuse with it
+    "dilated": (8, lambda: nn.Sequential(nn.Conv2d(2, 4, 3, padding=2, dilation=2, bias=False), nn.ReLU(),
+                                         nn.Conv2d(4, 6, 1), nn.ReLU(), nn.AdaptiveAvgPool2d((2, None)),
+                                         nn.Flatten(), nn.Linear(6 * 2 * 8, 8))),
+    # a pooling straight after a convolution: nothing to fuse
+    "no relu": (6, lambda: nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
+                                         nn.Linear(3 * 4, 8), nn.ReLU())),
+}
+
+
+@pytest.mark.parametrize("trunk", list(CONV_TRUNKS))
+@pytest.mark.parametrize("shared", [False, True])
+@pytest.mark.parametrize("fused", [True, False])
+def test_convolutions_of_other_shapes_equal_the_vmap_path(trunk: str, shared: bool, fused: bool,
+                                                          monkeypatch: Any) -> None:
+    calls = count_fused(monkeypatch, fused)
+    size, build = CONV_TRUNKS[trunk]
+    torch.manual_seed(0)
+    models = [MultiTaskModel(build(), 8, 5, {"soft": TaskInfo("soft", "soft")}) for _ in SEEDS]
+    losses = {"soft": "bce"}
+    explicit, general = (MemberStack.of(models, losses, {}, explicit=e) for e in (True, False))
+    assert explicit.forward is not None and general.forward is None
+    lead = () if shared else (len(SEEDS),)
+    batch = Split(torch.randn(*lead, 7, 2, size, size), torch.randint(0, 5, (*lead, 7)), {"soft": torch.rand(*lead, 7)})
+    lambdas = {"soft": torch.tensor([0.5, 1.0, 2.0])}
+    table, hits, grads = losses_and_grads(explicit, batch, lambdas, shared)
+    ref_table, ref_hits, ref_grads = losses_and_grads(general, batch, lambdas, shared)
+
+    torch.testing.assert_close(table, ref_table, rtol=1e-5, atol=1e-7)
+    assert torch.equal(hits, ref_hits)
+    for grad, ref in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(grad, ref, rtol=1e-4, atol=1e-5 * float(ref.abs().max()))
+    fusable = {"strided": 0 if shared else 1, "dilated": 1 if shared else 2, "no relu": 0}[trunk]
+    assert calls[0] == (fusable if fused else 0)
