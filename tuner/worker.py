@@ -402,4 +402,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from tuner.exiting import exit_now
+
+    exit_now(main())
