@@ -52,16 +52,18 @@ def baseline_lambdas(spec: StudySpec) -> dict[str, float]:
 
 def ranked_lambda_sets(spec: StudySpec, trials: Sequence[TrialRecord]) -> list[tuple[int, dict[str, float]]]:
     """Distinct complete λ sets of the complete trials, best first (ties: lower trial number), without the
-    baseline's own λ set: ``[(trial number, λ), …]``."""
+    baseline's own λ set: ``[(trial number, λ), …]``. With a searched trunk mode, a λ set is distinct per mode
+    (the same λ on a frozen and on a fine-tuned trunk are two arms); the baseline trains with the first mode."""
     done = [t for t in trials if t.state == "complete" and t.value is not None]
     sign = -1.0 if spec.objective.direction == "maximize" else 1.0
     done.sort(key=lambda t: (sign * float(t.value or 0.0), t.number))
     base = baseline_lambdas(spec)
-    seen: set[tuple[tuple[str, float], ...]] = {tuple(sorted(base.items()))}
+    seen: set[tuple[tuple[tuple[str, float], ...], str | None]] = {(tuple(sorted(base.items())),
+                                                                    spec.trunk_mode_of({}))}
     out = []
     for t in done:
         lambdas = spec.complete_lambdas(lambda_params(t.params))
-        key = tuple(sorted(lambdas.items()))
+        key = (tuple(sorted(lambdas.items())), spec.trunk_mode_of(t.params))
         if key not in seen:
             seen.add(key)
             out.append((t.number, lambdas))

@@ -7,6 +7,7 @@ go through real worker processes and a real SQLite file; a killed worker's run i
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -153,6 +154,23 @@ def test_the_plan_ranks_distinct_lambda_sets_and_leaves_out_the_baseline() -> No
     assert baseline_lambdas(bounded) == {"helpful": 0.01}  # as low as its bounds allow, like the control
     with pytest.raises(ConfirmError, match="no complete trial"):
         plan_confirmation(spec, [trial(0, 0.7, 0.0)], seeds=3)
+
+
+def test_the_same_lambdas_on_another_trunk_mode_are_another_arm() -> None:
+    spec = parse_spec(synthetic("modes", "helpful") | {"trunk": {"from_trial": "teacher/0",
+                                                                 "mode": ["freeze", "finetune"]}})
+
+    def moded(number: int, value: float, helpful: float, mode: str) -> TrialRecord:
+        return dataclasses.replace(trial(number, value, helpful), params={"helpful": helpful, "trunk_mode": mode})
+
+    trials = [moded(0, 0.72, 0.5, "freeze"), moded(1, 0.70, 0.5, "finetune"), moded(2, 0.69, 0.0, "finetune"),
+              moded(3, 0.50, 0.0, "freeze")]  # λ = 0 on the first mode is the baseline itself
+    plans = plan_confirmation(spec, trials, seeds=2, top_k=5)
+    arms = {(p.arm, p.trial_number, json.dumps(dict(p.params), sort_keys=True)) for p in plans}
+    assert arms == {("baseline", None, '{"helpful": 0.0}'),
+                    ("best", 0, '{"helpful": 0.5, "trunk_mode": "freeze"}'),
+                    ("rank2", 1, '{"helpful": 0.5, "trunk_mode": "finetune"}'),
+                    ("rank3", 2, '{"helpful": 0.0, "trunk_mode": "finetune"}')}
 
 
 def test_a_confirmation_waits_for_the_search(tmp_path: Path) -> None:
