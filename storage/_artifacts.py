@@ -41,22 +41,46 @@ class ArtifactOps(StoreCore):
     def save_artifact(self, study_id: int, number: int, meta: Mapping[str, Any], state: bytes,
                       fmt: str = "torch.state_dict", only: bool = False) -> ArtifactRecord:
         """Save (or replace) the model of trial ``number`` of the study; ``only`` drops the study's other saved
-        models in the same transaction (``artifacts.save: best`` keeps one)."""
+        models in the same transaction."""
         with self.session("saving a trial's model") as session:
             study = StudyModel.find_or_raise(session, study_id)
-            TrialModel.find_or_raise(session, study_id, number)
-            if only:
-                session.execute(delete(ArtifactModel).where(ArtifactModel.study_id == study_id,
-                                                            ArtifactModel.number != number))
-            row = session.scalars(select(ArtifactModel).where(ArtifactModel.study_id == study_id,
-                                                              ArtifactModel.number == number)).one_or_none()
-            if row is None:
-                row = ArtifactModel(study_id=study_id, number=number)
-                session.add(row)
-            row.format, row.meta, row.state, row.created_at = fmt, json_safe(dict(meta)), state, self._now()
-            session.flush()
-            session.refresh(row)
-            return _record(row, study.name, len(state))
+            return self._write_artifact(session, study, number, meta, state, fmt, drop_others=only)
+
+    def save_best_artifact(self, study_id: int, number: int, meta: Mapping[str, Any], state: bytes,
+                           fmt: str = "torch.state_dict") -> ArtifactRecord | None:
+        """Save the model of trial ``number`` as the study's one saved model (``artifacts.save: best``), decided
+        in one transaction that holds the study row, so that workers finishing trials at once keep the best's:
+
+        - ``number`` is the best complete trial: saved, and every other saved model of the study dropped;
+        - a better trial's model is saved already: nothing is written (returns None);
+        - a better trial finished but its model is not saved yet (its worker is on its way, and will drop the
+          others): saved beside the others.
+        """
+        with self.session("saving the best trial's model") as session:
+            study = StudyModel.find_or_raise(session, study_id, for_update=True)
+            best = session.scalar(TrialModel.best_first(study_id, study.directions[0], TrialModel.number).limit(1))
+            if best is None or best == number:
+                return self._write_artifact(session, study, number, meta, state, fmt, drop_others=True)
+            if session.scalar(select(ArtifactModel.id).where(ArtifactModel.study_id == study_id,
+                                                             ArtifactModel.number == best)) is not None:
+                return None
+            return self._write_artifact(session, study, number, meta, state, fmt, drop_others=False)
+
+    def _write_artifact(self, session: Session, study: StudyModel, number: int, meta: Mapping[str, Any],
+                        state: bytes, fmt: str, drop_others: bool) -> ArtifactRecord:
+        TrialModel.find_or_raise(session, study.id, number)
+        if drop_others:
+            session.execute(delete(ArtifactModel).where(ArtifactModel.study_id == study.id,
+                                                        ArtifactModel.number != number))
+        row = session.scalars(select(ArtifactModel).where(ArtifactModel.study_id == study.id,
+                                                          ArtifactModel.number == number)).one_or_none()
+        if row is None:
+            row = ArtifactModel(study_id=study.id, number=number)
+            session.add(row)
+        row.format, row.meta, row.state, row.created_at = fmt, json_safe(dict(meta)), state, self._now()
+        session.flush()
+        session.refresh(row)
+        return _record(row, study.name, len(state))
 
     def _find_artifact(self, session: Session, study_name: str, number: int) -> tuple[StudyModel, ArtifactModel]:
         study = StudyModel.find_by_name(session, study_name)

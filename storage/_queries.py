@@ -67,13 +67,8 @@ class QueryOps(StoreCore):
             if directions is None:
                 raise StudyNotFound(f"no study with id {study_id}")
             direction = directions[0]
-            order = TrialModel.value.desc() if direction == "maximize" else TrialModel.value.asc()
-            row = session.execute(
-                select(TrialModel.number, TrialModel.params, TrialModel.value)
-                .where(TrialModel.study_id == study_id, TrialModel.state == "complete", TrialModel.value.is_not(None))
-                .order_by(order, TrialModel.number)
-                .limit(1)
-            ).first()
+            row = session.execute(TrialModel.best_first(study_id, direction, TrialModel.number, TrialModel.params,
+                                                        TrialModel.value).limit(1)).first()
             if row is None or row.value is None:
                 return None
             return BestTrial(study_id=study_id, number=row.number, params=dict(row.params), value=row.value,

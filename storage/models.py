@@ -25,6 +25,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    Select,
     String,
     Text,
     UniqueConstraint,
@@ -118,6 +119,14 @@ class TrialModel(Base):
     result: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+    @classmethod
+    def best_first(cls, study_id: int, direction: str, *columns: Any) -> Select:
+        """``columns`` of the study's complete trials with a value, best first for ``direction`` (lowest number
+        on ties): ``.limit(1)`` is the best trial."""
+        order = cls.value.desc() if direction == "maximize" else cls.value.asc()
+        return (select(*columns).where(cls.study_id == study_id, cls.state == "complete", cls.value.is_not(None))
+                .order_by(order, cls.number))
 
     @classmethod
     def find_or_raise(cls, session: Session, study_id: int, number: int) -> TrialModel:

@@ -102,9 +102,14 @@ def model_bytes(model: nn.Module) -> bytes:
 
 
 def save_trial_model(store: Store, study_id: int, number: int, prep: PreparedStudy, model: MultiTaskModel,
-                     only: bool = False) -> None:
-    """Store ``model`` as trial ``number``'s saved model (``only``: the study's one saved model)."""
-    store.save_artifact(study_id, number, model_meta(prep, model), model_bytes(model), FORMAT, only=only)
+                     best: bool = False) -> None:
+    """Store ``model`` as trial ``number``'s saved model (``best``: as the study's one saved model, if the trial
+    is still its best: ``Store.save_best_artifact``)."""
+    meta, state = model_meta(prep, model), model_bytes(model)
+    if best:
+        store.save_best_artifact(study_id, number, meta, state, FORMAT)
+    else:
+        store.save_artifact(study_id, number, meta, state, FORMAT)
 
 
 # -- loading ---------------------------------------------------------------------------------------------------

@@ -275,8 +275,9 @@ class Worker:
 
     def save_model(self, ctx: _StudyContext, claim: Claim, model: MultiTaskModel) -> None:
         """Keep a complete trial's model in the store as its study's ``artifacts.save`` asks: ``all`` complete
-        trials, or only the ``best`` so far (the older best's model is dropped). A failure to save is logged and
-        leaves the trial as it is."""
+        trials, or only the ``best`` so far (the older best's model is dropped; the store decides it again in the
+        transaction that saves, as other workers may finish better trials meanwhile). A failure to save is logged
+        and leaves the trial as it is."""
         save = ctx.spec.artifacts.save
         if save == "none" or ctx.prep is None:
             return
@@ -285,7 +286,7 @@ class Worker:
                 best = self.store.best_trial(claim.study_id)
                 if best is None or best.number != claim.number:
                     return
-            save_trial_model(self.store, claim.study_id, claim.number, ctx.prep, model, only=save == "best")
+            save_trial_model(self.store, claim.study_id, claim.number, ctx.prep, model, best=save == "best")
         except Exception:
             logger.exception("trial %d of %s: saving its model failed", claim.number, claim.study_name)
 

@@ -57,3 +57,23 @@ def test_deleting_the_study_deletes_its_saved_models(store: Store) -> None:
     assert store.artifacts(again.id) == []
     with pytest.raises(ArtifactNotFound):
         store.artifact_info("demo", 0)
+
+
+def test_best_only_keeps_the_best_trials_model_whatever_order_workers_save_in(store: Store) -> None:
+    """Three workers finish trials 0 (0.5), 1 (0.7) and 2 (0.6) about at once; each checked it was the best when it
+    finished, then saves. Every saving order must end with the best trial's model, alone."""
+    study = make_study(store, enqueue=[{"helpful": 0.0}, {"helpful": 1.0}, {"helpful": 0.5}])
+    claims = [store.claim_trial(study.id, f"w{i}", lambda trial: {}) for i in range(3)]
+    for c, value in zip(claims, (0.5, 0.7, 0.6), strict=True):
+        assert c is not None
+        store.finish_trial(c, "complete", value)
+    # trial 2 saves while the better trial 1's model is not there yet: kept for now
+    assert store.save_best_artifact(study.id, 2, META, b"two") is not None
+    assert [a.number for a in store.artifacts(study.id)] == [2]
+    # the best's model arrives and drops the others
+    assert store.save_best_artifact(study.id, 1, META, b"one") is not None
+    assert [a.number for a in store.artifacts(study.id)] == [1]
+    # trial 0 saves after the best's model is there: nothing is written
+    assert store.save_best_artifact(study.id, 0, META, b"zero") is None
+    assert [a.number for a in store.artifacts(study.id)] == [1]
+    assert store.load_artifact("demo", 1)[1] == b"one"
