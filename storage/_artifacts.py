@@ -39,12 +39,11 @@ def _record(row: ArtifactModel, study_name: str, size: int) -> ArtifactRecord:
 
 class ArtifactOps(StoreCore):
     def save_artifact(self, study_id: int, number: int, meta: Mapping[str, Any], state: bytes,
-                      fmt: str = "torch.state_dict", only: bool = False) -> ArtifactRecord:
-        """Save (or replace) the model of trial ``number`` of the study; ``only`` drops the study's other saved
-        models in the same transaction."""
+                      fmt: str = "torch.state_dict") -> ArtifactRecord:
+        """Save (or replace) the model of trial ``number`` of the study (``artifacts.save: all``)."""
         with self.session("saving a trial's model") as session:
             study = StudyModel.find_or_raise(session, study_id)
-            return self._write_artifact(session, study, number, meta, state, fmt, drop_others=only)
+            return self._write_artifact(session, study, number, meta, state, fmt, drop_others=False)
 
     def save_best_artifact(self, study_id: int, number: int, meta: Mapping[str, Any], state: bytes,
                            fmt: str = "torch.state_dict") -> ArtifactRecord | None:

@@ -26,12 +26,12 @@ def test_save_info_load_and_replace(store: Store) -> None:
     assert [a.number for a in store.artifacts(study.id)] == [1]
 
 
-def test_only_keeps_one_saved_model_per_study(store: Store) -> None:
+def test_the_best_keeps_one_saved_model_per_study(store: Store) -> None:
     study = make_study(store, enqueue=CONTROLS)
     other = make_study(store, enqueue=CONTROLS, name="other")
     store.save_artifact(study.id, 0, META, b"a")
     store.save_artifact(other.id, 0, META, b"o")
-    store.save_artifact(study.id, 1, META, b"b", only=True)
+    store.save_best_artifact(study.id, 1, META, b"b")  # no complete trial yet: nothing better is saved
     assert [a.number for a in store.artifacts(study.id)] == [1]
     assert [a.number for a in store.artifacts(other.id)] == [0]  # another study's saved models are untouched
 
