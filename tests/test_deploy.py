@@ -130,11 +130,7 @@ def test_compose_demands_a_password_and_passes_the_admin_token_on() -> None:
     assert environment(unset)["AUXTUNE_ADMIN_TOKEN"] in (None, "null")  # unset stays unset, never ""
 
 
-def test_the_compose_commands_parse_with_the_real_cli() -> None:
-    """``auxtune serve … --workers 0 --db …`` and ``auxtune worker --db … --device cuda:0`` are valid commands:
-    the real CLI parses them (without running them). Read from the file itself: no docker-compose needed."""
-    services = yaml.safe_load(COMPOSE.read_text())["services"]
-    code = """
+CLI_PARSE = """
 import json, sys, click, typer
 from tuner.cli import app
 group = typer.main.get_command(app)
@@ -144,11 +140,23 @@ for name, *rest in json.loads(sys.argv[1]):
     assert command is not None, f"no command {name!r}"
     command.make_context(name, rest, parent=ctx)  # parses and checks every option; runs nothing
 """
-    commands = [argv(services["api"])[1:], argv(services["worker"])[1:], ["serve", "--host", "0.0.0.0", "--port",
-                                                                          "8000"]]
-    done = subprocess.run([sys.executable, "-c", code, json.dumps(commands)], cwd=ROOT, capture_output=True,
+
+
+def assert_the_cli_parses(commands: list[list[str]]) -> None:
+    """Each ``[subcommand, *options]`` parses with the real ``auxtune`` CLI (in a fresh interpreter, as the
+    container would run it), without running anything. Also used by tests/test_deploy_k8s.py."""
+    assert commands
+    done = subprocess.run([sys.executable, "-c", CLI_PARSE, json.dumps(commands)], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_the_compose_commands_parse_with_the_real_cli() -> None:
+    """``auxtune serve … --workers 0 --db …`` and ``auxtune worker --db … --device cuda:0`` are valid commands:
+    the real CLI parses them (without running them). Read from the file itself: no docker-compose needed."""
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    assert_the_cli_parses([argv(services["api"])[1:], argv(services["worker"])[1:],
+                           ["serve", "--host", "0.0.0.0", "--port", "8000"]])
 
 
 # -- Dockerfile ------------------------------------------------------------------------------------------------
