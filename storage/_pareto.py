@@ -143,7 +143,8 @@ class ParetoOps(StoreCore):
                        if len(directions) > 1}
             if not studies:
                 return {}
-            counts: dict[int, int] = dict(session.execute(
+            # Optuna's trials.study_id is nullable in its model, so SQLAlchemy ≥ 2.1 types the key int | None.
+            counts: dict[int | None, int] = dict(session.execute(
                 complete.where(OptunaTrialModel.study_id.in_(list(studies)))).all())
             keys = {optuna_id: (optuna_id, created_at, counts.get(optuna_id, 0))
                     for optuna_id, (_, _, created_at) in studies.items()}
