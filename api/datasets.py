@@ -23,6 +23,7 @@ from typing import IO, Any
 from api.auth import Principal
 from api.errors import ApiError
 from api.schemas import DatasetPublic
+from tuner.workloads.table_files import TableTooLarge, read_table
 
 logger = logging.getLogger(__name__)
 
@@ -144,14 +145,18 @@ def _copy(source: IO[bytes], target: Path, max_bytes: int) -> tuple[int, str]:
 
 
 def _check_table(path: Path, fmt: str, name: str, label: str, unlabelled: bool = False) -> tuple[int, list[str]]:
-    """Rows and columns of a table the ``table`` workload can use, or a 422 naming the problem."""
+    """Rows and columns of a table the ``table`` workload can use, or a 422 naming the problem (and the upload by
+    its own name, never by where it is kept)."""
     import pandas as pd
 
     file_loc: list[str | int] = ["body", "file"]
     try:
-        frame = pd.read_parquet(path) if fmt == "parquet" else pd.read_csv(path)
+        frame = read_table(path, fmt)  # measured before it is decoded: no decompression bomb gets through
+    except TableTooLarge as exc:
+        raise ApiError(422, f"{name!r} {exc}", file_loc, "too_large") from None
     except Exception as exc:  # pandas and pyarrow raise many types for unreadable input
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first.replace(str(path), name)  # pyarrow names the file it read: the upload, not where it is kept
         raise ApiError(422, f"cannot read {name!r} as {fmt.upper()}: {first}", file_loc, "unparsable") from None
     frame.columns = [str(c) for c in frame.columns]
     columns = list(frame.columns)
