@@ -25,4 +25,5 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1 * MiB, gt=0, description="largest request body of every other endpoint")
     worker_alive_s: float = Field(60.0, gt=0, description="a worker counts as alive this long after a heartbeat")
     allow_server_paths: bool = Field(
-        False, description="let specs name files on the API host; off: data files must be uploaded datasets")
+        False, description="let specs of admin tokens name files on the API host (other tokens: 403); off: data "
+                           "files must be uploaded datasets")

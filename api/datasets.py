@@ -23,6 +23,7 @@ from typing import IO, Any
 from api.auth import Principal
 from api.errors import ApiError
 from api.schemas import DatasetPublic
+from tuner.workloads.table_files import TableTooLarge, read_table
 
 logger = logging.getLogger(__name__)
 
@@ -89,14 +90,27 @@ class DatasetFiles:
     def _meta_path(self, dataset_id: str) -> Path:
         return self.root / f"{dataset_id}.json"
 
+    def hide_paths(self, text: str) -> str:
+        """``text`` with each stored file named by its ``dataset:<id>`` and this folder as ``<data dir>``.
+
+        A spec's file params hold stored paths once ``resolve_references`` ran, so the spec checker's messages
+        name them; a client sent references and must not learn where (or under which account) uploads live.
+        """
+        for root in dict.fromkeys((str(self.root), str(self.root.resolve()))):
+            stored = re.escape(root + os.sep) + r"([0-9a-f]{32})\.(?:csv|parquet)\b"
+            text = re.sub(stored, lambda m: REFERENCE_PREFIX + m.group(1), text).replace(root, "<data dir>")
+        return text
+
     # -- specs ---------------------------------------------------------------------------------------------
     def resolve_references(
         self, spec: dict[str, Any], principal: Principal, allow_server_paths: bool
     ) -> dict[str, Any]:
         """``spec`` with every ``dataset:<id>`` in the workload's file params replaced by the stored file.
 
-        Any other value there (a path on the API host) is refused unless ``allow_server_paths``: the API reads
-        only files that were uploaded to it. An unknown workload is left for the spec checker to report.
+        Any other value there (a path on the API host) is refused (422) unless ``allow_server_paths``
+        (``AUXTUNE_ALLOW_SERVER_PATHS``), and even then for admin tokens only (403 for others): the file is read
+        with the API's and the workers' rights, so naming it is an operator's act, not any user's (with
+        ``auth`` off every caller is an admin). An unknown workload is left for the spec checker to report.
         """
         from tuner.workloads import get_workload
 
@@ -127,6 +141,10 @@ class DatasetFiles:
                 raise ApiError(422, f"give an uploaded file as 'dataset:<id>' (upload it with POST "
                                     f"/api/v1/datasets); this server does not read paths such as {value!r}",
                                loc, "server_path")
+            elif isinstance(value, str) and not principal.is_admin:
+                raise ApiError(403, "only an admin token may name a file on the API host (it is read with the "
+                                    "server's rights); upload the file with POST /api/v1/datasets and give its "
+                                    "'dataset:<id>' here", loc, "server_path")
         return {**spec, "workload": {**workload, "params": params}}
 
 
@@ -144,14 +162,18 @@ def _copy(source: IO[bytes], target: Path, max_bytes: int) -> tuple[int, str]:
 
 
 def _check_table(path: Path, fmt: str, name: str, label: str, unlabelled: bool = False) -> tuple[int, list[str]]:
-    """Rows and columns of a table the ``table`` workload can use, or a 422 naming the problem."""
+    """Rows and columns of a table the ``table`` workload can use, or a 422 naming the problem (and the upload by
+    its own name, never by where it is kept)."""
     import pandas as pd
 
     file_loc: list[str | int] = ["body", "file"]
     try:
-        frame = pd.read_parquet(path) if fmt == "parquet" else pd.read_csv(path)
+        frame = read_table(path, fmt)  # measured before it is decoded: no decompression bomb gets through
+    except TableTooLarge as exc:
+        raise ApiError(422, f"{name!r} {exc}", file_loc, "too_large") from None
     except Exception as exc:  # pandas and pyarrow raise many types for unreadable input
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first.replace(str(path), name)  # pyarrow names the file it read: the upload, not where it is kept
         raise ApiError(422, f"cannot read {name!r} as {fmt.upper()}: {first}", file_loc, "unparsable") from None
     frame.columns = [str(c) for c in frame.columns]
     columns = list(frame.columns)

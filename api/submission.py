@@ -45,8 +45,8 @@ def submit_study(store: Store, datasets: DatasetFiles, settings: Settings, princ
         spec = parse_spec(document)
         backend = make_backend(spec)
         check_references(store, spec)  # a saved trunk or kd teacher this store cannot serve: refused, not stored
-    except SpecError as e:
-        raise ApiError.many(422, [error_item(spec_field_loc(field), msg, "invalid_spec")
+    except SpecError as e:  # messages name files: uploads by their reference, not where they are kept
+        raise ApiError.many(422, [error_item(spec_field_loc(field), datasets.hide_paths(msg), "invalid_spec")
                                   for field, msg in e.errors]) from None
     if backend.max_trials() > MAX_TRIALS:
         raise ApiError(422, f"at most {MAX_TRIALS} trials per study; lower search.n_trials",

@@ -37,13 +37,13 @@ from tuner.workloads._base import (
     WorkloadError,
     WorkloadParams,
 )
+from tuner.workloads.table_files import TableTooLarge, read_table
 
 if TYPE_CHECKING:
     import pandas as pd
     import torch
 
 P = "workload.params"
-PARQUET_SUFFIXES = (".parquet", ".pq")
 #: The aux task a ``target_data`` file offers (kind ``domain``, loss ``mmd``).
 DOMAIN_TASK = "domain"
 
@@ -69,10 +69,9 @@ class TableParams(WorkloadParams):
 
 @lru_cache(maxsize=16)
 def _read(path: str, mtime_ns: int, size: int) -> pd.DataFrame:
-    """Read once per file version (path, mtime, size); callers must not modify the frame."""
-    import pandas as pd
-
-    frame = pd.read_parquet(path) if Path(path).suffix.lower() in PARQUET_SUFFIXES else pd.read_csv(path)
+    """Read once per file version (path, mtime, size), within the limits of ``table_files`` (a spec may name a
+    file by path, so a worker measures it as the API measures uploads); callers must not modify the frame."""
+    frame = read_table(path)
     frame.columns = [str(c) for c in frame.columns]  # Parquet allows non-string column names
     return frame
 
@@ -85,6 +84,8 @@ def read_frame(path: str, field: str) -> pd.DataFrame:
     try:
         st = p.stat()
         return _read(str(p.resolve()), st.st_mtime_ns, st.st_size)
+    except TableTooLarge as exc:
+        raise WorkloadError(field, f"{path} {exc}") from None
     except Exception as exc:  # pandas raises many types for unreadable files
         raise WorkloadError(field, f"cannot read {path} as CSV/Parquet: {exc}") from None
 
