@@ -11,6 +11,7 @@ claim requeues the trial with ``attempt + 1``.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import os
 import signal
@@ -122,6 +123,15 @@ class _ModelKeeper(TrialCallback):
         self.model = model
 
 
+def worker_stream(worker_id: str) -> int:
+    """The sampler seed stream of a worker started without ``--stream``: a hash of its id (31 bits).
+
+    Workers started by hand or as compose replicas all used stream 0, so their seeded samplers proposed the
+    same λ in the same order; distinct ids give distinct streams (the backend adds it to the spec's seed).
+    """
+    return int.from_bytes(hashlib.sha256(worker_id.encode()).digest()[:4], "big") >> 1
+
+
 def trial_seed(spec: StudySpec, claim: Claim) -> int:
     """The seed of a claimed trial: the spec's seed plus the trial number (the same on every attempt)."""
     return spec.training.seed + claim.number
@@ -139,12 +149,13 @@ class Worker:
     """Pulls trials of the given studies (or of every active study, in turn) until there is no more work."""
 
     def __init__(self, store: Store, worker_id: str | None = None, config: WorkerConfig | None = None,
-                 stop: threading.Event | None = None, stream: int = 0):
+                 stop: threading.Event | None = None, stream: int | None = None):
         self.store = store
         self.config = config or WorkerConfig()
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.stop = stop or threading.Event()
-        self.stream = stream
+        #: The sampler's seed stream: from the worker's identity unless given (``auxtune run`` numbers its own).
+        self.stream = worker_stream(self.id) if stream is None else stream
         self._contexts: dict[int, _StudyContext] = {}
         self._samplers: dict[int, tuple[Any, Any]] = {}
         self.trials_run = 0
@@ -356,7 +367,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", default=None, help="store URL (default: $AUXTUNE_DB or sqlite:///./auxtune.db)")
     parser.add_argument("--study", action="append", default=None, help="serve only this study (repeatable)")
     parser.add_argument("--device", default=None)
-    parser.add_argument("--stream", type=int, default=0, help="sampler seed stream (distinct per worker)")
+    parser.add_argument("--stream", type=int, default=None,
+                        help="sampler seed stream (default: derived from the worker id, so distinct per worker)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--lease-timeout", type=float, default=60.0)
     parser.add_argument("--heartbeat", type=float, default=5.0)
