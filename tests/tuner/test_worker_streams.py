@@ -8,7 +8,7 @@ from storage import Store
 from tests.tuner.test_study_run import _wait, spec_dict, worker_proc
 from tuner.runner import create_or_resume
 from tuner.spec import parse_spec
-from tuner.worker import worker_stream
+from tuner.worker_faults import worker_stream
 
 
 def test_worker_ids_give_distinct_streams_in_numpys_seed_range() -> None:
