@@ -146,13 +146,14 @@ class Worker:
     """Pulls trials of the given studies (or of every active study, in turn) until there is no more work."""
 
     def __init__(self, store: Store, worker_id: str | None = None, config: WorkerConfig | None = None,
-                 stop: threading.Event | None = None, stream: int | None = None):
+                 stop: threading.Event | None = None, stream: int | None = 0):
         self.config = config or WorkerConfig()
         #: Every call retried through a transient outage (``storage.retry``): a dropped connection costs a retry.
         self.store = cast(Store, RetryingStore(store, self.config.store_retry_s))
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.stop = stop or threading.Event()
-        #: The sampler's seed stream: from the worker's identity unless given (``auxtune run`` numbers its own).
+        #: The sampler's seed stream; None: from the worker's id, as ``auxtune worker`` does without ``--stream``
+        #: (two by hand must not propose the same λ). 0, a lone worker in a process, reproduces a seeded study.
         self.stream = worker_stream(self.id) if stream is None else stream
         self._contexts: dict[int, _StudyContext] = {}
         self._samplers: dict[int, tuple[Any, Any]] = {}
