@@ -30,6 +30,7 @@ from storage._ledger import (
     start_in_optuna,
     tell_optuna,
 )
+from storage.errors import StoreUnavailable
 from storage.models import StudyModel, TrialModel, WorkerModel
 from storage.records import CLAIMABLE_STUDY_STATUSES, FINISHED_TRIAL_STATES, Claim, StudyRecord
 
@@ -85,6 +86,20 @@ class ClaimOps(StoreCore):
             raise ValueError(f"lease_timeout_s must be > 0, got {lease_timeout_s}")
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be ≥ 1, got {max_attempts}")
+        try:
+            return self._claim_in_section(study_id, worker_id, suggest, sampler, pruner, lease_timeout_s,
+                                          max_attempts, max_parallel)
+        except StoreUnavailable:
+            # The connection dropped mid-claim: Optuna may hold a trial our ledger lacks. This process's next
+            # claim runs the repair pass first, so a retry adopts it instead of asking for one more.
+            self._reconciled.discard(study_id)
+            raise
+
+    def _claim_in_section(
+        self, study_id: int, worker_id: str, suggest: SuggestFn | None,
+        sampler: optuna.samplers.BaseSampler | None, pruner: optuna.pruners.BasePruner | None,
+        lease_timeout_s: float, max_attempts: int, max_parallel: int | None,
+    ) -> Claim | None:
         with self._critical_section(study_id):
             study, plan = self._study_and_plan(study_id, max_attempts)
             ostudy = self.optuna_study(study, sampler, pruner)
@@ -260,7 +275,10 @@ class ClaimOps(StoreCore):
         if suggest is None:
             return fallback
         try:
-            return json_safe(dict(suggest(trial)))
+            with self._optuna_errors("sampling λ"):  # the sampler reads the study through Optuna's storage
+                return json_safe(dict(suggest(trial)))
+        except StoreUnavailable:
+            raise  # the database, not the λ: the trial stays unleased and the next claim hands it out again
         except Exception as e:
             # Fail the trial rather than hand the same broken λ out forever; the caller sees the error.
             reason = f"suggest failed: {type(e).__name__}: {e}"

@@ -151,17 +151,30 @@ class LeaseOps(StoreCore):
                         reason=reason or TrialModel.reason,
                         finished_at=now, heartbeat_at=now, lease_expires_at=None, updated_at=now)
             )
+            again = False
             if not finished.rowcount:  # type: ignore[attr-defined]
-                raise LeaseLost(
-                    f"trial {claim.number} of study {claim.study_name!r}: refusing the {state} result of worker "
-                    f"{claim.worker_id} (attempt {claim.attempt}): its lease is no longer current"
-                )
+                again = self._finished_by(session, claim, state)
+                if not again:
+                    raise LeaseLost(
+                        f"trial {claim.number} of study {claim.study_name!r}: refusing the {state} result of "
+                        f"worker {claim.worker_id} (attempt {claim.attempt}): its lease is no longer current"
+                    )
             clear_worker(session, claim.trial_row_id)
             mark_done_if_finished(session, claim.study_id, now)
         ostudy = claim.trial.study if claim.trial is not None else self._plain_study(claim)
         with self._optuna_errors("telling Optuna the result"):
+            # Told again (a retry after the connection dropped once our row was written): the careful path, which
+            # leaves a trial Optuna already finished alone.
             tell_optuna(ostudy, claim.optuna_trial_id, claim.number, state,
-                        values if state == "complete" else None, reason, expect_running=True, live=claim.trial)
+                        values if state == "complete" else None, reason, expect_running=not again,
+                        live=None if again else claim.trial)
+
+    def _finished_by(self, session: Session, claim: Claim, state: str) -> bool:
+        """Whether this very lease already finished the trial as ``state``: a ``finish_trial`` retried after the
+        connection dropped between our commit and telling Optuna. Then only Optuna is still to be told."""
+        row = session.execute(select(TrialModel.lease_id, TrialModel.state)
+                              .where(TrialModel.id == claim.trial_row_id)).one_or_none()
+        return row is not None and row.lease_id == claim.lease_id and row.state == state
 
     def release_trial(self, claim: Claim) -> bool:
         """Give a running trial back to the queue (Ctrl-C, SIGTERM) without counting an attempt; what this

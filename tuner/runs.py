@@ -19,8 +19,8 @@ from typing import Any
 
 import torch
 
-from storage import LeaseLost, RunClaim, Store, StudyRecord
-from tuner.confirm import ConfirmError, request_confirmation, wants_confirmation
+from storage import LeaseLost, RunClaim, Store, StoreError, StoreUnavailable, StudyRecord
+from tuner.confirm import request_confirmation, wants_confirmation
 from tuner.heartbeat import Heartbeat
 from tuner.losses import MAIN
 from tuner.model import MultiTaskModel
@@ -158,8 +158,10 @@ class RunWorker:
                     self._no_confirm.add(key)
                     continue
                 request_confirmation(self.store, study)
-            except (ConfirmError, ValueError) as exc:  # no result to confirm, or a spec of another version
-                logger.warning("study %s: no automatic confirmation: %s", study.name, exc)
+            except StoreError:
+                raise
+            except Exception as exc:  # no result to confirm, or a spec this worker cannot read (ConfirmError, …)
+                logger.warning("study %s: no automatic confirmation: %s: %s", study.name, type(exc).__name__, exc)
                 self._no_confirm.add(key)
 
     def _prep(self, study: StudyRecord) -> PreparedStudy:
@@ -177,7 +179,7 @@ class RunWorker:
         try:
             prep = self._prep(self.store.get_study(claim.study_id))
             outcome = execute_run(prep, claim.kind, claim.params, claim.seed, [_Guard(self.stop, lost)])
-        except _Abort as why:
+        except (_Abort, StoreUnavailable) as why:  # shutdown, lost lease, or a store outage: not the run's fault
             beat.done.set()
             if not lost.is_set() and self.store.release_run(claim):
                 logger.info("run %s/seed %d of %s given back to the queue (%s)", claim.arm, claim.seed,

@@ -20,9 +20,10 @@ import time
 import traceback
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from storage import Claim, LeaseLost, Store, StoreError, StudyRecord
+from storage import Claim, LeaseLost, Store, StoreError, StoreUnavailable, StudyRecord
+from storage.retry import DEFAULT_RETRY_BUDGET_S, RetryingStore
 from tuner.heartbeat import Heartbeat
 from tuner.model import MultiTaskModel
 from tuner.objectives import trial_values
@@ -41,6 +42,8 @@ from tuner.training import (
     run_trial,
 )
 from tuner.transfer import save_trial_model, with_saved_models
+from tuner.worker_faults import DEFAULT_OUTAGE_S, StoreOutage, fail_study, finish, give_back, is_store_fault
+from tuner.worker_faults import worker_stream as worker_stream  # re-exported: part of the worker's API
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +61,10 @@ class WorkerConfig:
     population: int | None = None
     #: Seconds between writes of a trial's epochs (a transaction per epoch costs more than a short epoch).
     epoch_flush_s: float = 1.0
+    #: How long one store call is retried through an outage (a dropped connection) before it counts as failed.
+    store_retry_s: float = DEFAULT_RETRY_BUDGET_S
+    #: How long the store may fail without a break before the worker gives up (``tuner.worker_faults``).
+    store_outage_s: float = DEFAULT_OUTAGE_S
 
 
 class _Abort(Exception):
@@ -139,27 +146,38 @@ class Worker:
     """Pulls trials of the given studies (or of every active study, in turn) until there is no more work."""
 
     def __init__(self, store: Store, worker_id: str | None = None, config: WorkerConfig | None = None,
-                 stop: threading.Event | None = None, stream: int = 0):
-        self.store = store
+                 stop: threading.Event | None = None, stream: int | None = 0):
         self.config = config or WorkerConfig()
+        #: Every call retried through a transient outage (``storage.retry``): a dropped connection costs a retry.
+        self.store = cast(Store, RetryingStore(store, self.config.store_retry_s))
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.stop = stop or threading.Event()
-        self.stream = stream
+        #: The sampler's seed stream; None: from the worker's id, as ``auxtune worker`` does without ``--stream``
+        #: (two by hand must not propose the same λ). 0, a lone worker in a process, reproduces a seeded study.
+        self.stream = worker_stream(self.id) if stream is None else stream
         self._contexts: dict[int, _StudyContext] = {}
         self._samplers: dict[int, tuple[Any, Any]] = {}
         self.trials_run = 0
         #: Confirmation and reference-arm runs (issue #7), run only when no trial can be claimed.
-        self.runs = RunWorker(store, self.id, self.stop, lease_timeout_s=self.config.lease_timeout_s,
+        self.runs = RunWorker(self.store, self.id, self.stop, lease_timeout_s=self.config.lease_timeout_s,
                               heartbeat_s=self.config.heartbeat_s, max_attempts=self.config.max_attempts,
                               device=self.config.device)
 
-    def _context(self, study: StudyRecord) -> _StudyContext:
+    def _context(self, study: StudyRecord) -> _StudyContext | None:
+        """The study's spec, backend, sampler and pruner as built here; None (and the study failed with the
+        reason) if any of them cannot be built on this worker."""
         ctx = self._contexts.get(study.id)
         if ctx is None or ctx.record.spec_hash != study.spec_hash:
-            spec = parse_spec(study.spec)
-            ctx = _StudyContext(study, spec, make_backend(spec))
-            self._contexts[study.id] = ctx
-            self._samplers[study.id] = (ctx.backend.sampler(self.stream), ctx.backend.pruner())
+            try:
+                spec = parse_spec(study.spec)
+                built = _StudyContext(study, spec, make_backend(spec))
+                samplers = (built.backend.sampler(self.stream), built.backend.pruner())
+            except Exception as exc:  # a poison spec fails its study, not the worker (issue #14)
+                fail_study(self.store, study, self.id, "the study's spec, search backend or sampler cannot be built",
+                           exc)
+                return None
+            ctx = self._contexts[study.id] = built
+            self._samplers[study.id] = samplers
         return ctx
 
     def _active_studies(self, names: list[str] | None) -> list[StudyRecord]:
@@ -175,9 +193,16 @@ class Worker:
         start = self.trials_run % len(studies)
         for study in studies[start:] + studies[:start]:
             ctx = self._context(study)
-            if study.status == "queued" and not self._gate_study(ctx):
+            if ctx is None or (study.status == "queued" and not self._gate_study(ctx)):
                 continue
-            claim = self.claim(ctx)
+            try:
+                claim = self.claim(ctx)
+            except Exception as exc:
+                if is_store_fault(exc):
+                    raise
+                # The sampler or the λ it proposes broke (the store failed that trial): it would break again.
+                fail_study(self.store, study, self.id, "the study's sampler failed", exc)
+                continue
             if claim is not None:
                 return ctx, claim
         return None
@@ -209,6 +234,8 @@ class Worker:
             return True
         try:
             lambdas, result = study_gate(self.prepared(ctx), ctx.spec)
+        except StoreError:
+            raise  # a store blip (loading a saved model) is not the study's fault: the loop tries again
         except Exception as exc:  # a workload that cannot even be built fails the study, not each trial
             logger.exception("study %s: preparing the study-level sanity gate failed", study.name)
             reason = f"study-level sanity gate: the workload could not be prepared: {type(exc).__name__}: {exc}"
@@ -223,27 +250,46 @@ class Worker:
         return False
 
     def run(self, names: list[str] | None = None, exit_when_idle: bool = True) -> int:
-        """Work until stopped, or (``exit_when_idle``) until the given studies have nothing left to run."""
-        self.store.register_worker(self.id, socket.gethostname(), self.config.device or "auto", os.getpid())
-        while not self.stop.is_set():
-            got = self.claim_next(names)
-            if got is None:
-                if self.runs.run_next(names):  # hook: confirmation / reference-arm runs (tuner.runs)
-                    continue
-                if exit_when_idle and not self._work_may_come(names):
-                    break
-                self.stop.wait(self.config.poll_s)
-                self.store.worker_heartbeat(self.id)
-                continue
-            ctx, claim = got
-            size = self.config.population or ctx.spec.population.size
-            if size > 1:
-                from tuner.population_worker import run_population_claims  # torch.func path, loaded when used
+        """Work until stopped, or (``exit_when_idle``) until the given studies have nothing left to run.
 
-                run_population_claims(self, ctx, claim, size)
-            else:
-                self.run_claim(ctx, claim)
+        A store error in a turn of the loop (each call already retried) is waited out with backoff; the
+        ``StoreError`` is raised only once the store has failed for ``config.store_outage_s`` in a row.
+        """
+        outage = StoreOutage(self.config.store_outage_s)
+        registered = False
+        while not self.stop.is_set():
+            try:
+                if not registered:
+                    self.store.register_worker(self.id, socket.gethostname(), self.config.device or "auto",
+                                               os.getpid())
+                    registered = True
+                if not self._turn(names, exit_when_idle):
+                    break
+                outage.ok()
+            except StoreError as exc:
+                outage.failed(exc, self.stop)
         return self.trials_run
+
+    def _turn(self, names: list[str] | None, exit_when_idle: bool) -> bool:
+        """One turn of the loop: run a trial, or a run, or wait for work; False when there is none to wait for."""
+        got = self.claim_next(names)
+        if got is None:
+            if self.runs.run_next(names):  # hook: confirmation / reference-arm runs (tuner.runs)
+                return True
+            if exit_when_idle and not self._work_may_come(names):
+                return False
+            self.stop.wait(self.config.poll_s)
+            self.store.worker_heartbeat(self.id)
+            return True
+        ctx, claim = got
+        size = self.config.population or ctx.spec.population.size
+        if size > 1:
+            from tuner.population_worker import run_population_claims  # torch.func path, loaded when used
+
+            run_population_claims(self, ctx, claim, size)
+        else:
+            self.run_claim(ctx, claim)
+        return True
 
     def _work_may_come(self, names: list[str] | None) -> bool:
         """True while a study we serve still has queued or running trials (a lease may expire and requeue)."""
@@ -262,6 +308,11 @@ class Worker:
         keeper = _ModelKeeper()
         try:
             prep = self.prepared(ctx)
+        except Exception as exc:
+            beat.done.set()
+            self._unpreparable(ctx, claim, lost, exc)
+            return
+        try:
             reporter = self.reporter(ctx, claim, lost)
             outcome = run_trial(prep, trial_lambdas(claim), seed=trial_seed(ctx.spec, claim),
                                 callbacks=[reporter, keeper], trunk_mode=ctx.spec.trunk_mode_of(claim.params))
@@ -272,6 +323,14 @@ class Worker:
             beat.done.set()
         if self.conclude(claim, outcome, lost) == "complete" and keeper.model is not None:
             self.save_model(ctx, claim, keeper.model)
+
+    def _unpreparable(self, ctx: _StudyContext, claim: Claim, lost: threading.Event, exc: Exception) -> None:
+        """The study's workload cannot be prepared here: fail the study (every trial would fail alike) and give
+        the trial back, so a fixed study resumes with it. A store error (loading a saved model) only gives the
+        trial back."""
+        if not is_store_fault(exc):
+            fail_study(self.store, ctx.record, self.id, "the study's workload cannot be prepared", exc)
+        self.conclude(claim, _Abort(f"the study cannot be prepared: {type(exc).__name__}"), lost)
 
     def save_model(self, ctx: _StudyContext, claim: Claim, model: MultiTaskModel) -> None:
         """Keep a complete trial's model in the store as its study's ``artifacts.save`` asks: ``all`` complete
@@ -297,11 +356,11 @@ class Worker:
 
     def conclude(self, claim: Claim, outcome: TrialResult | Exception, lost: threading.Event) -> str | None:
         """Report how a claimed trial ended (its heartbeat already stopped): a result is finished in the store;
-        on shutdown (``_Abort``) the trial goes back to the queue; after a lost lease nothing is written; any
-        other error fails the trial with its reason and traceback. Returns the state written, or None."""
-        if isinstance(outcome, _Abort):
-            if not lost.is_set() and self.store.release_trial(claim):
-                logger.info("trial %d of %s given back to the queue (%s)", claim.number, claim.study_name, outcome)
+        on shutdown (``_Abort``) or a store outage the trial goes back to the queue; after a lost lease nothing
+        is written; any other error fails the trial with its reason and traceback. Returns the state written,
+        or None."""
+        if isinstance(outcome, _Abort | StoreUnavailable):  # a store outage: not the trial's fault, run it again
+            give_back(self.store, claim, lost, outcome)
             return None
         if isinstance(outcome, LeaseLost):  # our lease expired (e.g. a long stall): another worker owns the trial now
             logger.warning("%s", outcome)
@@ -310,7 +369,7 @@ class Worker:
             logger.error("trial %d of %s failed", claim.number, claim.study_name, exc_info=outcome)
             reason = f"{type(outcome).__name__}: {outcome}"[:2000]
             trace = "".join(traceback.format_exception(outcome))[-4000:]
-            return "failed" if self._finish(claim, "failed", None, {"traceback": trace}, reason) else None
+            return "failed" if finish(self.store, claim, "failed", None, {"traceback": trace}, reason) else None
         result = outcome
         state = {"complete": "complete", "pruned": "pruned", "failed_sanity": "failed_sanity"}[result.status]
         value = result.value if state != "failed_sanity" else None
@@ -324,18 +383,9 @@ class Worker:
                 values = trial_values(ctx.spec.objective.metrics(), result)
             except ValueError as exc:
                 state, values, result.reason = "failed", None, str(exc)
-        written = self._finish(claim, state, values, result.to_dict(), result.reason)
+        written = finish(self.store, claim, state, values, result.to_dict(), result.reason)
         self.trials_run += 1
         return state if written else None
-
-    def _finish(self, claim: Claim, state: str, value: float | list[float] | None, result: dict,
-                reason: str) -> bool:
-        try:
-            self.store.finish_trial(claim, state, value, result, reason)
-        except LeaseLost as exc:
-            logger.warning("%s", exc)
-            return False
-        return True
 
 
 def _stop_when_orphaned(parent: int, stop: threading.Event, every_s: float = 1.0) -> None:
@@ -356,7 +406,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", default=None, help="store URL (default: $AUXTUNE_DB or sqlite:///./auxtune.db)")
     parser.add_argument("--study", action="append", default=None, help="serve only this study (repeatable)")
     parser.add_argument("--device", default=None)
-    parser.add_argument("--stream", type=int, default=0, help="sampler seed stream (distinct per worker)")
+    parser.add_argument("--stream", type=int, default=None,
+                        help="sampler seed stream (default: derived from the worker id, so distinct per worker)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--lease-timeout", type=float, default=60.0)
     parser.add_argument("--heartbeat", type=float, default=5.0)
@@ -397,8 +448,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}")
         return 2
     worker = Worker(store, config=config, stop=stop, stream=args.stream)
-    worker.run(args.study, exit_when_idle=not args.forever)
-    store.close()
+    try:
+        worker.run(args.study, exit_when_idle=not args.forever)
+    except StoreError as exc:  # the store failed for store_outage_s in a row
+        print(f"error: {exc}")
+        return 3
+    finally:
+        store.close()
     return 0
 
 

@@ -11,20 +11,24 @@ from api.deps import SettingsDep, StoreDep
 from api.schemas import Health
 from api.views import worker_public
 from storage import Store, StoreError
+from storage.retry import call_with_retry
 
 logger = logging.getLogger(__name__)
 
 router = APIRouter(tags=["health"])
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: How long ``/healthz`` retries the store: a pooled connection the server dropped fails once, and a new one
+#: answers at once; a database that cannot be reached keeps failing.
+HEALTH_RETRY_S = 1.0
 
 
 @router.get("/healthz", response_model=Health, responses={503: {"model": Health}})
 def read_health(store: StoreDep) -> Health | JSONResponse:
     """200 when the store answers, 503 when it does not (the reason goes to the server log, not to anonymous
-    callers: it names the database host)."""
+    callers: it names the database host). A dropped connection is retried first: the database is up."""
     try:
-        store.count_studies()
+        call_with_retry(store.count_studies, budget_s=HEALTH_RETRY_S)
     except StoreError as e:
         logger.error("health check failed: %s", e)
         return JSONResponse(Health(status="unavailable", database="not answering; see the server log").model_dump(),

@@ -44,10 +44,14 @@ def auxtune(*args: str, timeout: float = 400) -> subprocess.CompletedProcess[str
                           timeout=timeout)
 
 
-def worker_proc(url: str, study: str, stream: int, lease_timeout: float = 3.0) -> subprocess.Popen[str]:
-    """A worker process that writes its epochs every 0.05 s (not every 1 s), so a test sees a trial training."""
-    cmd = [sys.executable, "-m", "tuner.worker", "--db", url, "--study", study, "--stream", str(stream),
-           "--threads", "1", "--lease-timeout", str(lease_timeout), "--heartbeat", "0.3", "--epoch-flush", "0.05"]
+def worker_proc(url: str, study: str, stream: int | None, lease_timeout: float = 3.0, *extra: str
+                ) -> subprocess.Popen[str]:
+    """A worker process that writes its epochs every 0.05 s (not every 1 s), so a test sees a trial training.
+    ``stream`` None: the worker derives its own, as one started by hand does."""
+    cmd = [sys.executable, "-m", "tuner.worker", "--db", url, "--study", study,
+           *(["--stream", str(stream)] if stream is not None else []),
+           "--threads", "1", "--lease-timeout", str(lease_timeout), "--heartbeat", "0.3", "--epoch-flush", "0.05",
+           *extra]
     return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 

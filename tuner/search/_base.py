@@ -122,7 +122,8 @@ class SearchBackend(abc.ABC):
         """
 
     def _seed(self, stream: int = 0) -> int:
-        return self.spec.search.seed + stream
+        # Kept in numpy's seed range (0 .. 2**32 - 1): a worker's stream is a 31-bit hash of its id.
+        return (self.spec.search.seed + stream) % 2**32
 
     # -- the search space -----------------------------------------------------------------------------------
     def search_space(self) -> dict[str, BaseDistribution]:
