@@ -93,9 +93,18 @@ async def _on_http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     if isinstance(exc, ApiError):
         items = exc.items
-    else:  # Starlette's and FastAPI's own (unknown route, wrong method, unparsable body)
+    elif exc.status_code == 400 and exc.detail == _FASTAPI_BODY_ERROR:
+        items = [error_item(["body"], _BODY_ERROR_MSG, "invalid_body")]
+    else:  # Starlette's and FastAPI's own (unknown route, wrong method)
         items = [error_item([], _plain_http_msg(exc.status_code, str(exc.detail)), "http_error")]
     return JSONResponse({"detail": items}, status_code=exc.status_code, headers=exc.headers)
+
+
+#: FastAPI's 400 for a JSON body its parser raised on with something else than a syntax error: in practice a
+#: number past Python's 4 300 digits, or nesting deeper than the parser's recursion limit.
+_FASTAPI_BODY_ERROR = "There was an error parsing the body"
+_BODY_ERROR_MSG = ("the JSON body cannot be read: a number has more than 4300 digits or the nesting is too deep; "
+                   "send one JSON object of a study spec, numbers of at most 19 digits")
 
 
 def _plain_http_msg(code: int, detail: str) -> str:

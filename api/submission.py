@@ -11,8 +11,6 @@ workers run the gate before its first trial.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator
 from typing import Any
 
 from api.auth import Principal
@@ -24,9 +22,7 @@ from tuner.references import check_references
 from tuner.runner import store_study
 from tuner.search import make_backend
 from tuner.spec import SpecError, parse_spec
-
-#: Largest trial budget accepted (the store's trial numbers are 32-bit; no λ study needs more).
-MAX_TRIALS = 1_000_000
+from tuner.spec_limits import MAX_TRIALS, unstorable_values
 
 
 def submit_study(store: Store, datasets: DatasetFiles, settings: Settings, principal: Principal,
@@ -37,7 +33,7 @@ def submit_study(store: Store, datasets: DatasetFiles, settings: Settings, princ
         ApiError: 422 for a spec that cannot run (every problem, each with its field), 409 for a taken name,
             403/422 for a dataset reference the caller may not use or that does not exist.
     """
-    unstorable = list(_unstorable(document, ["body"]))
+    unstorable = list(unstorable_values(document, ["body"]))
     if unstorable:
         raise ApiError.many(422, [error_item(loc, msg, "out_of_range") for loc, msg in unstorable])
     document = datasets.resolve_references(document, principal, settings.allow_server_paths)
@@ -60,21 +56,6 @@ def submit_study(store: Store, datasets: DatasetFiles, settings: Settings, princ
     if study.owner != principal.owner:  # same race, identical spec, another owner: not ours to hand out
         _refuse_taken_name(store, principal, spec.name)
     return study
-
-
-def _unstorable(value: Any, loc: list[str | int]) -> Iterator[tuple[list[str | int], str]]:
-    """Numbers no store column or JSON document can hold: NaN/±Infinity (JSON parsers accept them) and
-    integers beyond 64 bits."""
-    if isinstance(value, float) and not math.isfinite(value):
-        yield loc, "must be a finite number (NaN and Infinity are not allowed)"
-    elif isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
-        yield loc, "is too large; give a number of at most 19 digits"
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _unstorable(item, [*loc, key])
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            yield from _unstorable(item, [*loc, i])
 
 
 def _refuse_taken_name(store: Store, principal: Principal, name: str) -> None:

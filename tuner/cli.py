@@ -114,8 +114,13 @@ def validate(
 ) -> None:
     """Check a spec (and the saved models it names) and run the one-minibatch sanity gate at the default λ."""
     from tuner.sanity import study_gate
+    from tuner.search import make_backend
 
     spec = _load(spec_path)
+    try:
+        make_backend(spec)  # what ``run`` and the API refuse too: nothing to search, a grid too large, …
+    except SpecError as exc:
+        raise _fail(exc.lines()) from None
     prep = _with_saved_models(spec, _prepare(spec, device), db)
     lambdas, result = study_gate(prep, spec)
     data = prep.data

@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from tuner import spec_limits as limits
 from tuner.objectives import ObjectiveTerm, aux_task_of
 from tuner.spec_transfer import TRUNK_MODE_PARAM, ArtifactsSpec, TrunkSpec, check_trial_ref
 
@@ -53,16 +54,16 @@ class SpecError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
 
 class LambdaSpec(_Strict):
     """Bounds of one λ: searched in ``[low, high]`` (log scale if ``log``), or ``fixed``."""
 
-    low: float = Field(0.0, ge=0.0, description="lower bound of λ, ≥ 0")
-    high: float = Field(2.0, ge=0.0, description="upper bound of λ, ≥ low")
+    low: float = Field(0.0, ge=0.0, le=limits.MAX_LAMBDA, description="lower bound of λ, ≥ 0")
+    high: float = Field(2.0, ge=0.0, le=limits.MAX_LAMBDA, description="upper bound of λ, ≥ low")
     log: bool = Field(False, description="search on a log scale (needs low > 0)")
-    fixed: float | None = Field(None, ge=0.0, description="a constant λ, not searched")
+    fixed: float | None = Field(None, ge=0.0, le=limits.MAX_LAMBDA, description="a constant λ, not searched")
 
     @model_validator(mode="after")
     def _check_bounds(self) -> LambdaSpec:
@@ -86,13 +87,15 @@ class LambdaSpec(_Strict):
 
 
 class AuxTaskSpec(_Strict):
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=64, description="letters, digits, _ and -; not main or total")
     loss: LossName
     lambda_: LambdaSpec = Field(default_factory=LambdaSpec, alias="lambda")
-    temperature: float = Field(2.0, gt=0.0, description="softmax temperature of a kd loss")
+    temperature: limits.Temperature = Field(2.0, description="softmax temperature of a kd loss")
     teacher: str | None = Field(None, description=(
         "kd only: distil the saved model of trial <study>/<n> of this store (its main-task predictions, softened "
         "at temperature) into the student's main head; the task's name is then free"))
+
+    _check_name = field_validator("name")(limits.check_task_name)
 
     @field_validator("teacher")
     @classmethod
@@ -117,29 +120,31 @@ class WorkloadSpec(_Strict):
 
 class PrunerSpec(_Strict):
     name: Literal["none", "median", "hyperband", "wilcoxon"] = "none"
-    warmup_epochs: int = Field(2, ge=0)
+    warmup_epochs: int = Field(2, ge=0, le=limits.MAX_EPOCHS)
 
 
 class SearchSpec(_Strict):
     algorithm: Literal["tpe", "gp", "cmaes", "qmc", "random", "grid", "ax", "nsga2", "nsga3"] = "tpe"
-    n_trials: int = Field(30, gt=0)
-    seed: int = 0
+    n_trials: int = Field(30, gt=0, le=limits.MAX_TRIALS)
+    seed: limits.Seed = 0
     controls: bool = Field(True, description="enqueue λ=0 (baseline) and λ=1 (equal weights) first")
-    grid_points: int = Field(3, ge=2, description="values per λ for the grid algorithm")
+    grid_points: int = Field(3, ge=2, le=limits.MAX_GRID_SIZE, description="values per λ for the grid algorithm")
     pruner: PrunerSpec = Field(default_factory=PrunerSpec)
-    max_parallel: int = Field(0, ge=0, description="most trials running at once; 0 = no limit")
+    max_parallel: int = Field(0, ge=0, le=limits.MAX_PARALLEL,
+                              description="most trials running at once; 0 = no limit")
 
 
 class TrainingSpec(_Strict):
-    epochs: int = Field(20, gt=0)
-    batch_size: int = Field(64, gt=0)
-    lr: float = Field(1e-3, gt=0.0)
+    epochs: int = Field(20, gt=0, le=limits.MAX_EPOCHS)
+    batch_size: int = Field(64, gt=0, le=limits.MAX_BATCH_SIZE)
+    lr: limits.LearningRate = 1e-3
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    weight_decay: float = Field(0.0, ge=0.0)
-    patience: int | None = Field(None, gt=0, description="early stopping: epochs without improvement")
-    seed: int = 0
+    weight_decay: float = Field(0.0, ge=0.0, le=limits.MAX_WEIGHT_DECAY)
+    patience: int | None = Field(None, gt=0, le=limits.MAX_EPOCHS,
+                                 description="early stopping: epochs without improvement")
+    seed: limits.Seed = 0
     device: str = Field("auto", description="'auto' (cuda when present), 'cpu', 'cuda', 'cuda:N'")
-    hidden: int = Field(64, gt=0, description="width of the shared trunk")
+    hidden: int = Field(64, gt=0, le=limits.MAX_HIDDEN, description="width of the shared trunk")
 
     @field_validator("device")
     @classmethod
@@ -153,9 +158,10 @@ class SanitySpec(_Strict):
     """The one-minibatch check run before every trial (see ``tuner.sanity``)."""
 
     enabled: bool = True
-    max_steps: int = Field(40, gt=0, description="most optimisation steps on the one minibatch")
-    batch_size: int = Field(32, gt=0)
-    lr: float | None = Field(None, gt=0.0, description="learning rate of the gate; default: training.lr × 3")
+    max_steps: int = Field(40, gt=0, le=limits.MAX_GATE_STEPS,
+                           description="most optimisation steps on the one minibatch")
+    batch_size: int = Field(32, gt=0, le=limits.MAX_BATCH_SIZE)
+    lr: limits.LearningRate | None = Field(None, description="learning rate of the gate; default: training.lr × 3")
     min_loss_drop: float = Field(0.5, gt=0.0, lt=1.0, description="fraction the total loss must fall by")
     min_accuracy: float = Field(0.9, gt=0.0, le=1.0, description="main-task accuracy to reach on the batch")
 
@@ -206,8 +212,9 @@ class ObjectiveSpec(_Strict):
 class AffinitySpec(_Strict):
     """The task-affinity probe (TAG, Fifty et al. 2021) run inside every trial; see ``tuner.affinity``."""
 
-    every: int = Field(25, ge=0, description="probe every this many training steps; 0 turns the probe off")
-    lr: float | None = Field(None, gt=0.0, description="step size of the lookahead; default: training.lr")
+    every: int = Field(25, ge=0, le=limits.MAX_AFFINITY_EVERY,
+                       description="probe every this many training steps; 0 turns the probe off")
+    lr: limits.LearningRate | None = Field(None, description="step size of the lookahead; default: training.lr")
 
 
 class ConfirmSpec(_Strict):
@@ -228,8 +235,8 @@ class ArmSpec(_Strict):
     """
 
     name: WeightingName
-    alpha: float = Field(1.5, ge=0.0, description="GradNorm's restoring force α")
-    temperature: float = Field(2.0, gt=0.0, description="DWA's softmax temperature T")
+    alpha: float = Field(1.5, ge=0.0, le=limits.MAX_GRADNORM_ALPHA, description="GradNorm's restoring force α")
+    temperature: limits.Temperature = Field(2.0, description="DWA's softmax temperature T")
 
 
 class PopulationSpec(_Strict):
@@ -250,7 +257,7 @@ class StudySpec(_Strict):
 
     name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
     workload: WorkloadSpec
-    aux_tasks: list[AuxTaskSpec] = Field(default_factory=list)
+    aux_tasks: list[AuxTaskSpec] = Field(default_factory=list, max_length=limits.MAX_AUX_TASKS)
     search: SearchSpec = Field(default_factory=SearchSpec)
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     sanity: SanitySpec = Field(default_factory=SanitySpec)
@@ -385,6 +392,9 @@ def parse_spec(data: dict[str, Any], base_dir: Path | None = None) -> StudySpec:
     """
     if not isinstance(data, dict):
         raise SpecError([("", "a study spec must be a mapping (YAML/JSON object)")])
+    unstorable = [(".".join(map(str, loc)), msg) for loc, msg in limits.unstorable_values(data, [])]
+    if unstorable:  # before pydantic, whose messages would print a number past 4 300 digits
+        raise SpecError(unstorable)
     if base_dir is not None:
         data = _resolve_paths(data, base_dir)
     try:
@@ -394,6 +404,9 @@ def parse_spec(data: dict[str, Any], base_dir: Path | None = None) -> StudySpec:
     from tuner.workloads import check_spec_against_workload
 
     check_spec_against_workload(spec)
+    budget = limits.budget_errors(spec)
+    if budget:
+        raise SpecError(budget)
     return spec
 
 
@@ -404,10 +417,12 @@ def load_spec(path: str | Path) -> StudySpec:
         text = p.read_text()
     except OSError as exc:
         raise SpecError([("", f"cannot read spec file {p}: {exc.strerror}")]) from None
+    kind = "JSON" if p.suffix == ".json" else "YAML"
     try:
         data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise SpecError([("", f"{p} is not valid {'JSON' if p.suffix == '.json' else 'YAML'}: {exc}")]) from None
+    except (ValueError, yaml.YAMLError, RecursionError) as exc:  # ValueError: also a number past 4 300 digits
+        why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc).split("; use sys.")[0]
+        raise SpecError([("", f"{p} is not valid {kind}: {why}")]) from None
     return parse_spec(data, base_dir=p.resolve().parent)
 
 

@@ -3,7 +3,8 @@
 The studies page sends the pasted text here, then posts the document to ``POST /api/v1/studies`` like any
 client, so a spec is checked in one place only; the line map lets the page show each of that endpoint's 422
 errors next to the line of the field it names. JSON is YAML, so one parser reads both. Anchors and aliases are
-refused: an alias repeated inside an alias grows exponentially once written out as JSON.
+refused: an alias repeated inside an alias grows exponentially once written out as JSON. So are integers past 64
+bits (YAML reads ``0x`` + 5 000 digits; Python cannot print it as JSON) and values YAML cannot construct.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import yaml
 
 from api.errors import ApiError
+from tuner.spec_limits import unstorable_values
 
 
 def _lines(node: yaml.Node, path: str, out: dict[str, int], seen: set[int]) -> None:
@@ -55,9 +57,20 @@ def parse_spec_text(source: str) -> tuple[dict[str, Any], dict[str, int]]:
     except RecursionError:  # the parser and ``_lines`` recurse per level
         raise ApiError(422, "the spec is nested too deeply; a study spec is a few levels deep", ["body"],
                        "invalid_syntax") from None
+    except ValueError as e:  # a value YAML reads but cannot construct: a decimal past 4 300 digits, 2024-13-45
+        why = str(e).split("; use sys.")[0]
+        raise ApiError(422, f"a value cannot be read ({why}); fix it: numbers have at most 19 digits", ["body"],
+                       "invalid_syntax") from None
     if not isinstance(document, dict):
         raise ApiError(422, "the spec must be a mapping of fields (name:, workload:, aux_tasks:, …); paste the "
                             "whole study spec", ["body"], "invalid_spec")
+    huge = [(loc, msg) for loc, msg in unstorable_values(document, []) if "finite" not in msg]  # NaN: see _jsonable
+    if huge:
+        loc, msg = huge[0]
+        path = ".".join(str(p) for p in loc)
+        where = f"line {lines[path]}: " if path in lines else ""
+        raise ApiError(422, f"{where}{path or 'the spec'} {msg}",
+                       ["body", *(p if type(p) is int else str(p) for p in loc)], "out_of_range")
     return _jsonable(document), lines
 
 

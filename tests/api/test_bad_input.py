@@ -4,6 +4,8 @@ field; no request yields a 5xx; and nothing stored changes because of a refused 
 from __future__ import annotations
 
 import copy
+import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +32,7 @@ from tests.api.factories import (
     upload,
     user,
 )
+from tests.spec_catalog import HOSTILE_SPECS
 
 SEEDED, FRESH, ALICES = 1, 2, 3  # study ids made by the ``world`` fixture
 
@@ -109,6 +112,7 @@ def _upload(content: bytes, filename: str = "t.csv", label: str = "breed") -> di
 
 
 BODY = ["body"]
+SPEC_TEXT = "/api/v1/dashboard/spec"
 S = f"{STUDIES}/{{id}}"
 CASES = [
     # -- the spec: malformed JSON, wrong types, λ out of range, unknown names ----------------------------------
@@ -136,10 +140,28 @@ CASES = [
     Case("λ infinite", "POST", STUDIES, 422, ["body", "aux_tasks", 0, "lambda", "high"], ("finite",),
          content=b'{"name": "n", "workload": {"name": "synthetic"}, "aux_tasks": [{"name": "helpful", "loss": "bce",'
                  b' "lambda": {"high": Infinity}}]}', content_type="application/json"),
-    Case("n_trials beyond the store", "POST", STUDIES, 422, ["body", "search", "n_trials"], ("at most",),
+    Case("n_trials beyond the store", "POST", STUDIES, 422, ["body", "search", "n_trials"], ("less than or equal",),
          json=_spec(search={"n_trials": 2**40})),
-    Case("integer beyond 64 bits", "POST", STUDIES, 422, ["body", "search", "seed"], ("too large",),
-         json=_spec(search={"seed": 10**30})),
+    Case("integer beyond 64 bits", "POST", STUDIES, 422, ["body", "workload", "params", "n_train"], ("too large",),
+         json=_spec(workload={"name": "synthetic", "params": {"n_train": 10**30}})),
+    Case("integer past 4300 digits", "POST", STUDIES, 400, BODY, ("4300 digits",),
+         content=b'{"name": "n", "workload": {"name": "synthetic"}, "search": {"seed": ' + b"9" * 5000 + b"}}",
+         content_type="application/json"),
+    Case("JSON nested too deeply", "POST", STUDIES, 400, BODY, ("too deep",),
+         content=b"[" * 30_000 + b"]" * 30_000, content_type="application/json"),
+    *[Case(f"hostile spec: {c.id}", "POST", STUDIES, 422, ["body", *c.loc_list], c.words,
+           content=json.dumps(c.apply(_spec())).encode(), content_type="application/json")  # json.dumps: NaN too
+      for c in HOSTILE_SPECS],
+    Case("pasted spec with a huge hex number", "POST", SPEC_TEXT, 422, ["body", "search", "seed"],
+         ("line 3", "too large"), content=b"name: n\nsearch:\n  seed: 0x" + b"f" * 5000, content_type="text/yaml"),
+    Case("pasted spec with a huge decimal number", "POST", SPEC_TEXT, 422, BODY, ("4300 digits",),
+         content=b"name: n\nbig: " + b"9" * 5000, content_type="text/yaml"),
+    Case("pasted spec with a huge number as a key", "POST", SPEC_TEXT, 422, BODY, ("huge number",),
+         content=b"name: n\n? 0x" + b"f" * 5000 + b"\n: 1\n", content_type="text/yaml"),
+    Case("pasted spec with a date that is not one", "POST", SPEC_TEXT, 422, BODY, ("cannot be read",),
+         content=b"name: 2024-13-45\n", content_type="text/yaml"),
+    Case("pasted spec nested too deeply", "POST", SPEC_TEXT, 422, BODY, ("nested too deeply",),
+         content=b"a: " + b"[" * 20_000 + b"]" * 20_000, content_type="text/yaml"),
     Case("unknown workload", "POST", STUDIES, 422, ["body", "workload", "name"], ("unknown workload", "registered"),
          json=_spec(workload={"name": "imagenet"})),
     Case("unknown workload param", "POST", STUDIES, 422, ["body", "workload", "params", "n_rows"], ("unknown param",),
@@ -274,3 +296,12 @@ def test_no_request_to_any_route_yields_a_5xx(world: World) -> None:
                         seen += 1
     assert seen > 300
     assert snapshot(world) == before
+
+
+def test_a_grid_bomb_is_refused_at_once(world: World) -> None:
+    """A million values per λ over 2 λ: the API once built the 10¹² points to count them and was OOM-killed."""
+    for points in (1_000_000, 2000):  # past the field's bound; within it, past the grid's size
+        started = time.monotonic()
+        r = world.client.post(STUDIES, json=_spec(search={"algorithm": "grid", "grid_points": points}), headers=ADMIN)
+        assert time.monotonic() - started < 2, points
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "search", "grid_points"], r.text

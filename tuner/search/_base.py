@@ -110,6 +110,14 @@ class SearchBackend(abc.ABC):
                 f"{self.algorithm!r} needs {', '.join(missing)}: pip install {' '.join(missing)}, "
                 "or choose another algorithm",
             )])
+        controls = len(self.controls())
+        if controls > spec.search.n_trials:  # they would all run anyway: the study would overrun its budget
+            raise SpecError([(
+                "search.n_trials",
+                f"the {controls} control trials (λ = 0 and λ = 1, run first) count towards n_trials = "
+                f"{spec.search.n_trials}; raise search.n_trials to at least {controls}, or set search.controls: "
+                "false",
+            )])
 
     # -- the sampler --------------------------------------------------------------------------------------
     @abc.abstractmethod

@@ -23,6 +23,8 @@ from optuna.samplers import BaseSampler, GridSampler
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.search._base import SearchBackend
+from tuner.spec import SpecError, StudySpec
+from tuner.spec_limits import grid_errors, grid_size
 from tuner.spec_transfer import TRUNK_MODE_PARAM
 
 logger = logging.getLogger(__name__)
@@ -83,6 +85,12 @@ class GridBackend(SearchBackend):
 
     algorithm = "grid"
 
+    def __init__(self, spec: StudySpec) -> None:
+        super().__init__(spec)
+        too_large = grid_errors(spec)  # parse_spec refuses these too; a spec stored before the limit is here
+        if too_large:
+            raise SpecError(too_large)
+
     def grid(self) -> dict[str, list[Any]]:
         """The grid values of each searched λ (and every trunk mode, when the mode is searched)."""
         n = self.spec.search.grid_points
@@ -100,7 +108,7 @@ class GridBackend(SearchBackend):
         return out
 
     def grid_size(self) -> int:
-        return math.prod(len(v) for v in self.grid().values())
+        return grid_size(self.spec)
 
     def sampler(self, stream: int = 0) -> BaseSampler:
         # One seed for every worker: the grid order (and so what a stored grid_id means) must agree.

@@ -101,7 +101,7 @@ def make_workload(name: str, params: dict) -> Workload:
         if err["type"] == "extra_forbidden":
             allowed = sorted(cls.params_model.model_fields)
             msg = f"unknown param; {name} takes {allowed}"
-        raise WorkloadError(f"workload.params.{loc}", msg) from None
+        raise WorkloadError(f"workload.params.{loc}" if loc else "workload.params", msg) from None
 
 
 def check_spec_against_workload(spec: StudySpec) -> None:

@@ -105,9 +105,9 @@ class WorkloadData:
 
 
 class WorkloadParams(BaseModel):
-    """Base of every workload's params model: unknown params are refused."""
+    """Base of every workload's params model: unknown params are refused, and so are NaN and ±Infinity."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Workload(ABC):

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
+from tuner.spec_limits import Seed
 from tuner.workloads._base import Split, TargetDomain, TaskInfo, Workload, WorkloadData, WorkloadParams
 
 if TYPE_CHECKING:
@@ -41,15 +42,16 @@ N_DIGITS = 1797  # samples in load_digits
 
 
 class DigitsParams(WorkloadParams):
-    n_train: int = Field(300, ge=10, description="training samples (small data: aux tasks matter)")
-    n_val: int = Field(300, ge=10)
-    n_test: int = Field(0, ge=0, description="test samples; 0 = all the rest")
-    split_seed: int = 0
+    n_train: int = Field(300, ge=10, le=N_DIGITS, description="training samples (small data: aux tasks matter)")
+    n_val: int = Field(300, ge=10, le=N_DIGITS)
+    n_test: int = Field(0, ge=0, le=N_DIGITS, description="test samples; 0 = all the rest")
+    split_seed: Seed = 0
     target_shift: Literal["none", "noise", "blur", "shift"] = Field(
         "none", description="a generated target domain (tuner.domain): its images noised, blurred or shifted")
     target_strength: float = Field(1.0, gt=0.0, le=4.0, description="how far the target domain is shifted")
-    n_target: int = Field(300, ge=10, description="unlabelled target-domain images for the mmd aux task")
-    n_target_val: int = Field(200, ge=10, description="labelled target images for validation (and as many for test)")
+    n_target: int = Field(300, ge=10, le=N_DIGITS, description="unlabelled target-domain images for the mmd aux task")
+    n_target_val: int = Field(200, ge=10, le=N_DIGITS,
+                              description="labelled target images for validation (and as many for test)")
 
     @model_validator(mode="after")
     def _fits(self) -> DigitsParams:

@@ -26,20 +26,33 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
+from tuner.spec_limits import MAX_DIM, MAX_SAMPLES, Seed
 from tuner.workloads._base import Split, TaskInfo, Workload, WorkloadData, WorkloadParams
+
+#: Most numbers the generated splits hold in all (inputs and harmful targets).
+MAX_SYNTHETIC_NUMBERS = 20_000_000
 
 
 class SyntheticParams(WorkloadParams):
-    n_train: int = Field(300, ge=8)
-    n_val: int = Field(500, ge=8)
-    n_test: int = Field(2000, ge=8)
-    dim: int = Field(20, ge=3, description="input dimension")
+    n_train: int = Field(300, ge=8, le=MAX_SAMPLES)
+    n_val: int = Field(500, ge=8, le=MAX_SAMPLES)
+    n_test: int = Field(2000, ge=8, le=MAX_SAMPLES)
+    dim: int = Field(20, ge=3, le=MAX_DIM, description="input dimension")
     label_noise: float = Field(0.3, ge=0.0, lt=1.0, description="fraction of main labels drawn at random")
-    harmful_dim: int = Field(8, ge=1, description="random targets per sample of the harmful task")
-    harmful_scale: float = Field(3.0, gt=0.0, description="std of the harmful task's random targets")
-    data_seed: int = 0
+    harmful_dim: int = Field(8, ge=1, le=MAX_DIM, description="random targets per sample of the harmful task")
+    harmful_scale: float = Field(3.0, gt=0.0, le=1000.0, description="std of the harmful task's random targets")
+    data_seed: Seed = 0
+
+    @model_validator(mode="after")
+    def _fits_in_memory(self) -> SyntheticParams:
+        # Every split is generated at once, inputs and harmful targets: keep it to ~80 MB of float32.
+        numbers = (self.n_train + self.n_val + self.n_test) * (self.dim + self.harmful_dim)
+        if numbers > MAX_SYNTHETIC_NUMBERS:
+            raise ValueError(f"(n_train + n_val + n_test) × (dim + harmful_dim) = {numbers} generated numbers; "
+                             f"at most {MAX_SYNTHETIC_NUMBERS}: lower the sample counts or dim")
+        return self
 
 
 class SyntheticWorkload(Workload):

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import Field, model_validator
 
+from tuner.spec_limits import Seed
 from tuner.workloads._base import (
     Split,
     TargetDomain,
@@ -58,7 +59,7 @@ class TableParams(WorkloadParams):
                                                       "offers the aux task 'domain' with loss mmd")
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
-    split_seed: int = 0
+    split_seed: Seed = 0
 
     @model_validator(mode="after")
     def _fractions(self) -> TableParams:
