@@ -15,6 +15,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from storage import RunPlan, SectionBusy, SectionLost, Store
+from storage._pg_sections import PG_FENCE_NAMESPACE
 from storage.locks import CATALOG_KEY, PG_LOCK_NAMESPACE
 from tests.conftest import PG_ADMIN_URL
 from tests.storage.store_factories import make_study
@@ -22,6 +23,12 @@ from tests.storage.store_factories import make_study
 _HOLDERS = text(
     "SELECT l.pid FROM pg_locks l JOIN pg_database d ON d.oid = l.database WHERE l.locktype = 'advisory' "
     "AND l.granted AND l.classid::bigint = :ns AND l.objid::bigint = :key AND d.datname = :db")
+
+
+def _waiting_at_fence(conn: Any, key: int) -> bool:
+    return bool(conn.execute(text(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND classid::bigint = :ns "
+        "AND objid::bigint = :key"), {"ns": PG_FENCE_NAMESPACE, "key": key}).scalar())
 
 
 def _admin() -> Any:
@@ -75,6 +82,35 @@ def test_a_section_whose_lock_connection_dropped_commits_nothing_once_another_st
         first.close()
         second.close()
         admin.dispose()
+
+
+def test_entering_a_section_waits_for_commits_that_checked_the_previous_holder(fresh_pg_database_url: str) -> None:
+    """A transaction that verified the previous holder (it holds the section's fence, shared) commits before
+    the next store is inside: entering waits for it to end."""
+    other = create_engine(fresh_pg_database_url)  # not autocommit: the fence lasts until the transaction ends
+    with Store(fresh_pg_database_url) as store:
+        study = make_study(store)
+        entered = threading.Event()
+
+        def enter() -> None:
+            store.enqueue_runs(study.id, [RunPlan(kind="baseline", arm="baseline", params={}, seed=0)])
+            entered.set()
+
+        with other.connect() as committing:
+            with committing.begin():
+                committing.execute(text("SELECT pg_advisory_xact_lock_shared(:ns, :key)"),
+                                   {"ns": PG_FENCE_NAMESPACE, "key": study.id})
+                enterer = threading.Thread(target=enter)
+                enterer.start()
+                deadline = time.monotonic() + 30
+                while not entered.is_set() and not _waiting_at_fence(committing, study.id):
+                    assert time.monotonic() < deadline
+                    time.sleep(0.02)
+                assert not entered.is_set()  # held at the fence while that transaction is open
+            enterer.join(30)  # the transaction ended: the fence opens
+        assert entered.is_set()
+        assert [r.arm for r in store.runs(study.id)] == ["baseline"]
+    other.dispose()
 
 
 def test_entering_a_section_held_elsewhere_gives_up_after_the_wait(fresh_pg_database_url: str) -> None:
