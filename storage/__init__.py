@@ -15,6 +15,8 @@ from storage.database import DEFAULT_URL, ENV_VAR, resolve_url
 from storage.errors import (
     ArtifactNotFound,
     LeaseLost,
+    SectionBusy,
+    SectionLost,
     StoreError,
     StoreUnavailable,
     StudyConflict,
@@ -59,6 +61,8 @@ __all__ = [
     "SanityFailure",
     "SanityRecord",
     "SanitySummary",
+    "SectionBusy",
+    "SectionLost",
     "Store",
     "StoreError",
     "StoreUnavailable",

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from storage import database, migrate
 from storage.database import first_line, safe_url, translate
 from storage.errors import StoreError, StoreUnavailable, StudyNotFound
-from storage.locks import MIGRATION_KEY, CriticalSections
+from storage.locks import MIGRATION_KEY, SECTION_WAIT_S, CriticalSections
 from storage.models import StudyModel
 from storage.records import StudyRecord
 
@@ -79,14 +79,16 @@ def study_record(row: StudyModel) -> StudyRecord:
 class StoreCore:
     """Opens the database (Optuna's schema, then ours via Alembic) and provides the shared plumbing."""
 
-    def __init__(self, url: str | None = None, *, busy_timeout_s: float = database.DEFAULT_BUSY_TIMEOUT_S) -> None:
+    def __init__(self, url: str | None = None, *, busy_timeout_s: float = database.DEFAULT_BUSY_TIMEOUT_S,
+                 section_wait_s: float = SECTION_WAIT_S) -> None:
         self._url = database.resolve_url(url)
         self._is_postgres = self._url.get_backend_name() == "postgresql"
         database.check_sqlite_location(self._url)
         self._closed = False
         with database.unavailable_on_error(self._url):
             self._engine = database.create_store_engine(self._url, busy_timeout_s)
-            self._sections = CriticalSections(self._engine, database.sqlite_path(self._url))
+            lock_engine = database.create_lock_engine(self._url) if self._is_postgres else None
+            self._sections = CriticalSections(lock_engine, database.sqlite_path(self._url), section_wait_s)
             with self._engine.connect() as conn:
                 conn.exec_driver_sql("SELECT 1")
             self._optuna_storage = self._open_schemas(busy_timeout_s)
@@ -142,6 +144,7 @@ class StoreCore:
         self._study_cache.clear()
         self._optuna_storage.remove_session()
         self._optuna_storage.engine.dispose()
+        self._sections.close()
         self._engine.dispose()
 
     def __enter__(self) -> StoreCore:
@@ -156,10 +159,12 @@ class StoreCore:
         """The one session scope: commits on success, rolls back on error, maps database errors to ours.
 
         Never call Optuna inside it: on SQLite our open write transaction would block Optuna's connection.
+        Inside a critical section it commits only while the section's lock is still ours (``SectionLost``).
         """
         session = self._sessionmaker()
         try:
             yield session
+            self._sections.check_still_held(session)
             session.commit()
         except exc.SQLAlchemyError as e:
             self._rollback(session)

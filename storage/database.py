@@ -29,6 +29,8 @@ DEFAULT_BUSY_TIMEOUT_S = 30.0
 PG_CONNECT_TIMEOUT_S = 10
 #: A pooled PostgreSQL connection idle for longer than this is pinged before use (see ``install_idle_ping``).
 PG_PING_AFTER_IDLE_S = 5.0
+#: Lock connections kept open for critical sections on PostgreSQL (more are opened while more keys are held).
+PG_LOCK_POOL_SIZE = 2
 
 
 def resolve_url(url: str | None = None) -> URL:
@@ -106,6 +108,19 @@ def create_store_engine(url: URL, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S
     return engine
 
 
+def create_lock_engine(url: URL) -> Engine:
+    """The engine of the critical sections' advisory locks on PostgreSQL (``storage._pg_sections``).
+
+    A pool apart from the work pool, so a connection waiting for a lock never is one that the section's
+    holder needs for its work. No overflow limit: one thread per key waits on the server (the others of the
+    process wait on a thread lock), so it holds at most one connection per section in use at once.
+    """
+    engine = create_engine(url, **engine_kwargs(url), isolation_level="AUTOCOMMIT", pool_size=PG_LOCK_POOL_SIZE,
+                           max_overflow=-1)
+    install_idle_ping(engine)
+    return engine
+
+
 def install_idle_ping(engine: Engine) -> None:
     """Ping a pooled PostgreSQL connection before use only if it sat idle for ``PG_PING_AFTER_IDLE_S``.
 
@@ -176,6 +191,8 @@ def is_unavailable(error: BaseException) -> bool:
     if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
         return True
     if isinstance(error, exc.OperationalError | exc.InterfaceError):
+        return True
+    if isinstance(error, exc.TimeoutError):  # every pooled connection stayed in use: busy, not broken
         return True
     return False
 

@@ -40,3 +40,18 @@ class LeaseLost(StoreError):
 
     A worker that gets this must stop working on the trial and drop its results.
     """
+
+
+class SectionBusy(StoreUnavailable):
+    """A critical section stayed held by another thread or process for longer than the wait allowed.
+
+    Nothing was done; the caller may retry in a moment (the API answers 503).
+    """
+
+
+class SectionLost(StoreUnavailable):
+    """The lock of the critical section in progress was lost (its database connection dropped), so another
+    process may be inside: the transaction that noticed it was rolled back instead of committed.
+
+    Like a crash half-way through, the store repairs what earlier steps left; the caller may retry.
+    """
