@@ -87,12 +87,10 @@ def _with_saved_models(spec: StudySpec, prep: PreparedStudy, db: str | None) -> 
     refs = saved_model_refs(spec)
     if not refs:
         return prep
-    from storage.database import resolve_url, safe_url, sqlite_path
-
-    path = sqlite_path(resolve_url(db))
-    if path is not None and not path.exists():  # opening it would create an empty store, which cannot serve them
+    missing = _missing_store(db)
+    if missing is not None:  # opening it would create an empty store, which cannot serve them
         field, ref = refs[0]
-        raise _fail([f"{field}: {ref} names a saved model, but the store {safe_url(resolve_url(db))} does not exist; "
+        raise _fail([f"{field}: {ref} names a saved model, but the store {missing} does not exist; "
                      "pass --db with the store that holds it (or set AUXTUNE_DB)"])
     store = _store(db)
     try:
@@ -232,6 +230,34 @@ def _store(db: str | None) -> Store:
     return store
 
 
+def _missing_store(db: str | None) -> str | None:
+    """The SQLite file ``db`` names (``--db``, else ``$AUXTUNE_DB``, else ``./auxtune.db``) when it does not exist,
+    as a user would write it; ``None`` when it exists or the store is PostgreSQL. Opening a missing file would
+    create an empty store (and run the migrations) where the command ran."""
+    from storage import StoreError
+    from storage.database import resolve_url, sqlite_path
+
+    try:
+        path = sqlite_path(resolve_url(db))
+    except StoreError:  # an unparsable URL: ``_store`` names it
+        return None
+    if path is None or not path.name or path.exists():
+        return None
+    try:
+        return f"./{path.relative_to(Path.cwd())}"
+    except ValueError:
+        return str(path)
+
+
+def _existing_store(db: str | None) -> Store:
+    """The store at ``db`` for a command that only reads an existing study; a SQLite file that does not exist is
+    refused (exit 2) instead of being created empty."""
+    missing = _missing_store(db)
+    if missing is not None:
+        raise _fail([f"no store at {missing}: pass --db or run a study first"])
+    return _store(db)
+
+
 def _study(store: Store, name: str) -> StudyRecord:
     from storage import StudyNotFound
 
@@ -320,7 +346,7 @@ def best(
     if url is not None:
         _remote_best(name, url, token, db, as_json)  # defined with the remote commands below
         return
-    store = _store(db)
+    store = _existing_store(db)
     study = _study(store, name)
     top = store.best_trial(study.id)
     if top is None:
@@ -349,7 +375,7 @@ def best(
 @app.command()
 def studies(db: DbOption = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List the studies in the store; a multi-objective study with the size of its Pareto front so far."""
-    store = _store(db)
+    store = _existing_store(db)
     rows: list[dict[str, Any]] = []
     listed = store.list_studies(limit=1000)
     fronts = cli_pareto.local_so_far(store, listed)
@@ -391,7 +417,7 @@ def trials(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """List the trials of a study: λ, state, value, attempt, worker, sanity-gate reason."""
-    store = _store(db)
+    store = _existing_store(db)
     study = _study(store, name)
     rows: list[dict[str, Any]] = [
         {"number": t.number, "state": t.state, "lambdas": t.params, "value": t.value, "attempt": t.attempt,
@@ -578,7 +604,7 @@ def status(
         doc = _status_doc(d["name"], d["id"], d["status"], d["n_trials"], d["metric"], d["direction"], d["counts"],
                           d["best"], d.get("status_reason", ""), d.get("pareto"))
     else:
-        store = _store(db)
+        store = _existing_store(db)
         record = _study(store, study)
         top = store.best_trial(record.id)
         metric = str((record.spec.get("objective") or {}).get("metric", ""))
@@ -658,7 +684,7 @@ def report(
     else:
         from api.dashboard import report_html
 
-        store = _store(db)
+        store = _existing_store(db)
         html = report_html(store, _study(store, study))
     try:
         output.write_text(html, encoding="utf-8")
