@@ -64,6 +64,22 @@ def _parse_lambdas(items: list[str]) -> dict[str, float]:
     return out
 
 
+ThreadsOption = Annotated[int | None, typer.Option(
+    "--threads", help="torch CPU threads per worker (default: $AUXTUNE_THREADS, else 1); results are reproducible "
+                      "at one thread count, not across counts")]
+
+
+def _threads(threads: int | None) -> int | None:
+    """``--threads`` checked now (and ``$AUXTUNE_THREADS`` with it), before any store or worker is started."""
+    from tuner.threads import ThreadsError, thread_count
+
+    try:
+        thread_count(threads)
+    except ThreadsError as exc:
+        raise _fail([str(exc)]) from None
+    return threads
+
+
 def _bounds(lam: LambdaSpec) -> str:
     if lam.fixed is not None:
         return f"fixed {lam.fixed}"
@@ -140,10 +156,13 @@ def trial(
     seed: Annotated[int | None, typer.Option(help="trial seed (model init, batch order)")] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N (default: the spec's)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the final result as JSON")] = False,
+    threads: ThreadsOption = None,
 ) -> None:
     """Run one full trial (sanity gate, then training) and print per-epoch, per-task figures."""
+    from tuner.threads import apply_thread_policy
     from tuner.training import EpochMetrics, TrialCallback, run_trial
 
+    apply_thread_policy(_threads(threads))  # as a worker would run it: the same result at the same thread count
     spec = _load(spec_path)
     try:
         lambdas = spec.complete_lambdas(_parse_lambdas(lambda_ or []))
@@ -275,12 +294,14 @@ def run(
     workers: Annotated[int, typer.Option(
         min=1, help="local workers sharing the store (one runs in this process, more as worker processes)")] = 1,
     lease_timeout: Annotated[float, typer.Option(help="seconds without heartbeat before a trial is requeued")] = 60.0,
+    threads: ThreadsOption = None,
 ) -> None:
     """Run a whole study locally to n_trials with N worker processes; rerunning resumes it by name."""
     from storage import StudyConflict
     from tuner.references import check_references
     from tuner.runner import create_or_resume, run_study
 
+    _threads(threads)
     spec = _load(spec_path)
     store = _store(db)
     try:
@@ -309,7 +330,7 @@ def run(
             bar.update(task, completed=p.done, info=f"running {p.running} · failed {p.failed} · {best}", refresh=True)
 
         try:
-            final = run_study(store, study, workers, show, lease_timeout_s=lease_timeout)
+            final = run_study(store, study, workers, show, lease_timeout_s=lease_timeout, threads=threads)
         except KeyboardInterrupt:
             bar.stop()
             err_console.print("stopped: running trials went back to the queue; run the same command to resume")
@@ -443,15 +464,17 @@ def serve(
     workers: Annotated[int, typer.Option(min=0, help="embedded local worker processes (0: API only)")] = 1,
     no_auth: Annotated[bool, typer.Option("--no-auth", help="no tokens: for localhost demos only")] = False,
     device: Annotated[str | None, typer.Option(help="device of the embedded workers (default: the spec's)")] = None,
+    threads: ThreadsOption = None,
 ) -> None:
     """Run the REST API and N embedded local workers on one store (default: the SQLite file ./auxtune.db)."""
     from api.__main__ import main as api_main
     from storage import resolve_url
-    from tuner.runner import start_workers, stop_workers
+    from tuner.runner import start_workers, stop_workers, threads_args
 
     url = resolve_url(db).render_as_string(hide_password=False)  # --db, else $AUXTUNE_DB, else ./auxtune.db
     _store(url).close()  # one clear line now if the database cannot be opened; migrations run once, here
-    procs = start_workers(url, workers, "--forever", *(["--device", device] if device else []))
+    procs = start_workers(url, workers, "--forever", *(["--device", device] if device else []),
+                          *threads_args(_threads(threads)))
     try:
         code = api_main(["--host", host, "--port", str(port), "--db", url, *(["--no-auth"] if no_auth else [])])
     finally:
@@ -467,13 +490,16 @@ def worker(
     forever: Annotated[bool, typer.Option(help="keep polling for new studies when idle")] = True,
     population: Annotated[int | None, typer.Option(
         min=1, help="trials of one study to train together as one batched model (default: the spec's)")] = None,
+    threads: ThreadsOption = None,
 ) -> None:
     """Run one worker: pull trials of running studies from the store until stopped (SIGTERM-safe)."""
+    from tuner.runner import threads_args
     from tuner.worker import main as worker_main
 
     args = [*(["--db", db] if db else []), *sum((["--study", s] for s in study or []), []),
             *(["--device", device] if device else []), *(["--forever"] if forever else []),
-            *(["--population", str(population)] if population else [])]
+            *(["--population", str(population)] if population else []),
+            *threads_args(threads)]
     raise typer.Exit(worker_main(args))
 
 

@@ -31,6 +31,7 @@ from tuner.sanity import SanityResult, study_gate
 from tuner.search import SearchBackend, make_backend, pruning_step
 from tuner.spec import StudySpec, parse_spec
 from tuner.spec_transfer import lambda_params
+from tuner.threads import ThreadsError, apply_thread_policy, thread_count, threads_in_use
 from tuner.training import (
     EpochMetrics,
     PreparedStudy,
@@ -58,6 +59,8 @@ class WorkerConfig:
     population: int | None = None
     #: Seconds between writes of a trial's epochs (a transaction per epoch costs more than a short epoch).
     epoch_flush_s: float = 1.0
+    #: Torch CPU threads; None: ``$AUXTUNE_THREADS``, else 1 (``tuner.threads``, the one policy of every worker).
+    threads: int | None = None
 
 
 class _Abort(Exception):
@@ -224,6 +227,7 @@ class Worker:
 
     def run(self, names: list[str] | None = None, exit_when_idle: bool = True) -> int:
         """Work until stopped, or (``exit_when_idle``) until the given studies have nothing left to run."""
+        apply_thread_policy(self.config.threads)  # every kind of worker comes through here
         self.store.register_worker(self.id, socket.gethostname(), self.config.device or "auto", os.getpid())
         while not self.stop.is_set():
             got = self.claim_next(names)
@@ -330,6 +334,7 @@ class Worker:
 
     def _finish(self, claim: Claim, state: str, value: float | list[float] | None, result: dict,
                 reason: str) -> bool:
+        result = {**result, "torch_threads": threads_in_use()}  # results compare only at the same thread count
         try:
             self.store.finish_trial(claim, state, value, result, reason)
         except LeaseLost as exc:
@@ -357,7 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--study", action="append", default=None, help="serve only this study (repeatable)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--stream", type=int, default=0, help="sampler seed stream (distinct per worker)")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: $AUXTUNE_THREADS, else 1; see tuner.threads)")
     parser.add_argument("--lease-timeout", type=float, default=60.0)
     parser.add_argument("--heartbeat", type=float, default=5.0)
     parser.add_argument("--max-attempts", type=int, default=3)
@@ -375,10 +381,10 @@ def main(argv: list[str] | None = None) -> int:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("ax").setLevel(logging.WARNING)  # Ax logs INFO lines on import
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    try:
+        thread_count(args.threads)  # a bad count is refused before the store is opened
+    except ThreadsError as exc:
+        parser.error(str(exc))
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -390,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--epoch-flush must be ≥ 0 (seconds; 0 writes every epoch)")
     config = WorkerConfig(lease_timeout_s=args.lease_timeout, heartbeat_s=args.heartbeat,
                           max_attempts=args.max_attempts, device=args.device, population=args.population,
-                          epoch_flush_s=args.epoch_flush)
+                          epoch_flush_s=args.epoch_flush, threads=args.threads)
     try:
         store = Store(args.db)
     except StoreError as exc:
