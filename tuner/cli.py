@@ -466,19 +466,19 @@ def serve(
     device: Annotated[str | None, typer.Option(help="device of the embedded workers (default: the spec's)")] = None,
     threads: ThreadsOption = None,
 ) -> None:
-    """Run the REST API and N embedded local workers on one store (default: the SQLite file ./auxtune.db)."""
+    """Run the REST API and N embedded local workers on one store (default: the SQLite file ./auxtune.db); a worker
+    that dies is restarted (after 1 s, doubling up to 60 s while it keeps dying)."""
     from api.__main__ import main as api_main
     from storage import resolve_url
-    from tuner.runner import start_workers, stop_workers, threads_args
+    from tuner.runner import threads_args
+    from tuner.supervisor import WorkerSupervisor
 
     url = resolve_url(db).render_as_string(hide_password=False)  # --db, else $AUXTUNE_DB, else ./auxtune.db
     _store(url).close()  # one clear line now if the database cannot be opened; migrations run once, here
-    procs = start_workers(url, workers, "--forever", *(["--device", device] if device else []),
-                          *threads_args(_threads(threads)))
-    try:
+    # A worker that dies is restarted, with backoff (tuner.supervisor); stopping the service stops them all.
+    with WorkerSupervisor(url, workers, "--forever", *(["--device", device] if device else []),
+                          *threads_args(_threads(threads))):
         code = api_main(["--host", host, "--port", str(port), "--db", url, *(["--no-auth"] if no_auth else [])])
-    finally:
-        stop_workers(procs, timeout_s=60)
     raise typer.Exit(code)
 
 
@@ -614,7 +614,10 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="print as JSON")] = False,
 ) -> None:
     """A study's status, trials per state and best value so far (of a multi-objective study: how many trials are
-    on its Pareto front so far); from a service with --url, else the store."""
+    on its Pareto front so far); from a service with --url, else the store. It warns (on stderr) while the study
+    waits and no live worker can take it."""
+    from rich.markup import escape
+
     from api.client import ApiError
 
     if url is not None:
@@ -629,6 +632,7 @@ def status(
                 raise _api_fail(exc) from None
         doc = _status_doc(d["name"], d["id"], d["status"], d["n_trials"], d["metric"], d["direction"], d["counts"],
                           d["best"], d.get("status_reason", ""), d.get("pareto"))
+        doc["warning"] = d.get("warning")
     else:
         store = _existing_store(db)
         record = _study(store, study)
@@ -641,6 +645,7 @@ def status(
             best_doc["primary_objective"] = metric
         doc = _status_doc(record.name, record.id, record.status, record.n_trials, metric, record.direction,
                           store.counts_by_state(record.id), best_doc, record.status_reason, pareto)
+        doc["warning"] = _no_worker_warning(store, record)
     if as_json:
         print(json.dumps(doc))
         return
@@ -649,6 +654,8 @@ def status(
                   f"{doc['finished']}/{doc['n_trials']} trials finished ({counts})", highlight=False, soft_wrap=True)
     if doc["status_reason"]:
         console.print(f"why {doc['status']}: {doc['status_reason']}", highlight=False, soft_wrap=True)
+    if doc["warning"]:
+        err_console.print(f"[yellow]warning:[/yellow] {escape(doc['warning'])}", highlight=False, soft_wrap=True)
     top_doc = doc["best"]
     if "pareto" in doc:
         cli_pareto.print_so_far(console, doc, f"auxtune best {doc['study']}" + (f" --url {url}" if url else ""))
@@ -657,6 +664,15 @@ def status(
     else:
         console.print(f"best {doc['metric']} so far = {top_doc['value']:.4f} ({doc['direction']}) at trial "
                       f"{top_doc['trial']}, λ = {top_doc['lambdas']}", highlight=False, soft_wrap=True)
+
+
+def _no_worker_warning(store: Store, study: StudyRecord) -> str | None:
+    """What ``GET /studies/{id}`` warns about a study of this store no live worker can take (``tuner.liveness``),
+    with the service's window for a live heartbeat (``$AUXTUNE_WORKER_ALIVE_S``)."""
+    from api.config import Settings
+    from tuner.liveness import count_alive, no_worker_warning
+
+    return no_worker_warning(study.status, count_alive(store.workers(), Settings().worker_alive_s))
 
 
 def _remote_best(name: str, url: str, token: str | None, db: str | None, as_json: bool) -> None:
