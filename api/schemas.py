@@ -70,6 +70,11 @@ class StudyDetailPublic(StudyPublic):
     spec: dict[str, Any] = Field(description="the stored spec, every default filled in")
     counts: dict[str, int] = Field(description="trials per state")
     best: BestSoFar | None
+    workers_alive: int = Field(0, description="registered workers alive now (recent heartbeat and, on the API's "
+                                              "host, a live process); any of them may take this study's trials")
+    warning: str | None = Field(
+        None, exclude_if=lambda v: v is None,  # absent while there is nothing to warn about
+        description="set while the study waits (queued, running) and no live worker can take it, with what to do")
 
 
 class BestPublic(BaseModel):

@@ -17,6 +17,7 @@ from api.schemas import (
     WorkerPublic,
 )
 from storage import BestTrial, EpochRecord, SanityRecord, StudyRecord, TrialRecord, WorkerRecord
+from tuner.liveness import no_worker_warning, worker_alive
 from tuner.spec_transfer import lambda_params
 
 
@@ -33,12 +34,13 @@ def study_public(study: StudyRecord, pareto: ParetoSoFar | None = None) -> Study
 
 
 def study_detail(study: StudyRecord, counts: dict[str, int], best: BestTrial | None,
-                 pareto: ParetoSoFar | None = None) -> StudyDetailPublic:
+                 pareto: ParetoSoFar | None = None, workers_alive: int = 0) -> StudyDetailPublic:
     public = study_public(study, pareto)
     # On a multi-objective study the best so far is the primary objective's alone: labelled so.
     primary = public.metric if len(study.directions) > 1 else None
     return StudyDetailPublic(
         **public.model_dump(exclude={"pareto"}), pareto=pareto, spec=study.spec, counts=counts,
+        workers_alive=workers_alive, warning=no_worker_warning(study.status, workers_alive),
         best=None if best is None else BestSoFar(trial=best.number, value=best.value,
                                                  lambdas=lambda_params(best.params), primary_objective=primary),
     )
@@ -93,7 +95,7 @@ def worker_public(worker: WorkerRecord, alive_s: float, now: datetime | None = N
     now = now or datetime.now(UTC)
     return WorkerPublic(
         id=worker.id, host=worker.host, device=worker.device, pid=worker.pid,
-        alive=(now - worker.last_heartbeat_at).total_seconds() <= alive_s,
+        alive=worker_alive(worker, alive_s, now),
         started_at=worker.started_at, last_heartbeat_at=worker.last_heartbeat_at,
         current_study_id=worker.current_study_id, current_trial=worker.current_trial_number,
     )

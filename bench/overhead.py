@@ -28,8 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PLAIN = r"""
 import json, os, sys, optuna, torch
 from tuner.spec import load_spec
+from tuner.threads import apply_thread_policy
 from tuner.training import prepare, run_trial
-torch.set_num_threads(max(1, os.cpu_count() or 1))  # as `auxtune run` gives its one worker
+apply_thread_policy()  # the threads `auxtune run` gives its one worker (tuner.threads)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 spec = load_spec(sys.argv[1]); lambdas = json.loads(sys.argv[2])
 prep = prepare(spec)

@@ -11,7 +11,7 @@ from sqlalchemy.orm import aliased
 from storage._core import StoreCore, as_utc, utcnow
 from storage._ledger import trial_record
 from storage.errors import StoreError, StudyNotFound
-from storage.models import EpochModel, SanityModel, StudyModel, TrialModel, WorkerModel
+from storage.models import EpochModel, RunModel, SanityModel, StudyModel, TrialModel, WorkerModel
 from storage.records import (
     TRIAL_STATES,
     BestTrial,
@@ -117,6 +117,18 @@ class QueryOps(StoreCore):
             result = session.execute(
                 update(WorkerModel).where(WorkerModel.id == worker_id).values(last_heartbeat_at=self._now()))
             return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def expire_worker_leases(self, worker_id: str) -> int:
+        """End the leases a worker holds, now: its supervisor saw it exit (SIGKILL, crash), so the next claim
+        requeues its trials and runs (``attempt + 1``, as after a lease timeout) at once instead of a lease timeout
+        later. Returns how many leases it held."""
+        held = 0
+        with self.session("expiring the leases of a worker that exited") as session:
+            for model in (TrialModel, RunModel):
+                result = session.execute(update(model).where(model.worker_id == worker_id, model.state == "running")
+                                         .values(lease_expires_at=self._before(1.0)))
+                held += int(result.rowcount)  # type: ignore[attr-defined]
+        return held
 
     def get_worker(self, worker_id: str) -> WorkerRecord:
         found = [w for w in self._workers(WorkerModel.id == worker_id)]

@@ -82,3 +82,16 @@ def test_workloads_lists_builtins_with_tasks() -> None:
     assert {"digits", "synthetic", "table"} <= set(rows)
     assert {"helpful", "neutral", "harmful"} <= set(rows["synthetic"]["tasks"])
     assert rows["synthetic"]["tasks"]["harmful"]["losses"] == ["mse"]
+
+
+def test_read_only_commands_refuse_a_missing_store_instead_of_creating_one(tmp_path: Path) -> None:
+    for args in (["status", "s"], ["best", "s"], ["trials", "s"], ["studies"], ["report", "s"],
+                 ["affinity", "s"]):
+        r = auxtune(*args, cwd=tmp_path)
+        assert r.returncode == 2, (args, r.stdout, r.stderr)
+        assert "no store at ./auxtune.db: pass --db or run a study first" in r.stderr, (args, r.stderr)
+        assert "Traceback" not in r.stderr
+    elsewhere = tmp_path / "nested" / "other.db"
+    r = auxtune("studies", "--db", f"sqlite:///{elsewhere}", cwd=tmp_path)
+    assert r.returncode == 2 and "no store at ./nested/other.db" in r.stderr, r.stderr
+    assert not any(tmp_path.iterdir())  # nothing created: no empty auxtune.db, no folder

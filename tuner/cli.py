@@ -64,6 +64,22 @@ def _parse_lambdas(items: list[str]) -> dict[str, float]:
     return out
 
 
+ThreadsOption = Annotated[int | None, typer.Option(
+    "--threads", help="torch CPU threads per worker (default: $AUXTUNE_THREADS, else 1); results are reproducible "
+                      "at one thread count, not across counts")]
+
+
+def _threads(threads: int | None) -> int | None:
+    """``--threads`` checked now (and ``$AUXTUNE_THREADS`` with it), before any store or worker is started."""
+    from tuner.threads import ThreadsError, thread_count
+
+    try:
+        thread_count(threads)
+    except ThreadsError as exc:
+        raise _fail([str(exc)]) from None
+    return threads
+
+
 def _bounds(lam: LambdaSpec) -> str:
     if lam.fixed is not None:
         return f"fixed {lam.fixed}"
@@ -87,12 +103,10 @@ def _with_saved_models(spec: StudySpec, prep: PreparedStudy, db: str | None) -> 
     refs = saved_model_refs(spec)
     if not refs:
         return prep
-    from storage.database import resolve_url, safe_url, sqlite_path
-
-    path = sqlite_path(resolve_url(db))
-    if path is not None and not path.exists():  # opening it would create an empty store, which cannot serve them
+    missing = _missing_store(db)
+    if missing is not None:  # opening it would create an empty store, which cannot serve them
         field, ref = refs[0]
-        raise _fail([f"{field}: {ref} names a saved model, but the store {safe_url(resolve_url(db))} does not exist; "
+        raise _fail([f"{field}: {ref} names a saved model, but the store {missing} does not exist; "
                      "pass --db with the store that holds it (or set AUXTUNE_DB)"])
     store = _store(db)
     try:
@@ -147,10 +161,13 @@ def trial(
     seed: Annotated[int | None, typer.Option(help="trial seed (model init, batch order)")] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N (default: the spec's)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the final result as JSON")] = False,
+    threads: ThreadsOption = None,
 ) -> None:
     """Run one full trial (sanity gate, then training) and print per-epoch, per-task figures."""
+    from tuner.threads import apply_thread_policy
     from tuner.training import EpochMetrics, TrialCallback, run_trial
 
+    apply_thread_policy(_threads(threads))  # as a worker would run it: the same result at the same thread count
     spec = _load(spec_path)
     try:
         lambdas = spec.complete_lambdas(_parse_lambdas(lambda_ or []))
@@ -237,6 +254,34 @@ def _store(db: str | None) -> Store:
     return store
 
 
+def _missing_store(db: str | None) -> str | None:
+    """The SQLite file ``db`` names (``--db``, else ``$AUXTUNE_DB``, else ``./auxtune.db``) when it does not exist,
+    as a user would write it; ``None`` when it exists or the store is PostgreSQL. Opening a missing file would
+    create an empty store (and run the migrations) where the command ran."""
+    from storage import StoreError
+    from storage.database import resolve_url, sqlite_path
+
+    try:
+        path = sqlite_path(resolve_url(db))
+    except StoreError:  # an unparsable URL: ``_store`` names it
+        return None
+    if path is None or not path.name or path.exists():
+        return None
+    try:
+        return f"./{path.relative_to(Path.cwd())}"
+    except ValueError:
+        return str(path)
+
+
+def _existing_store(db: str | None) -> Store:
+    """The store at ``db`` for a command that only reads an existing study; a SQLite file that does not exist is
+    refused (exit 2) instead of being created empty."""
+    missing = _missing_store(db)
+    if missing is not None:
+        raise _fail([f"no store at {missing}: pass --db or run a study first"])
+    return _store(db)
+
+
 def _study(store: Store, name: str) -> StudyRecord:
     from storage import StudyNotFound
 
@@ -254,12 +299,14 @@ def run(
     workers: Annotated[int, typer.Option(
         min=1, help="local workers sharing the store (one runs in this process, more as worker processes)")] = 1,
     lease_timeout: Annotated[float, typer.Option(help="seconds without heartbeat before a trial is requeued")] = 60.0,
+    threads: ThreadsOption = None,
 ) -> None:
     """Run a whole study locally to n_trials with N worker processes; rerunning resumes it by name."""
     from storage import StudyConflict
     from tuner.references import check_references
     from tuner.runner import create_or_resume, run_study
 
+    _threads(threads)
     spec = _load(spec_path)
     store = _store(db)
     try:
@@ -288,7 +335,7 @@ def run(
             bar.update(task, completed=p.done, info=f"running {p.running} · failed {p.failed} · {best}", refresh=True)
 
         try:
-            final = run_study(store, study, workers, show, lease_timeout_s=lease_timeout)
+            final = run_study(store, study, workers, show, lease_timeout_s=lease_timeout, threads=threads)
         except KeyboardInterrupt:
             bar.stop()
             err_console.print("stopped: running trials went back to the queue; run the same command to resume")
@@ -325,7 +372,7 @@ def best(
     if url is not None:
         _remote_best(name, url, token, db, as_json)  # defined with the remote commands below
         return
-    store = _store(db)
+    store = _existing_store(db)
     study = _study(store, name)
     top = store.best_trial(study.id)
     if top is None:
@@ -354,7 +401,7 @@ def best(
 @app.command()
 def studies(db: DbOption = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List the studies in the store; a multi-objective study with the size of its Pareto front so far."""
-    store = _store(db)
+    store = _existing_store(db)
     rows: list[dict[str, Any]] = []
     listed = store.list_studies(limit=1000)
     fronts = cli_pareto.local_so_far(store, listed)
@@ -396,7 +443,7 @@ def trials(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """List the trials of a study: λ, state, value, attempt, worker, sanity-gate reason."""
-    store = _store(db)
+    store = _existing_store(db)
     study = _study(store, name)
     rows: list[dict[str, Any]] = [
         {"number": t.number, "state": t.state, "lambdas": t.params, "value": t.value, "attempt": t.attempt,
@@ -422,19 +469,21 @@ def serve(
     workers: Annotated[int, typer.Option(min=0, help="embedded local worker processes (0: API only)")] = 1,
     no_auth: Annotated[bool, typer.Option("--no-auth", help="no tokens: for localhost demos only")] = False,
     device: Annotated[str | None, typer.Option(help="device of the embedded workers (default: the spec's)")] = None,
+    threads: ThreadsOption = None,
 ) -> None:
-    """Run the REST API and N embedded local workers on one store (default: the SQLite file ./auxtune.db)."""
+    """Run the REST API and N embedded local workers on one store (default: the SQLite file ./auxtune.db); a worker
+    that dies is restarted (after 1 s, doubling up to 60 s while it keeps dying)."""
     from api.__main__ import main as api_main
     from storage import resolve_url
-    from tuner.runner import start_workers, stop_workers
+    from tuner.runner import threads_args
+    from tuner.supervisor import WorkerSupervisor
 
     url = resolve_url(db).render_as_string(hide_password=False)  # --db, else $AUXTUNE_DB, else ./auxtune.db
     _store(url).close()  # one clear line now if the database cannot be opened; migrations run once, here
-    procs = start_workers(url, workers, "--forever", *(["--device", device] if device else []))
-    try:
+    # A worker that dies is restarted, with backoff (tuner.supervisor); stopping the service stops them all.
+    with WorkerSupervisor(url, workers, "--forever", *(["--device", device] if device else []),
+                          *threads_args(_threads(threads))):
         code = api_main(["--host", host, "--port", str(port), "--db", url, *(["--no-auth"] if no_auth else [])])
-    finally:
-        stop_workers(procs, timeout_s=60)
     raise typer.Exit(code)
 
 
@@ -446,13 +495,16 @@ def worker(
     forever: Annotated[bool, typer.Option(help="keep polling for new studies when idle")] = True,
     population: Annotated[int | None, typer.Option(
         min=1, help="trials of one study to train together as one batched model (default: the spec's)")] = None,
+    threads: ThreadsOption = None,
 ) -> None:
     """Run one worker: pull trials of running studies from the store until stopped (SIGTERM-safe)."""
+    from tuner.runner import threads_args
     from tuner.worker import main as worker_main
 
     args = [*(["--db", db] if db else []), *sum((["--study", s] for s in study or []), []),
             *(["--device", device] if device else []), *(["--forever"] if forever else []),
-            *(["--population", str(population)] if population else [])]
+            *(["--population", str(population)] if population else []),
+            *threads_args(threads)]
     raise typer.Exit(worker_main(args))
 
 
@@ -567,7 +619,10 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="print as JSON")] = False,
 ) -> None:
     """A study's status, trials per state and best value so far (of a multi-objective study: how many trials are
-    on its Pareto front so far); from a service with --url, else the store."""
+    on its Pareto front so far); from a service with --url, else the store. It warns (on stderr) while the study
+    waits and no live worker can take it."""
+    from rich.markup import escape
+
     from api.client import ApiError
 
     if url is not None:
@@ -582,8 +637,9 @@ def status(
                 raise _api_fail(exc) from None
         doc = _status_doc(d["name"], d["id"], d["status"], d["n_trials"], d["metric"], d["direction"], d["counts"],
                           d["best"], d.get("status_reason", ""), d.get("pareto"))
+        doc["warning"] = d.get("warning")
     else:
-        store = _store(db)
+        store = _existing_store(db)
         record = _study(store, study)
         top = store.best_trial(record.id)
         metric = str((record.spec.get("objective") or {}).get("metric", ""))
@@ -594,6 +650,7 @@ def status(
             best_doc["primary_objective"] = metric
         doc = _status_doc(record.name, record.id, record.status, record.n_trials, metric, record.direction,
                           store.counts_by_state(record.id), best_doc, record.status_reason, pareto)
+        doc["warning"] = _no_worker_warning(store, record)
     if as_json:
         print(json.dumps(doc))
         return
@@ -602,6 +659,8 @@ def status(
                   f"{doc['finished']}/{doc['n_trials']} trials finished ({counts})", highlight=False, soft_wrap=True)
     if doc["status_reason"]:
         console.print(f"why {doc['status']}: {doc['status_reason']}", highlight=False, soft_wrap=True)
+    if doc["warning"]:
+        err_console.print(f"[yellow]warning:[/yellow] {escape(doc['warning'])}", highlight=False, soft_wrap=True)
     top_doc = doc["best"]
     if "pareto" in doc:
         cli_pareto.print_so_far(console, doc, f"auxtune best {doc['study']}" + (f" --url {url}" if url else ""))
@@ -610,6 +669,15 @@ def status(
     else:
         console.print(f"best {doc['metric']} so far = {top_doc['value']:.4f} ({doc['direction']}) at trial "
                       f"{top_doc['trial']}, λ = {top_doc['lambdas']}", highlight=False, soft_wrap=True)
+
+
+def _no_worker_warning(store: Store, study: StudyRecord) -> str | None:
+    """What ``GET /studies/{id}`` warns about a study of this store no live worker can take (``tuner.liveness``),
+    with the service's window for a live heartbeat (``$AUXTUNE_WORKER_ALIVE_S``)."""
+    from api.config import Settings
+    from tuner.liveness import count_alive, no_worker_warning
+
+    return no_worker_warning(study.status, count_alive(store.workers(), Settings().worker_alive_s))
 
 
 def _remote_best(name: str, url: str, token: str | None, db: str | None, as_json: bool) -> None:
@@ -663,7 +731,7 @@ def report(
     else:
         from api.dashboard import report_html
 
-        store = _store(db)
+        store = _existing_store(db)
         html = report_html(store, _study(store, study))
     try:
         output.write_text(html, encoding="utf-8")

@@ -111,10 +111,10 @@ def confirm(
     as_json: JsonOption = False,
 ) -> None:
     """Retrain the best λ set and the λ = 0 baseline over fresh seeds and say whether best really is better."""
-    from tuner.cli import EXIT_CHECK_FAILED, _fail, _store, _study, err_console
+    from tuner.cli import EXIT_CHECK_FAILED, _existing_store, _fail, _study, err_console
     from tuner.confirm import ConfirmError
 
-    store = _store(db)
+    store = _existing_store(db)
     study = _study(store, name)
     try:
         report = confirm_with_workers(store, study, workers, seeds, top_k)
@@ -139,9 +139,9 @@ def affinity(
 ) -> None:
     """Task affinity of a study's aux tasks to the main task (TAG lookahead), and which ones to drop."""
     from tuner.affinity_report import affinity_report
-    from tuner.cli import EXIT_CHECK_FAILED, _fail, _store, _study, console
+    from tuner.cli import EXIT_CHECK_FAILED, _existing_store, _fail, _study, console
 
-    store = _store(db)
+    store = _existing_store(db)
     study = _study(store, name)
     report = affinity_report(store.trials(study.id, limit=100000))
     if report is None:

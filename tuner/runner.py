@@ -96,14 +96,23 @@ class ProgressReader:
                         best_lambdas=lambda_params(best.params) if best else None, pareto=self._pareto)
 
 
+def start_worker(url: str, stream: int, *args: str) -> subprocess.Popen:
+    """Start one local worker process (``python -m tuner.worker ... ARGS``) on the store at ``url`` with sampler
+    seed stream ``stream``; it stops if this process dies. Its torch threads follow ``tuner.threads`` (``ARGS``'
+    ``--threads``, else the inherited ``$AUXTUNE_THREADS``, else 1): a share of ``cpu_count`` per worker
+    oversubscribed a loaded machine and made results depend on the machine's core count."""
+    return subprocess.Popen([sys.executable, "-m", "tuner.worker", "--db", url, "--stream", str(stream),
+                             "--parent", str(os.getpid()), *args], start_new_session=True)
+
+
 def start_workers(url: str, n: int, *args: str) -> list[subprocess.Popen]:
-    """Start ``n`` local worker processes (``python -m tuner.worker ... ARGS``) on the store at ``url``, each
-    with its own sampler seed stream and an equal share of the CPU threads; they stop if this process dies."""
-    threads = max(1, (os.cpu_count() or 1) // max(1, n))
-    return [subprocess.Popen([sys.executable, "-m", "tuner.worker", "--db", url, "--stream", str(i),
-                              "--threads", str(threads), "--parent", str(os.getpid()), *args],
-                             start_new_session=True)
-            for i in range(n)]
+    """Start ``n`` local worker processes (see :func:`start_worker`), each with its own sampler seed stream."""
+    return [start_worker(url, i, *args) for i in range(n)]
+
+
+def threads_args(threads: int | None) -> list[str]:
+    """A worker process's ``--threads`` for ``threads`` (none for the policy's default, decided there)."""
+    return [] if threads is None else ["--threads", str(threads)]
 
 
 def stop_workers(procs: list[subprocess.Popen], timeout_s: float = 120.0) -> None:
@@ -120,8 +129,11 @@ def stop_workers(procs: list[subprocess.Popen], timeout_s: float = 120.0) -> Non
 
 
 def run_study(store: Store, study: StudyRecord, workers: int, on_progress: Callable[[Progress], None],
-              lease_timeout_s: float = 60.0, heartbeat_s: float = 5.0, poll_s: float = 1.0) -> Progress:
+              lease_timeout_s: float = 60.0, heartbeat_s: float = 5.0, poll_s: float = 1.0,
+              threads: int | None = None) -> Progress:
     """Run ``study`` to its budget with ``workers`` local worker processes; returns the final progress.
+
+    ``threads``: torch CPU threads per worker (None: the policy's default, see ``tuner.threads``).
 
     ``on_progress`` gets the progress every ``poll_s`` seconds, and once more at the end.
     KeyboardInterrupt stops the workers cleanly (their running trials go back to the queue) and re-raises.
@@ -129,10 +141,10 @@ def run_study(store: Store, study: StudyRecord, workers: int, on_progress: Calla
     read_progress = ProgressReader(store, study)
     if workers == 1:
         _run_in_this_process(store, study, lambda: on_progress(read_progress()), lease_timeout_s, heartbeat_s,
-                             poll_s)
+                             poll_s, threads)
     else:
         procs = start_workers(store.url, workers, "--study", study.name, "--lease-timeout", str(lease_timeout_s),
-                              "--heartbeat", str(heartbeat_s))
+                              "--heartbeat", str(heartbeat_s), *threads_args(threads))
         try:
             while alive := [p for p in procs if p.poll() is None]:
                 on_progress(read_progress())
@@ -149,7 +161,7 @@ def run_study(store: Store, study: StudyRecord, workers: int, on_progress: Calla
 
 
 def _run_in_this_process(store: Store, study: StudyRecord, report_progress: Callable[[], None],
-                         lease_timeout_s: float, heartbeat_s: float, poll_s: float) -> None:
+                         lease_timeout_s: float, heartbeat_s: float, poll_s: float, threads: int | None) -> None:
     """One ``Worker`` in this process, progress from a thread; Ctrl-C stops it as SIGINT stops a worker
     process: at the next epoch boundary, its running trial given back to the queue, then KeyboardInterrupt."""
     from tuner.worker import Worker, WorkerConfig  # torch: only once the study is there to run
@@ -164,8 +176,8 @@ def _run_in_this_process(store: Store, study: StudyRecord, report_progress: Call
     previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
         reporter.start()
-        worker = Worker(store, config=WorkerConfig(lease_timeout_s=lease_timeout_s, heartbeat_s=heartbeat_s),
-                        stop=stop)
+        worker = Worker(store, config=WorkerConfig(lease_timeout_s=lease_timeout_s, heartbeat_s=heartbeat_s,
+                                                   threads=threads), stop=stop)
         worker.run([study.name])
     finally:
         signal.signal(signal.SIGINT, previous)

@@ -32,6 +32,7 @@ from tuner.sanity import SanityResult, study_gate
 from tuner.search import SearchBackend, make_backend, pruning_step
 from tuner.spec import StudySpec, parse_spec
 from tuner.spec_transfer import lambda_params
+from tuner.threads import ThreadsError, apply_thread_policy, thread_count
 from tuner.training import (
     EpochMetrics,
     PreparedStudy,
@@ -65,6 +66,8 @@ class WorkerConfig:
     store_retry_s: float = DEFAULT_RETRY_BUDGET_S
     #: How long the store may fail without a break before the worker gives up (``tuner.worker_faults``).
     store_outage_s: float = DEFAULT_OUTAGE_S
+    #: Torch CPU threads; None: ``$AUXTUNE_THREADS``, else 1 (``tuner.threads``, the one policy of every worker).
+    threads: int | None = None
 
 
 class _Abort(Exception):
@@ -255,6 +258,7 @@ class Worker:
         A store error in a turn of the loop (each call already retried) is waited out with backoff; the
         ``StoreError`` is raised only once the store has failed for ``config.store_outage_s`` in a row.
         """
+        apply_thread_policy(self.config.threads)  # every kind of worker comes through here
         outage = StoreOutage(self.config.store_outage_s)
         registered = False
         while not self.stop.is_set():
@@ -408,7 +412,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None)
     parser.add_argument("--stream", type=int, default=None,
                         help="sampler seed stream (default: derived from the worker id, so distinct per worker)")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: $AUXTUNE_THREADS, else 1; see tuner.threads)")
     parser.add_argument("--lease-timeout", type=float, default=60.0)
     parser.add_argument("--heartbeat", type=float, default=5.0)
     parser.add_argument("--max-attempts", type=int, default=3)
@@ -426,10 +431,10 @@ def main(argv: list[str] | None = None) -> int:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("ax").setLevel(logging.WARNING)  # Ax logs INFO lines on import
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    try:
+        thread_count(args.threads)  # a bad count is refused before the store is opened
+    except ThreadsError as exc:
+        parser.error(str(exc))
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -441,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--epoch-flush must be ≥ 0 (seconds; 0 writes every epoch)")
     config = WorkerConfig(lease_timeout_s=args.lease_timeout, heartbeat_s=args.heartbeat,
                           max_attempts=args.max_attempts, device=args.device, population=args.population,
-                          epoch_flush_s=args.epoch_flush)
+                          epoch_flush_s=args.epoch_flush, threads=args.threads)
     try:
         store = Store(args.db)
     except StoreError as exc:

@@ -16,6 +16,7 @@ import threading
 import time
 
 from storage import Claim, LeaseLost, Store, StoreError, StoreUnavailable, StudyRecord
+from tuner.threads import threads_in_use
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +95,7 @@ def finish(store: Store, claim: Claim, state: str, value: float | list[float] | 
     A result the store could not take is not turned into a failed trial: the lease runs out and the trial is
     trained again (issue #14: a database restart left trials ``failed`` forever, and killed the worker).
     """
+    result = {**result, "torch_threads": threads_in_use()}  # results compare only at the same thread count
     try:
         store.finish_trial(claim, state, value, result, reason)
     except LeaseLost as exc:

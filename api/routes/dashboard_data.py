@@ -22,10 +22,11 @@ from api.dashboard.payloads import SORT_KEYS, curves, studies_page, study_state,
 from api.dashboard.report import REPORT_CSP, report_html
 from api.dashboard.snapshot import SnapshotCache, StudySnapshot
 from api.dashboard.spec_text import parse_spec_text
-from api.deps import MAX_ID, CurrentPrincipal, OwnedStudy, StoreDep
+from api.deps import MAX_ID, CurrentPrincipal, OwnedStudy, SettingsDep, StoreDep
 from api.errors import ApiError, error_responses
 from api.routes.studies import StudyStatus
 from api.routes.trials import TrialState
+from tuner.liveness import count_alive, no_worker_warning
 
 router = APIRouter(tags=["dashboard"])
 
@@ -77,11 +78,14 @@ def read_dashboard_studies(
 
 @router.get("/dashboard/studies/{study_id}", responses=error_responses(*_AUTH))
 def read_dashboard_study(request: Request, study: OwnedStudy, store: StoreDep, caches: CachesDep,
-                         since: Since = None) -> Response:
+                         settings: SettingsDep, since: Since = None) -> Response:
     """The study page's data: status, counts, best λ, controls, sanity and trust panels, the history and λ figures
-    (plotly JSON; scatter plots sampled past 1 500 complete trials, contours aggregated)."""
+    (plotly JSON; scatter plots sampled past 1 500 complete trials, contours aggregated); ``warning`` (also on an
+    unchanged study: workers die without changing it) while it waits with no live worker to take it."""
     snapshot = _snapshot(caches, store, study)
-    return json_response(request, _unchanged(snapshot, since) or study_state(snapshot))
+    warning = no_worker_warning(snapshot.study.status, count_alive(store.workers(), settings.worker_alive_s))
+    answer = _unchanged(snapshot, since) or study_state(snapshot)
+    return json_response(request, {**answer, "warning": warning} if warning else answer)
 
 
 @router.get("/dashboard/studies/{study_id}/trials", responses=error_responses(*_AUTH))

@@ -55,7 +55,8 @@ def prometheus_text(store: Store, alive_s: float) -> str:
     gauge("auxtune_studies", "Studies by status.", [(f'{{status="{s}"}}', n) for s, n in store.study_counts().items()])
     gauge("auxtune_queue_depth", "Trials waiting for a worker in queued or running studies (queued + not yet "
           "sampled).", [("", store.queue_depth())])
-    gauge("auxtune_workers_alive", f"Workers with a heartbeat in the last {alive_s:g} s.",
+    gauge("auxtune_workers_alive", f"Workers with a heartbeat in the last {alive_s:g} s (and, on this host, a "
+          "live process).",
           [("", sum(w.alive for w in workers))])
     gauge("auxtune_workers_registered", "Workers ever registered in the store.", [("", len(workers))])
     return "\n".join(lines) + "\n"

@@ -15,6 +15,7 @@ from api.submission import submit_study
 from api.views import study_detail, study_public
 from storage import FINISHED_TRIAL_STATES, Store, StudyRecord
 from tuner.confirm import confirmation_summary, stored_confirmation
+from tuner.liveness import count_alive
 from tuner.spec import SpecError, StudySpec
 from tuner.spec_transfer import TRUNK_MODE_PARAM, lambda_params
 
@@ -49,11 +50,13 @@ def read_studies(
 
 
 @router.get("/{study_id}", response_model=StudyDetailPublic, responses=error_responses(*_AUTH, 422))
-def read_study(study: OwnedStudy, store: StoreDep) -> StudyDetailPublic:
+def read_study(study: OwnedStudy, store: StoreDep, settings: SettingsDep) -> StudyDetailPublic:
     """The study: its spec, status, trials per state and best trial so far; a multi-objective study: how many
-    trials are on its Pareto front so far (``pareto``), its best being the primary objective's alone."""
+    trials are on its Pareto front so far (``pareto``), its best being the primary objective's alone; how many
+    workers are alive, and a ``warning`` while it waits with none alive to take it."""
     return study_detail(study, store.counts_by_state(study.id), store.best_trial(study.id),
-                        pareto_so_far(store, [study]).get(study.id))
+                        pareto_so_far(store, [study]).get(study.id),
+                        count_alive(store.workers(), settings.worker_alive_s))
 
 
 @router.get("/{study_id}/best", response_model=BestPublic | ParetoPublic,

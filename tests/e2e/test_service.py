@@ -38,19 +38,21 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None
 
 
 class Service:
-    """``auxtune serve`` on a free loopback port, restartable, plus separately started workers."""
+    """``auxtune serve`` on a free loopback port, restartable, plus separately started workers; ``log``: where
+    serve's output goes (default: nowhere)."""
 
-    def __init__(self, url: str, embedded_workers: int):
-        self.db, self.embedded = url, embedded_workers
+    def __init__(self, url: str, embedded_workers: int, *serve_args: str, log: Path | None = None):
+        self.db, self.embedded, self.serve_args, self.log = url, embedded_workers, serve_args, log
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.api: subprocess.Popen[bytes] | None = None
         self.workers: list[subprocess.Popen[bytes]] = []
 
     def start_api(self) -> None:
-        self.api = subprocess.Popen(
-            [sys.executable, "-m", "tuner.cli", "serve", "--db", self.db, "--port", str(self.port), "--no-auth",
-             "--workers", str(self.embedded)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with open(self.log or os.devnull, "ab") as out:
+            self.api = subprocess.Popen(
+                [sys.executable, "-m", "tuner.cli", "serve", "--db", self.db, "--port", str(self.port), "--no-auth",
+                 "--workers", str(self.embedded), *self.serve_args], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
         wait_for(lambda: httpx.get(f"{self.base}/healthz", timeout=2).status_code == 200, 60, "the API")
 
     def stop_api(self) -> None:
@@ -77,11 +79,11 @@ class Service:
 
 
 @pytest.fixture
-def service_factory() -> Iterator[Callable[[str, int], Service]]:
+def service_factory() -> Iterator[Callable[..., Service]]:
     made: list[Service] = []
 
-    def make(url: str, embedded_workers: int) -> Service:
-        svc = Service(url, embedded_workers)
+    def make(url: str, embedded_workers: int, *serve_args: str, log: Path | None = None) -> Service:
+        svc = Service(url, embedded_workers, *serve_args, log=log)
         made.append(svc)
         return svc
 

@@ -426,3 +426,13 @@ def test_pareto_sizes_count_the_front_of_each_multi_objective_study(store: Store
     ostudy.tell(ostudy.ask(), [float("inf"), 0.6])
     assert len(store.pareto_front(two.id)) == 4 and store.pareto_sizes([two.id]) == {
         two.id: ParetoSize(count=4, complete=7)}
+
+
+def test_a_worker_seen_to_exit_has_its_leases_ended_at_once(store: Store) -> None:
+    study = make_study(store, n_trials=3)
+    gone, kept = claim(store, study.id, "w1", lease_timeout_s=600), claim(store, study.id, "w2", lease_timeout_s=600)
+    assert gone is not None and kept is not None
+    assert store.expire_worker_leases("w1") == 1 and store.expire_worker_leases("nobody") == 0
+    again = claim(store, study.id, "w3", lease_timeout_s=600)  # requeued now, not 600 s later
+    assert again is not None and (again.number, again.attempt) == (gone.number, 2)
+    assert not store.heartbeat(gone) and store.heartbeat(kept)

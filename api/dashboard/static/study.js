@@ -125,6 +125,8 @@
   async function refreshState() {
     const since = view.version ? `?since=${encodeURIComponent(view.version)}` : "";
     const state = await AUX.get(`${BASE}${since}`);
+    $("study-warning").hidden = !state.warning; // drawn on every poll: workers die without changing the study
+    $("study-warning").textContent = state.warning ? `No worker: ${state.warning}` : "";
     if (state.unchanged) return false;
     view.version = state.version;
     view.study = state.study;

@@ -7,7 +7,9 @@ The browser side (rendering, live updates, buttons, submission) is driven in rea
 from __future__ import annotations
 
 import base64
+import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -124,6 +126,7 @@ def test_history_marks_the_controls_and_a_monotone_best_so_far(client: TestClien
 def test_an_unchanged_study_answers_a_poll_with_its_version_only(client: TestClient, store: Store) -> None:
     sid = create_study(client, "live")["id"]
     finish_trials(store, sid, [0.5, 0.6])
+    store.register_worker("here", socket.gethostname(), "cpu", os.getpid())  # alive: no "no live worker" warning
     first = client.get(f"{DASH}/{sid}", headers=ADMIN).json()
     assert client.get(f"{DASH}/{sid}", params={"since": first["version"]}, headers=ADMIN).json() == {
         "version": first["version"], "unchanged": True}

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from fastapi.testclient import TestClient
 from sqlalchemy import update
@@ -27,3 +32,22 @@ def test_workers_show_host_device_current_trial_and_liveness(client: TestClient,
     assert workers["gpu-0"]["current_study_id"] == sid and workers["gpu-0"]["current_trial"] == claim.number
     assert workers["gpu-0"]["alive"] is True and workers["cpu-0"]["alive"] is False
     assert "auxtune_workers_alive 1\n" in client.get("/metrics").text
+
+
+def test_a_worker_on_this_host_whose_process_is_gone_is_dead_at_once(client: TestClient, store: Store) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    store.register_worker("here-0", socket.gethostname(), "cpu", proc.pid)  # it beat just now
+
+    def alive() -> bool:
+        return {w["id"]: w["alive"] for w in client.get("/api/v1/workers", headers=ADMIN).json()["data"]}["here-0"]
+
+    assert alive() is True
+    proc.kill()  # not reaped yet: a zombie, whose pid still answers a signal
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{proc.pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert alive() is False
+    proc.wait()
+    assert alive() is False
+    assert "auxtune_workers_alive 0\n" in client.get("/metrics").text
