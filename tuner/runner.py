@@ -96,10 +96,15 @@ class ProgressReader:
                         best_lambdas=lambda_params(best.params) if best else None, pareto=self._pareto)
 
 
+def threads_per_worker(n: int) -> int:
+    """Torch CPU threads for each of ``n`` workers sharing this machine: an equal share of its cores, at least 1."""
+    return max(1, (os.cpu_count() or 1) // max(1, n))
+
+
 def start_workers(url: str, n: int, *args: str) -> list[subprocess.Popen]:
     """Start ``n`` local worker processes (``python -m tuner.worker ... ARGS``) on the store at ``url``, each
     with its own sampler seed stream and an equal share of the CPU threads; they stop if this process dies."""
-    threads = max(1, (os.cpu_count() or 1) // max(1, n))
+    threads = threads_per_worker(n)
     return [subprocess.Popen([sys.executable, "-m", "tuner.worker", "--db", url, "--stream", str(i),
                               "--threads", str(threads), "--parent", str(os.getpid()), *args],
                              start_new_session=True)

@@ -350,6 +350,22 @@ def _stop_when_orphaned(parent: int, stop: threading.Event, every_s: float = 1.0
             stop.set()
 
 
+def setup_worker_process(threads: int = 0, log_level: str = "WARNING") -> None:
+    """What every worker process sets up before its loop (``python -m tuner.worker``, a Slurm array task):
+    log lines that name the worker's pid, Optuna's and Ax's INFO chatter off, and ``threads`` torch CPU threads
+    (0: torch's default), as workers sharing a machine would otherwise each spin on all of its cores."""
+    logging.basicConfig(level=os.environ.get("AUXTUNE_LOG", log_level),
+                        format="%(asctime)s %(levelname)s worker %(process)d %(name)s: %(message)s")
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("ax").setLevel(logging.WARNING)  # Ax logs INFO lines on import
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m tuner.worker``: one worker process (``auxtune run`` starts N of these)."""
     parser = argparse.ArgumentParser(description="auxtune worker: pull and run trials from the store")
@@ -369,16 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parent", type=int, default=None,
                         help="stop (as on SIGTERM) once the process with this pid is gone (auxtune run/serve set it)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=os.environ.get("AUXTUNE_LOG", "WARNING"),
-                        format="%(asctime)s %(levelname)s worker %(process)d %(name)s: %(message)s")
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    logging.getLogger("ax").setLevel(logging.WARNING)  # Ax logs INFO lines on import
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    setup_worker_process(args.threads)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
