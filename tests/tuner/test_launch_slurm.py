@@ -31,10 +31,12 @@ def new_study(url: str, name: str, n_trials: int, epochs: int) -> StudyRecord:
 
 
 def launch(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
-    """``auxtune launch slurm --cluster local ARGS`` as its own process, logs under ``tmp_path/logs``."""
+    """``auxtune launch slurm --cluster local ARGS`` as its own process in its own session (as in a terminal: a
+    Ctrl-C there reaches the whole group), logs under ``tmp_path/logs``."""
     cmd = [sys.executable, "-m", "tuner.cli", "launch", "slurm", "--cluster", "local",
            "--log-dir", str(tmp_path / "logs"), *args]
-    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
 
 
 def finish(proc: subprocess.Popen[str], timeout: float = 240) -> str:
@@ -93,6 +95,26 @@ def test_sigterm_of_a_launched_worker_gives_its_trial_back(tmp_path: Path) -> No
             assert Worker(store, config=WorkerConfig(poll_s=0.1)).run([study.name]) >= 1
             done = store.get_trial(study.id, number)
             assert done.state == "complete" and done.attempt == 1 and done.worker_id != victim.id
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_ctrl_c_of_the_launcher_gives_the_trials_back(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'ctrl-c.db'}"
+    study = new_study(url, "slurm-ctrl-c", n_trials=2, epochs=60)
+    proc = launch(tmp_path, "--workers", "1", "--db", url)
+    try:
+        with Store(url) as store:
+            _wait(lambda: worker_training(store, study) is not None, 120, "the launched worker training", every=0.05)
+            victim = worker_training(store, study)
+            assert victim is not None and victim.current_trial_number is not None
+            os.killpg(proc.pid, signal.SIGINT)  # the terminal's Ctrl-C: the launcher, its local jobs and tasks
+            out = finish(proc)
+            assert proc.returncode == 130, out
+            assert f"worker {victim.id} ran 0 trial(s), stopped by" in out
+            given_back = store.get_trial(study.id, victim.current_trial_number)
+            assert given_back.state == "queued" and given_back.attempt == 1, given_back
     finally:
         if proc.poll() is None:
             proc.kill()
