@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from tuner import cli_pareto, cli_trust
+from tuner import cli_launch, cli_pareto, cli_trust
 from tuner.exiting import exit_now
 from tuner.spec import LambdaSpec, SpecError, StudySpec, load_spec, parse_spec
 from tuner.spec_transfer import TRUNK_MODE_PARAM, lambda_params
@@ -743,6 +743,7 @@ def report(
 # ---- end of the REST-service commands -------------------------------------------------------------------------
 
 cli_trust.register(app)  # auxtune confirm, auxtune affinity (tuner/cli_trust.py)
+cli_launch.register(app)  # auxtune launch slurm (tuner/cli_launch.py)
 
 
 def main() -> None:

@@ -404,6 +404,18 @@ def _stop_when_orphaned(parent: int, stop: threading.Event, every_s: float = 1.0
             stop.set()
 
 
+def setup_worker_process(log_level: str = "WARNING") -> None:
+    """What every worker process sets up before its loop (``python -m tuner.worker``, a Slurm array task): log
+    lines that name the worker's pid, and Optuna's and Ax's INFO chatter off. Torch threads are not set here:
+    ``Worker.run`` applies the one thread policy (``tuner.threads``)."""
+    logging.basicConfig(level=os.environ.get("AUXTUNE_LOG", log_level),
+                        format="%(asctime)s %(levelname)s worker %(process)d %(name)s: %(message)s")
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("ax").setLevel(logging.WARNING)  # Ax logs INFO lines on import
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m tuner.worker``: one worker process (``auxtune run`` starts N of these)."""
     parser = argparse.ArgumentParser(description="auxtune worker: pull and run trials from the store")
@@ -425,12 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parent", type=int, default=None,
                         help="stop (as on SIGTERM) once the process with this pid is gone (auxtune run/serve set it)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=os.environ.get("AUXTUNE_LOG", "WARNING"),
-                        format="%(asctime)s %(levelname)s worker %(process)d %(name)s: %(message)s")
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    logging.getLogger("ax").setLevel(logging.WARNING)  # Ax logs INFO lines on import
+    setup_worker_process()
     try:
         thread_count(args.threads)  # a bad count is refused before the store is opened
     except ThreadsError as exc:
