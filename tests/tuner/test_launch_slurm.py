@@ -25,9 +25,9 @@ from tuner.spec import parse_spec
 from tuner.worker import Worker, WorkerConfig
 
 
-def new_study(url: str, name: str, n_trials: int, epochs: int) -> StudyRecord:
+def new_study(url: str, name: str, n_trials: int, epochs: int, **search: object) -> StudyRecord:
     with Store(url) as store:
-        return create_or_resume(store, parse_spec(spec_dict(name, n_trials=n_trials, epochs=epochs)))
+        return create_or_resume(store, parse_spec(spec_dict(name, n_trials=n_trials, epochs=epochs, **search)))
 
 
 def launch(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
@@ -76,7 +76,7 @@ def test_local_cluster_finishes_a_study(tmp_path: Path) -> None:
 
 def test_sigterm_of_a_launched_worker_gives_its_trial_back(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'term.db'}"
-    study = new_study(url, "slurm-term", n_trials=1, epochs=60)  # ~50 ms an epoch here: seconds of training
+    study = new_study(url, "slurm-term", n_trials=1, epochs=60, controls=False)  # ~50 ms an epoch here: seconds of training
     proc = launch(tmp_path, "--workers", "1", "--db", url)
     try:
         with Store(url) as store:
