@@ -76,7 +76,8 @@ def test_local_cluster_finishes_a_study(tmp_path: Path) -> None:
 
 def test_sigterm_of_a_launched_worker_gives_its_trial_back(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'term.db'}"
-    study = new_study(url, "slurm-term", n_trials=1, epochs=60, controls=False)  # ~50 ms an epoch here: seconds of training
+    # ~50 ms an epoch here: seconds of training
+    study = new_study(url, "slurm-term", n_trials=1, epochs=60, controls=False)
     proc = launch(tmp_path, "--workers", "1", "--db", url)
     try:
         with Store(url) as store:
