@@ -44,7 +44,8 @@ def submit_study(store: Store, datasets: DatasetFiles, settings: Settings, princ
     try:
         spec = parse_spec(document)
         backend = make_backend(spec)
-        check_references(store, spec)  # a saved trunk or kd teacher this store cannot serve: refused, not stored
+        # A saved trunk or kd teacher this store cannot serve, or of another owner's study: refused, not stored.
+        check_references(store, spec, principal.may_access)
     except SpecError as e:
         raise ApiError.many(422, [error_item(spec_field_loc(field), msg, "invalid_spec")
                                   for field, msg in e.errors]) from None
