@@ -16,6 +16,7 @@ from api.config import API_PREFIX, Settings
 from api.datasets import DatasetFiles
 from api.errors import install_error_handlers
 from api.limits import BodyLimitMiddleware
+from api.origin import LocalOnlyMiddleware
 from api.routes import api_router, dashboard, health
 from storage import Store
 
@@ -53,6 +54,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return settings.max_body_bytes
 
     app.add_middleware(BodyLimitMiddleware, limit_for=body_limit)
+    if not settings.auth:  # no tokens: only this machine's own pages may call (DNS rebinding, cross-site forms)
+        app.add_middleware(LocalOnlyMiddleware)
     app.include_router(api_router, prefix=API_PREFIX)
     app.include_router(health.router)
     app.include_router(dashboard.router)

@@ -73,7 +73,7 @@ def test_the_admin_token_can_come_from_the_environment(tmp_path: Path, monkeypat
 
 
 def test_no_auth_lets_every_caller_act_as_an_admin_without_owner(tmp_path: Path) -> None:
-    with TestClient(create_app(make_settings(tmp_path, auth=False))) as client:
+    with TestClient(create_app(make_settings(tmp_path, auth=False)), base_url="http://127.0.0.1") as client:
         created = create_study(client, headers={})
         assert created["owner"] is None
         assert client.get(f"{STUDIES}/{created['id']}").status_code == 200
