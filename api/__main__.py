@@ -13,6 +13,7 @@ import sys
 import optuna
 import uvicorn
 
+from api.auth import admin_token_problem
 from api.config import Settings
 from api.main import create_app
 from api.origin import is_loopback
@@ -39,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     # Optuna logs a line per study created at INFO; the API's own log says what happened, with the study id.
     optuna.logging.set_verbosity(max(logging.WARNING, logging.getLevelName(args.log_level.upper())))
     settings = Settings().model_copy(update=overrides)  # flags win over AUXTUNE_* variables
+    problem = admin_token_problem(settings)
+    if problem is not None:
+        print(f"refusing to start: {problem}", file=sys.stderr)
+        return 2
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
     return 0
 
