@@ -36,6 +36,7 @@ from tuner.study_watch import DELETED, STUDY_CHECK_S, StudyWatch
 from tuner.training import (
     EpochMetrics,
     PreparedStudy,
+    TrainStep,
     TrialCallback,
     TrialPruned,
     TrialResult,
@@ -111,6 +112,9 @@ class _StoreReporter(TrialCallback):
     def should_stop(self) -> bool:
         self._check()  # raises the abort: the trial ends as it would at an epoch's end
         return False
+
+    def on_step(self, step: TrainStep) -> None:
+        self._check()  # a long epoch (a large training split) stops mid-way too; ~1 µs a step (a step: ~1 ms)
 
     def on_sanity_end(self, result: SanityResult) -> None:
         self._check()

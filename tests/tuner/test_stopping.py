@@ -1,5 +1,6 @@
-"""Long loops stop when asked: a real worker process in a 10 000-epoch trial stops within about a second of its
-study being cancelled or paused, and one in a long study gate exits within seconds of SIGTERM or a cancel."""
+"""Long loops stop when asked: a real worker process in a 10 000-epoch trial (alone or in a population) stops
+within about a second of its study being cancelled or paused, and one in a long study gate exits within seconds
+of SIGTERM or a cancel."""
 
 from __future__ import annotations
 
@@ -44,19 +45,21 @@ def _stopped_within(proc: subprocess.Popen[str], seconds: float) -> float:
     return time.monotonic() - start
 
 
-@pytest.mark.parametrize("to", ["cancelled", "paused"])
-def test_a_cancel_or_pause_stops_a_long_trial_within_seconds(to: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("to", "population"), [("cancelled", 1), ("paused", 1), ("cancelled", 2)])
+def test_a_cancel_or_pause_stops_a_long_trial_within_seconds(to: str, population: int, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'stop.db'}"
+    doc = {**spec_dict("long", n_trials=2, epochs=EPOCHS), "population": {"size": population}}
     with Store(url) as store:
-        study = create_or_resume(store, parse_spec(spec_dict("long", n_trials=2, epochs=EPOCHS)))
+        study = create_or_resume(store, parse_spec(doc))
         proc = worker_proc(url, study.name, 0)
         try:
             _wait(lambda: _training(store, study.id) is not None, 120, "the worker to train", every=0.05)
-            number = _training(store, study.id)
-            assert number is not None
+            running = [t.number for t in store.trials(study.id) if t.state == "running"]
+            assert len(running) == population
             assert store.transition_study(study.id, to, ("queued", "running")) is not None
             start = time.monotonic()
-            _wait(lambda: _trial(store, study.id, number).state != "running", NOTICE_S, "the trial to stop", every=0.05)
+            _wait(lambda: all(t.state != "running" for t in store.trials(study.id)), NOTICE_S, "the trials to stop",
+                  every=0.05)
             noticed = time.monotonic() - start
             _stopped_within(proc, 30)  # the study has no more work for it: it exits
         finally:
@@ -64,14 +67,15 @@ def test_a_cancel_or_pause_stops_a_long_trial_within_seconds(to: str, tmp_path: 
                 proc.kill()
         out = proc.communicate()[0]
         assert proc.returncode == 0, out
-        trial = _trial(store, study.id, number)
-        if to == "cancelled":  # ends for good, its epochs so far kept, never handed out again
-            assert trial.state == "failed" and "cancelled" in trial.reason and trial.attempt == 1
-            assert 0 < len(store.epochs(study.id, number)) < EPOCHS
-            assert store.get_study(study.id).status == "cancelled"
-        else:  # back in the queue without counting an attempt, for when the study resumes
-            assert trial.state == "queued" and trial.attempt == 1
-            assert store.epochs(study.id, number) == []
+        for number in running:
+            trial = _trial(store, study.id, number)
+            if to == "cancelled":  # ends for good, its epochs so far kept, never handed out again
+                assert trial.state == "failed" and "cancelled" in trial.reason and trial.attempt == 1
+                assert 0 < len(store.epochs(study.id, number)) < EPOCHS
+            else:  # back in the queue without counting an attempt, for when the study resumes
+                assert trial.state == "queued" and trial.attempt == 1
+                assert store.epochs(study.id, number) == []
+        assert store.get_study(study.id).status == to
         print(f"stopped {noticed:.2f} s after the study became {to}")
 
 
