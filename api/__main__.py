@@ -7,24 +7,16 @@ workers) builds on the same app factory.
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import logging
 import sys
 
 import optuna
 import uvicorn
 
+from api.auth import admin_token_problem
 from api.config import Settings
 from api.main import create_app
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+from api.origin import is_loopback
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-auth", action="store_true", help="no tokens: for localhost demos only")
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
-    if args.no_auth and not _is_loopback(args.host):
+    if args.no_auth and not is_loopback(args.host):
         print(f"refusing --no-auth on {args.host}: without tokens anyone who reaches the port can do anything; "
               "serve on 127.0.0.1, or drop --no-auth", file=sys.stderr)
         return 2
@@ -48,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     # Optuna logs a line per study created at INFO; the API's own log says what happened, with the study id.
     optuna.logging.set_verbosity(max(logging.WARNING, logging.getLevelName(args.log_level.upper())))
     settings = Settings().model_copy(update=overrides)  # flags win over AUXTUNE_* variables
+    problem = admin_token_problem(settings)
+    if problem is not None:
+        print(f"refusing to start: {problem}", file=sys.stderr)
+        return 2
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
     return 0
 

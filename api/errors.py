@@ -32,6 +32,10 @@ logger = logging.getLogger(__name__)
 
 Loc = Sequence[str | int]
 
+#: What callers (anonymous ones too) learn of a database that does not answer; the reason goes to the log.
+STORE_UNAVAILABLE_MSG = "the database is not answering; try again shortly (the server log has the reason)"
+STORE_ERROR_MSG = "the store failed on this request; the server log has the reason"
+
 
 def error_item(loc: Loc, msg: str, type_: str) -> dict[str, Any]:
     return {"loc": list(loc), "msg": msg, "type": type_}
@@ -120,11 +124,14 @@ async def _on_store_error(_: Request, exc: Exception) -> JSONResponse:
         code, type_ = status.HTTP_404_NOT_FOUND, "not_found"
     elif isinstance(exc, StudyConflict | TokenConflict):
         code, type_ = status.HTTP_409_CONFLICT, "conflict"
-    elif isinstance(exc, StoreUnavailable):
-        code, type_ = status.HTTP_503_SERVICE_UNAVAILABLE, "store_unavailable"
+    elif isinstance(exc, StoreUnavailable):  # its text names the database URL or a server path: log it only
+        logger.error("store unavailable: %s", exc)
+        return JSONResponse({"detail": [error_item([], STORE_UNAVAILABLE_MSG, "store_unavailable")]},
+                            status_code=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "5"})
     else:
         logger.error("store error: %s", exc)
-        code, type_ = status.HTTP_500_INTERNAL_SERVER_ERROR, "store_error"
+        return JSONResponse({"detail": [error_item([], STORE_ERROR_MSG, "store_error")]},
+                            status_code=status.HTTP_500_INTERNAL_SERVER_ERROR)
     return JSONResponse({"detail": [error_item([], str(exc), type_)]}, status_code=code)
 
 

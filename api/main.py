@@ -16,7 +16,8 @@ from api.config import API_PREFIX, Settings
 from api.datasets import DatasetFiles
 from api.errors import install_error_handlers
 from api.limits import BodyLimitMiddleware
-from api.routes import api_router, dashboard, health
+from api.origin import LocalOnlyMiddleware
+from api.routes import api_router, dashboard, docs, health
 from storage import Store
 
 
@@ -39,7 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Tunes the loss weights λ of auxiliary tasks in multi-task networks",
         version="0.1.0",
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # api.routes.docs serves /docs with Swagger UI's files from this server, not a CDN
         openapi_url=f"{API_PREFIX}/openapi.json",
     )
     app.state.settings = settings
@@ -53,9 +54,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return settings.max_body_bytes
 
     app.add_middleware(BodyLimitMiddleware, limit_for=body_limit)
+    if not settings.auth:  # no tokens: only this machine's own pages may call (DNS rebinding, cross-site forms)
+        app.add_middleware(LocalOnlyMiddleware)
     app.include_router(api_router, prefix=API_PREFIX)
     app.include_router(health.router)
     app.include_router(dashboard.router)
+    app.include_router(docs.router)
     return app
 
 

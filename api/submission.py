@@ -40,7 +40,8 @@ def submit_study(store: Store, datasets: DatasetFiles, settings: Settings, princ
     try:
         spec = parse_spec(document)
         backend = make_backend(spec)
-        check_references(store, spec)  # a saved trunk or kd teacher this store cannot serve: refused, not stored
+        # A saved trunk or kd teacher this store cannot serve, or of another owner's study: refused, not stored.
+        check_references(store, spec, principal.may_access)
     except SpecError as e:  # messages name files: uploads by their reference, not where they are kept
         raise ApiError.many(422, [error_item(spec_field_loc(field), datasets.hide_paths(msg), "invalid_spec")
                                   for field, msg in e.errors]) from None

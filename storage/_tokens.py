@@ -2,6 +2,9 @@
 
 Only a token's SHA-256 is stored, never the token: a leaked database does not leak working tokens. Tokens are
 32 random bytes, so a plain hash (no salt, no slow KDF) is enough, and a lookup is one indexed equality.
+
+The admin token an operator sets in ``AUXTUNE_ADMIN_TOKEN`` is stored marked ``from_env``; when the API starts
+with another value, the previously marked token is revoked, so rotating the variable retires the old token.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Boolean, Integer, String, func, select
+from sqlalchemy import Boolean, Integer, String, delete, false, func, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storage._core import StoreCore, as_utc, utcnow
@@ -46,6 +49,8 @@ class TokenModel(Base):
     owner: Mapped[str] = mapped_column(String(200))
     is_admin: Mapped[bool] = mapped_column(Boolean)
     created_at: Mapped[datetime]
+    #: The admin token of ``AUXTUNE_ADMIN_TOKEN`` (at most one): revoked when the variable changes.
+    from_env: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 @dataclass(frozen=True)
@@ -64,16 +69,19 @@ def _record(row: TokenModel) -> TokenRecord:
 
 
 class TokenOps(StoreCore):
-    def create_token(self, owner: str, is_admin: bool = False, token: str | None = None) -> tuple[TokenRecord, str]:
+    def create_token(self, owner: str, is_admin: bool = False, token: str | None = None,
+                     from_env: bool = False) -> tuple[TokenRecord, str]:
         """Store a new token for ``owner`` (``token``, else a fresh random one); returns it with its record.
 
-        The token text is returned once here and never stored: hand it to its owner now.
+        The token text is returned once here and never stored: hand it to its owner now. ``from_env`` marks the
+        operator's ``AUXTUNE_ADMIN_TOKEN`` (see ``ensure_admin_token``).
         """
         if not owner:
             raise ValueError("owner must not be empty")
         token = token or new_token()
         with self.session("creating a token") as session:
-            row = TokenModel(token_hash=hash_token(token), owner=owner, is_admin=is_admin, created_at=self._now())
+            row = TokenModel(token_hash=hash_token(token), owner=owner, is_admin=is_admin, created_at=self._now(),
+                             from_env=from_env)
             session.add(row)
             session.flush()
             session.refresh(row)
@@ -112,15 +120,15 @@ class TokenOps(StoreCore):
     def ensure_admin_token(self, token: str | None = None) -> str | None:
         """Make sure an admin can log in; returns a newly generated token (to print once), else ``None``.
 
-        With ``token`` (set by the operator), that token is stored as an admin token if it is not yet known.
-        Without it, a random admin token is created only if the store has no admin token at all. Runs in a
-        critical section, so API processes starting together create one token, not one each.
+        With ``token`` (set by the operator in ``AUXTUNE_ADMIN_TOKEN``), that token is stored as an admin token
+        if it is not yet known, and marked as the operator's; an earlier operator's token (another value of the
+        variable) is revoked: rotating the variable retires the old token. Without it, a random admin token is
+        created only if the store has no admin token at all. Runs in a critical section, so API processes
+        starting together create one token, not one each.
         """
         with self._critical_section(CATALOG_KEY):
             if token is not None:
-                if self.authenticate(token) is None:
-                    self.create_token(ADMIN_OWNER, is_admin=True, token=token)
-                    logger.info("stored the admin token given by the operator")
+                self._store_operator_token(token)
                 return None
             with self.session("looking for an admin token") as session:
                 admins = session.scalar(select(func.count()).select_from(TokenModel).where(TokenModel.is_admin))
@@ -128,3 +136,18 @@ class TokenOps(StoreCore):
                 return None
             _, created = self.create_token(ADMIN_OWNER, is_admin=True)
             return created
+
+    def _store_operator_token(self, token: str) -> None:
+        """``token`` becomes the one ``from_env`` admin token; any other ``from_env`` token is revoked."""
+        digest = hash_token(token)
+        with self.session("storing the operator's admin token") as session:
+            known = session.scalars(select(TokenModel).where(TokenModel.token_hash == digest)).one_or_none()
+            if known is None:
+                session.add(TokenModel(token_hash=digest, owner=ADMIN_OWNER, is_admin=True, created_at=self._now(),
+                                       from_env=True))
+                logger.info("stored the admin token given by the operator")
+            elif not known.from_env:  # stored before tokens were marked, or created with this text by hand
+                session.execute(update(TokenModel).where(TokenModel.id == known.id).values(from_env=True))
+            revoked = session.execute(delete(TokenModel).where(TokenModel.from_env, TokenModel.token_hash != digest))
+            if revoked.rowcount:  # type: ignore[attr-defined]
+                logger.warning("AUXTUNE_ADMIN_TOKEN changed: revoked the admin token it gave before")

@@ -15,13 +15,15 @@ for the tolerance). A member that stops (pruned, early-stopped, failed) leaves t
 others go on. A member whose λ the spec refuses, or whose callback raises, ends alone with that exception.
 
 Callbacks: ``on_sanity_end`` and ``on_epoch_end`` run per member, in member order, as in ``run_trial``; raising
-``TrialPruned`` from ``on_epoch_end`` prunes that member only. ``EpochMetrics.seconds`` is the wall time of the
-population's epoch and ``TrialResult.seconds`` the whole population's wall time (gate to test): the trials
-shared those seconds.
+``TrialPruned`` from ``on_epoch_end`` prunes that member only. ``should_stop`` is asked between the gate's steps;
+a stop (or the exception a member's callback raises there) ends the whole population, as the gate is one batch.
+``EpochMetrics.seconds`` is the wall time of the population's epoch and ``TrialResult.seconds`` the whole
+population's wall time (gate to test): the trials shared those seconds.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -43,6 +45,7 @@ from tuner.training import (
     TrialResult,
     _better,
     _dispatch,
+    stop_requested,
 )
 from tuner.workloads import Split
 
@@ -138,7 +141,9 @@ class _PopulationRun:
         batches = [self.prep.sanity_batch(self.members[i].seed) for i in live]
         stacked = Split(torch.stack([b.x for b in batches]), torch.stack([b.y for b in batches]),
                         {k: torch.stack([b.aux[k] for b in batches]) for k in batches[0].aux})
-        verdicts = population_gate(stack, stacked, self._lambdas(live), self.spec.training, self.spec.sanity)
+        callbacks = [cb for i in live for cb in self.members[i].callbacks]
+        verdicts = population_gate(stack, stacked, self._lambdas(live), self.spec.training, self.spec.sanity,
+                                   functools.partial(stop_requested, callbacks))
         keep = []
         for row, (i, verdict) in enumerate(zip(live, verdicts, strict=True)):
             result = self.results[i]

@@ -3,17 +3,19 @@
 Each member is judged by its own ``GateJudge`` (the very bookkeeping of ``tuner.sanity.sanity_gate``), so it
 passes or fails on the same conditions, with the same words and figures, as the same trial alone would. A member
 leaves the batch as soon as its gate has decided; a member whose loss turns non-finite (a broken λ, an lr that
-blows up) fails alone, since no operation mixes members (see ``tuner.stacked``).
+blows up) fails alone, since no operation mixes members (see ``tuner.stacked``). ``should_stop`` is asked
+between steps, as in ``sanity_gate``: a stop ends the whole population's gate.
 """
 
 from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Callable
 
 import torch
 
-from tuner.sanity import GateJudge, SanityResult, gate_lr, wiring_problem
+from tuner.sanity import GateJudge, SanityResult, check_stop, gate_lr, wiring_problem
 from tuner.spec import SanitySpec, TrainingSpec
 from tuner.stacked import MemberLosses, MemberStack
 from tuner.stacked_optim import make_stacked_optimizer
@@ -54,6 +56,7 @@ def population_gate(
     lambdas: dict[str, torch.Tensor],
     training: TrainingSpec,
     sanity: SanitySpec,
+    should_stop: Callable[[], bool] | None = None,
 ) -> list[SanityResult]:
     """Run the sanity gate of every member of ``stack`` on a copy of its weights; results in member order.
 
@@ -63,6 +66,7 @@ def population_gate(
         lambdas: per aux task, one λ per member.
         training: the training settings (the optimiser, and the lr the gate's own lr defaults from).
         sanity: the gate's thresholds and step budget.
+        should_stop: asked before every step; True raises ``tuner.sanity.GateStopped``.
     """
     start = time.perf_counter()
     k = len(stack)
@@ -73,6 +77,7 @@ def population_gate(
     opt = make_stacked_optimizer(training, lr)
     judges = [GateJudge(sanity, lr) for _ in range(k)]
     for step in range(sanity.max_steps + 1):
+        check_stop(should_stop, step)
         losses = net.losses(batches, lambdas)
         figures = losses.rows()
         accuracy = losses.hits.float().mean(dim=-1).tolist()

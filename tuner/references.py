@@ -3,12 +3,15 @@
 ``trunk.from_trial`` and a kd task's ``teacher`` name a trial ``<study>/<n>`` whose model was saved
 (``artifacts.save`` of that study, ``storage._artifacts``). At submission (``POST /studies``, ``auxtune run``,
 ``auxtune validate --db``) each reference must name a study of the same store, a trial of it with a saved model,
-and a model whose input shape fits this study's workload (a teacher's classes too). No torch here: the API
-calls it; ``tuner.transfer`` loads the models.
+and a model whose input shape fits this study's workload (a teacher's classes too). Over the API the study must
+also be one the caller may use (``may_use``: its own, or any for an admin); a study of another owner gets the
+very answer an absent one gets, so the errors tell nobody which of another owner's studies exist. No torch
+here: the API calls it; ``tuner.transfer`` loads the models.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from tuner.spec import SpecError, StudySpec
@@ -30,20 +33,28 @@ def workload_aux_tasks(spec: StudySpec) -> tuple[str, ...]:
     return tuple(sorted(t.name for t in spec.aux_tasks if t.teacher is None))
 
 
-def find_saved_model(store: Store, ref: str) -> ArtifactRecord:
-    """The saved model ``ref`` names.
+#: Who may use a study's saved models, given the study's owner (``api.auth.Principal.may_access``).
+MayUse = Callable[[str | None], bool]
+
+
+def find_saved_model(store: Store, ref: str, may_use: MayUse | None = None) -> ArtifactRecord:
+    """The saved model ``ref`` names, of a study ``may_use`` allows (None: any study of the store).
 
     Raises:
-        LookupError: no such study, trial or saved model, with what to do.
+        LookupError: no such study (or not one the caller may use: the same words), trial or saved model,
+            with what to do.
     """
     from storage import ArtifactNotFound, StudyNotFound, TrialNotFound
 
     study, number = split_trial_ref(ref)
+    absent = LookupError(f"no study named {study!r} that you may use in this store; name one of your studies of "
+                         "the same store (<study>/<trial number>)")
     try:
+        if may_use is not None and not may_use(store.get_study(study).owner):
+            raise absent
         return store.artifact_info(study, number)
     except StudyNotFound:
-        raise LookupError(f"no study named {study!r} in this store; name a study of the same store "
-                          "(<study>/<trial number>)") from None
+        raise absent from None
     except (TrialNotFound, ArtifactNotFound) as exc:
         raise LookupError(str(exc)) from None
 
@@ -61,8 +72,9 @@ def shape_problem(meta: dict, ref: str, input_shape: tuple[int, ...], n_classes:
     return None
 
 
-def check_references(store: Store, spec: StudySpec) -> None:
-    """Refuse a spec whose saved-model references the store cannot serve (nothing is stored by the caller then).
+def check_references(store: Store, spec: StudySpec, may_use: MayUse | None = None) -> None:
+    """Refuse a spec whose saved-model references the store cannot serve, or name a study ``may_use`` does not
+    allow (nothing is stored by the caller then).
 
     Raises:
         SpecError: one ``(field, message)`` per bad reference, e.g. ``aux_tasks.0.teacher``.
@@ -77,7 +89,7 @@ def check_references(store: Store, spec: StudySpec) -> None:
     errors: list[tuple[str, str]] = []
     for field, ref in refs:
         try:
-            found = find_saved_model(store, ref)
+            found = find_saved_model(store, ref, may_use)
         except LookupError as exc:
             errors.append((field, str(exc.args[0])))
             continue

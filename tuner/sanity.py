@@ -3,7 +3,9 @@
 With the trial's λ, a throw-away copy of the freshly initialised model trains on one fixed minibatch. The gate
 passes only if every task's loss stays finite, the total loss falls by ``min_loss_drop``, the main task reaches
 ``min_accuracy`` on that batch, and every head is wired: its own loss gives its parameters and the trunk a
-non-zero gradient. It stops as soon as all conditions hold, so a healthy set-up costs a few steps.
+non-zero gradient. It stops as soon as all conditions hold, so a healthy set-up costs a few steps. Between steps
+it asks ``should_stop`` (a worker's SIGTERM, a cancelled study): a long gate (``max_steps`` in the thousands)
+must not outlive the process's reason to run it.
 """
 
 from __future__ import annotations
@@ -32,6 +34,16 @@ NON_FINITE = "non_finite_loss"
 NO_GRADIENT = "no_gradient"
 LOSS_NOT_DROPPING = "loss_not_dropping"
 LOW_ACCURACY = "low_accuracy"
+
+
+class GateStopped(Exception):
+    """The gate was told to stop (``should_stop``) before it decided: there is no verdict to record."""
+
+
+def check_stop(should_stop: Callable[[], bool] | None, step: int) -> None:
+    """Raise ``GateStopped`` if ``should_stop`` says so (it may also raise its own exception)."""
+    if should_stop is not None and should_stop():
+        raise GateStopped(f"the sanity gate was stopped at step {step}")
 
 
 @dataclass
@@ -188,8 +200,12 @@ def sanity_gate(
     training: TrainingSpec,
     sanity: SanitySpec,
     temperatures: dict[str, float] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> SanityResult:
-    """Train a copy of ``model`` on ``batch`` and report whether the set-up can learn at all."""
+    """Train a copy of ``model`` on ``batch`` and report whether the set-up can learn at all.
+
+    ``should_stop`` is asked before every step; when it answers True the gate raises ``GateStopped``.
+    """
     start = time.perf_counter()
     net = copy.deepcopy(model)
     net.train()
@@ -197,6 +213,7 @@ def sanity_gate(
     opt = make_optimizer(net.param_groups(lr), training, lr)
     judge = GateJudge(sanity, lr)
     for step in range(sanity.max_steps + 1):
+        check_stop(should_stop, step)
         out = net(batch.x)
         bd = compute_losses(out, batch.y, batch.aux, task_losses, lambdas, temperatures)
         accuracy = float((out[MAIN].argmax(-1) == batch.y).float().mean())
@@ -208,15 +225,17 @@ def sanity_gate(
     return judge.verdict(time.perf_counter() - start)
 
 
-def study_gate(prep: PreparedStudy, spec: StudySpec) -> tuple[dict[str, float], SanityResult]:
+def study_gate(prep: PreparedStudy, spec: StudySpec,
+               should_stop: Callable[[], bool] | None = None) -> tuple[dict[str, float], SanityResult]:
     """The study-level gate: the sanity gate once at the default λ (1, clipped to bounds), before any trial.
 
     ``auxtune validate`` runs it, and a worker runs it before the first trial of a queued study: a broken set-up
     (a head cut off, a loss that cannot fall) fails the whole study with the reason instead of every trial.
-    Returns the λ it used and the result.
+    Returns the λ it used and the result; raises ``GateStopped`` when ``should_stop`` ends it first (no callback
+    exists yet, so that is how a worker's SIGTERM or a cancel reaches it).
     """
     lambdas = spec.default_lambdas()
     seed = spec.training.seed
     result = sanity_gate(prep.new_model(seed), prep.sanity_batch(seed), prep.task_losses, lambdas, spec.training,
-                         spec.sanity, prep.temperatures)
+                         spec.sanity, prep.temperatures, should_stop)
     return lambdas, result

@@ -14,7 +14,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any, Literal
 
 import torch
@@ -106,6 +106,12 @@ class TrainStep:
 class TrialCallback:
     """Hooks into a trial. Override what you need; raise ``TrialPruned`` from ``on_epoch_end`` to stop."""
 
+    def should_stop(self) -> bool:
+        """Asked between the sanity gate's steps, before any other hook has run: True (or an exception of the
+        callback's own, which then leaves ``run_trial``) stops the trial there. A worker's reporter uses it so
+        that SIGTERM or a cancelled study does not wait for a long gate to finish."""
+        return False
+
     def on_sanity_end(self, result: SanityResult) -> None:
         pass
 
@@ -122,6 +128,11 @@ class TrialCallback:
 def _dispatch(callbacks: Sequence[TrialCallback], hook: str, arg: Any) -> None:
     for cb in callbacks:
         getattr(cb, hook)(arg)
+
+
+def stop_requested(callbacks: Sequence[TrialCallback]) -> bool:
+    """Whether any callback asks to stop now (``TrialCallback.should_stop``)."""
+    return any(cb.should_stop() for cb in callbacks)
 
 
 @dataclass
@@ -248,7 +259,8 @@ def run_trial(
     callbacks = [*callbacks, probe] if probe is not None else callbacks
     if spec.sanity.enabled:
         result.sanity = sanity_gate(model, prep.sanity_batch(seed), prep.task_losses, lambdas,
-                                    spec.training, spec.sanity, prep.temperatures)
+                                    spec.training, spec.sanity, prep.temperatures,
+                                    partial(stop_requested, callbacks))
         _dispatch(callbacks, "on_sanity_end", result.sanity)
         if not result.sanity.passed:
             result.status = "failed_sanity"

@@ -19,6 +19,7 @@ import threading
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -28,14 +29,16 @@ from tuner.heartbeat import Heartbeat
 from tuner.model import MultiTaskModel
 from tuner.objectives import trial_values
 from tuner.runs import RunWorker
-from tuner.sanity import SanityResult, study_gate
+from tuner.sanity import GateStopped, SanityResult, study_gate
 from tuner.search import SearchBackend, make_backend, pruning_step
 from tuner.spec import StudySpec, parse_spec
 from tuner.spec_transfer import lambda_params
+from tuner.study_watch import DELETED, STUDY_CHECK_S, StudyWatch
 from tuner.threads import ThreadsError, apply_thread_policy, thread_count
 from tuner.training import (
     EpochMetrics,
     PreparedStudy,
+    TrainStep,
     TrialCallback,
     TrialPruned,
     TrialResult,
@@ -71,21 +74,30 @@ class WorkerConfig:
 
 
 class _Abort(Exception):
-    """The trial must stop now: the worker is shutting down, or its lease was lost."""
+    """The trial must stop now: the worker is shutting down, its lease was lost, or its study was paused; the
+    trial goes back to the queue (unless the lease was lost: then it is another worker's)."""
+
+
+class _StudyCancelled(_Abort):
+    """The trial's study was cancelled while it trained: the trial ends as ``failed`` and is not retried."""
 
 
 class _StoreReporter(TrialCallback):
-    """Writes the gate and the epochs to the store, asks the pruner, and stops on shutdown or lost lease.
+    """Writes the gate and the epochs to the store, asks the pruner, and stops on shutdown, lost lease, or a
+    paused or cancelled study.
 
     Epochs are written in batches, at most every ``flush_s`` seconds and before the trial is reported: a
     transaction per epoch would cost more than a short epoch itself. With a pruner, each epoch's objective
-    goes to Optuna at once, as the pruner needs it to decide.
+    goes to Optuna at once, as the pruner needs it to decide. The study's status is read at most every
+    ``study_check_s`` seconds (between gate steps and epochs), so ``POST /cancel`` or ``/pause`` stops a long
+    trial within about that time instead of after its last epoch.
     """
 
     def __init__(self, store: Store, claim: Claim, metric: str, stop: threading.Event, lost: threading.Event,
-                 prunes: bool, flush_s: float = 1.0):
+                 prunes: bool, flush_s: float = 1.0, study_check_s: float = STUDY_CHECK_S):
         self.store, self.claim, self.metric, self.stop, self.lost = store, claim, metric, stop, lost
         self.prunes, self.flush_s = prunes, flush_s
+        self.study = StudyWatch(store, claim.study_id, "running", study_check_s)
         self._pending: list[tuple[int, dict]] = []
         self._flushed_at = time.monotonic()
 
@@ -100,6 +112,19 @@ class _StoreReporter(TrialCallback):
             raise _Abort("lease lost")
         if self.stop.is_set():
             raise _Abort("shutting down")
+        status = self.study.status()
+        if status == "cancelled":
+            self.flush()  # the epochs trained so far stay readable, as a cancelled study's results do
+            raise _StudyCancelled("stopped: the study was cancelled while this trial trained")
+        if status in ("paused", DELETED):
+            raise _Abort(f"the study was {status}")
+
+    def should_stop(self) -> bool:
+        self._check()  # raises the abort: the trial ends as it would at an epoch's end
+        return False
+
+    def on_step(self, step: TrainStep) -> None:
+        self._check()  # a long epoch (a large training split) stops mid-way too; ~1 µs a step (a step: ~1 ms)
 
     def on_sanity_end(self, result: SanityResult) -> None:
         self._check()
@@ -236,7 +261,10 @@ class Worker:
         if not ctx.spec.sanity.enabled:
             return True
         try:
-            lambdas, result = study_gate(self.prepared(ctx), ctx.spec)
+            lambdas, result = study_gate(self.prepared(ctx), ctx.spec, self._gate_should_stop(study))
+        except GateStopped:  # SIGTERM, or the study left ``queued`` (paused, cancelled): no verdict, no change
+            logger.info("study %s: the study-level sanity gate was stopped before it decided", study.name)
+            return False
         except StoreError:
             raise  # a store blip (loading a saved model) is not the study's fault: the loop tries again
         except Exception as exc:  # a workload that cannot even be built fails the study, not each trial
@@ -251,6 +279,11 @@ class Worker:
         logger.warning("study %s: %s", study.name, reason)
         self.store.transition_study(study.id, "failed", ("queued",), reason=reason[:4000])
         return False
+
+    def _gate_should_stop(self, study: StudyRecord) -> Callable[[], bool]:
+        """The study gate's stop check: SIGTERM, or the study no longer ``queued`` (paused, cancelled)."""
+        watch = StudyWatch(self.store, study.id, "queued")
+        return lambda: self.stop.is_set() or watch.status() != "queued"
 
     def run(self, names: list[str] | None = None, exit_when_idle: bool = True) -> int:
         """Work until stopped, or (``exit_when_idle``) until the given studies have nothing left to run.
@@ -360,9 +393,12 @@ class Worker:
 
     def conclude(self, claim: Claim, outcome: TrialResult | Exception, lost: threading.Event) -> str | None:
         """Report how a claimed trial ended (its heartbeat already stopped): a result is finished in the store;
-        on shutdown (``_Abort``) or a store outage the trial goes back to the queue; after a lost lease nothing
-        is written; any other error fails the trial with its reason and traceback. Returns the state written,
-        or None."""
+        on shutdown (``_Abort``) or a store outage the trial goes back to the queue; a cancelled study's trial is
+        finished ``failed`` (not retried); after a lost lease nothing is written; any other error fails the trial
+        with its reason and traceback. Returns the state written, or None."""
+        if isinstance(outcome, _StudyCancelled) and not lost.is_set():
+            logger.info("trial %d of %s stopped: its study was cancelled", claim.number, claim.study_name)
+            return "failed" if finish(self.store, claim, "failed", None, {}, str(outcome)) else None
         if isinstance(outcome, _Abort | StoreUnavailable):  # a store outage: not the trial's fault, run it again
             give_back(self.store, claim, lost, outcome)
             return None

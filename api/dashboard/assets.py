@@ -99,6 +99,14 @@ def respond(request: Request, body: bytes, media_type: str, headers: dict[str, s
     return Response(body, media_type=media_type, headers=headers)
 
 
+def static_response(request: Request, found: Asset) -> Response:
+    """A static file: 304 when the client has it (``If-None-Match``), else its body, cacheable for a day."""
+    if request.headers.get("if-none-match") == found.etag:
+        return Response(status_code=304, headers={"ETag": found.etag})
+    headers = {"ETag": found.etag, "Cache-Control": "public, max-age=86400", "X-Content-Type-Options": "nosniff"}
+    return respond(request, found.body, found.media_type, headers, gzipped=found.gzipped)
+
+
 def json_response(request: Request, payload: Any) -> Response:
     """``payload`` as compact JSON (never cached: it is live data), gzipped when accepted."""
     body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=str).encode()

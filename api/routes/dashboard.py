@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from api.config import API_PREFIX
-from api.dashboard.assets import PAGE_CSP, asset, render, respond
+from api.dashboard.assets import PAGE_CSP, asset, render, respond, static_response
 from api.deps import SettingsDep, StudyId
 from api.errors import ApiError
 from storage import STUDY_STATUSES, TRIAL_STATES
@@ -64,7 +64,4 @@ def read_static(request: Request, name: str) -> Response:
     found = asset(name)
     if found is None:
         raise ApiError(404, f"no static file {name!r}", ["path", "name"], "not_found")
-    if request.headers.get("if-none-match") == found.etag:
-        return Response(status_code=304, headers={"ETag": found.etag})
-    headers = {"ETag": found.etag, "Cache-Control": "public, max-age=86400", "X-Content-Type-Options": "nosniff"}
-    return respond(request, found.body, found.media_type, headers, gzipped=found.gzipped)
+    return static_response(request, found)

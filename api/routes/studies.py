@@ -104,7 +104,8 @@ def _transition(store: Store, study: StudyRecord, to: str, allowed_from: tuple[s
 
 @router.post("/{study_id}/pause", response_model=StudyPublic, responses=error_responses(*_AUTH, 409, 422))
 def pause_study(study: OwnedStudy, store: StoreDep) -> StudyPublic:
-    """Stop handing out trials (running ones finish); ``resume`` continues."""
+    """Stop handing out trials; running ones go back to the queue within about a second (their workers check
+    the status between epochs); ``resume`` continues."""
     return _transition(store, study, "paused", ("queued", "running"), "paused")
 
 
@@ -119,7 +120,8 @@ def resume_study(study: OwnedStudy, store: StoreDep) -> StudyPublic:
 
 @router.post("/{study_id}/cancel", response_model=StudyPublic, responses=error_responses(*_AUTH, 409, 422))
 def cancel_study(study: OwnedStudy, store: StoreDep) -> StudyPublic:
-    """End the study for good: no more trials (running ones may still finish); its results stay readable."""
+    """End the study for good: no more trials; running ones stop within about a second and end ``failed`` (their
+    epochs so far kept); its results stay readable."""
     return _transition(store, study, "cancelled", ("queued", "running", "paused"), "cancelled")
 
 

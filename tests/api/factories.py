@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from storage import Store
 
-ADMIN_TOKEN = "axt_test-admin-token"
+ADMIN_TOKEN = "axt_test-admin-token-of-the-api-tests"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 UPLOAD_LIMIT = 64 * 1024
 STUDIES = "/api/v1/studies"

@@ -64,16 +64,17 @@ def test_the_first_start_creates_an_admin_token_and_prints_it_once(
 
 
 def test_the_admin_token_can_come_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AUXTUNE_ADMIN_TOKEN", "axt_from-env")
+    monkeypatch.setenv("AUXTUNE_ADMIN_TOKEN", "axt_from-env-long-enough-to-be-safe")
     monkeypatch.setenv("AUXTUNE_DB", f"sqlite:///{tmp_path / 'env.db'}")
     monkeypatch.setenv("AUXTUNE_DATA_DIR", str(tmp_path / "data"))
     with TestClient(create_app()) as client:
-        assert client.get(STUDIES, headers={"Authorization": "Bearer axt_from-env"}).status_code == 200
+        env_token = {"Authorization": "Bearer axt_from-env-long-enough-to-be-safe"}
+        assert client.get(STUDIES, headers=env_token).status_code == 200
         assert client.get(STUDIES, headers=ADMIN).status_code == 401
 
 
 def test_no_auth_lets_every_caller_act_as_an_admin_without_owner(tmp_path: Path) -> None:
-    with TestClient(create_app(make_settings(tmp_path, auth=False))) as client:
+    with TestClient(create_app(make_settings(tmp_path, auth=False)), base_url="http://127.0.0.1") as client:
         created = create_study(client, headers={})
         assert created["owner"] is None
         assert client.get(f"{STUDIES}/{created['id']}").status_code == 200

@@ -14,10 +14,10 @@ warnings.simplefilter("ignore")
 from fastapi.testclient import TestClient
 from api.config import Settings
 from api.main import create_app
-from tests.api.factories import ADMIN, csv_bytes, spec, table_spec, upload
+from tests.api.factories import ADMIN, ADMIN_TOKEN, csv_bytes, spec, table_spec, upload
 
 root = sys.argv[1]
-settings = Settings(db=f"sqlite:///{root}/t.db", admin_token="axt_test-admin-token", data_dir=f"{root}/data")
+settings = Settings(db=f"sqlite:///{root}/t.db", admin_token=ADMIN_TOKEN, data_dir=f"{root}/data")
 with TestClient(create_app(settings)) as c:
     assert c.post("/api/v1/studies", json=spec("a"), headers=ADMIN).status_code == 201
     ref = upload(c, csv_bytes()).json()["reference"]

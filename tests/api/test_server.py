@@ -93,3 +93,28 @@ def test_a_real_server_over_http_keeps_everything_across_a_restart(tmp_path: Pat
         with httpx.Client(base_url=url, headers=auth, timeout=30) as http:
             assert http.get("/api/v1/studies").json() == before
             assert http.post(f"/api/v1/studies/{sid}/resume").json()["status"] == "queued"
+
+
+def test_without_tokens_only_this_machines_pages_may_call(tmp_path: Path) -> None:
+    """``--no-auth`` over real HTTP: a cross-site form POST (``Origin: http://evil.example``) and a DNS-rebound
+    name in ``Host`` get a 403 naming the header; the same requests from this server's own pages go through."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUXTUNE_")}
+    env.update(AUXTUNE_DB=f"sqlite:///{tmp_path / 'open.db'}", AUXTUNE_DATA_DIR=str(tmp_path / "data"))
+    with server(["-m", "api", "--port", "{port}", "--no-auth"], env, tmp_path / "server.log") as url, \
+            httpx.Client(base_url=url, timeout=30) as http:
+        sid = http.post("/api/v1/studies", json=spec("open")).json()["id"]
+        port = url.rsplit(":", 1)[1]
+        form = {"Content-Type": "application/x-www-form-urlencoded"}
+
+        r = http.post(f"/api/v1/studies/{sid}/pause", content=b"", headers={**form, "Origin": "http://evil.example"})
+        assert r.status_code == 403 and r.json()["detail"][0]["loc"] == ["header", "Origin"], r.text
+        assert "evil.example" in r.json()["detail"][0]["msg"]
+        assert http.get(f"/api/v1/studies/{sid}").json()["status"] == "queued"  # nothing changed
+        for host in (f"evil.example:{port}", "evil.example"):
+            r = http.get("/api/v1/studies", headers={"Host": host})
+            assert r.status_code == 403 and r.json()["detail"][0]["loc"] == ["header", "Host"], r.text
+
+        for host in (f"localhost:{port}", f"127.0.0.1:{port}"):
+            assert http.get("/api/v1/studies", headers={"Host": host}).status_code == 200
+        r = http.post(f"/api/v1/studies/{sid}/pause", headers={"Origin": f"http://127.0.0.1:{port}"})
+        assert r.status_code == 200 and r.json()["status"] == "paused"

@@ -83,7 +83,7 @@ def test_plotly_js_is_the_installed_packages_bundle_gzipped_and_cached(client: T
 
 
 def test_with_auth_off_the_pages_say_so_and_the_json_needs_no_token(tmp_path: Path) -> None:
-    with TestClient(create_app(make_settings(tmp_path, auth=False))) as c:
+    with TestClient(create_app(make_settings(tmp_path, auth=False)), base_url="http://127.0.0.1") as c:
         assert 'data-auth="off"' in c.get("/dashboard/studies").text
         c.post(STUDIES, json=spec("open"))
         assert c.get("/api/v1/dashboard/studies").json()["data"][0]["name"] == "open"

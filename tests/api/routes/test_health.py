@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
+from api.main import create_app
 from storage import Store, StoreUnavailable
+from tests.api.conftest import make_settings
 from tests.api.factories import create_study, finish_trials
+from tests.conftest import PG_ADMIN_URL
 
 
 def test_healthz_answers_without_a_token(client: TestClient) -> None:
@@ -37,3 +44,21 @@ def test_metrics_count_trials_by_state_queue_depth_and_workers(client: TestClien
             'auxtune_trials{state="queued"} 2', 'auxtune_studies{status="running"} 1',
             'auxtune_studies{status="queued"} 1', "auxtune_queue_depth 10", "auxtune_workers_alive 0"} <= lines
     assert "# TYPE auxtune_queue_depth gauge" in lines
+
+
+def test_a_store_outage_answers_503_without_the_database_url(fresh_pg_database_url: str, tmp_path: Path) -> None:
+    """An anonymous caller (a made-up token) whose request meets a database that is gone learns that it is down,
+    not where it lives: no URL, host, database name or user in the body."""
+    name = make_url(fresh_pg_database_url).database
+    assert name
+    with TestClient(create_app(make_settings(tmp_path, db=fresh_pg_database_url))) as client:
+        engine = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        engine.dispose()
+        r = client.get("/api/v1/studies", headers={"Authorization": "Bearer axt_made-up-token"})
+    assert r.status_code == 503, r.text
+    (item,) = r.json()["detail"]
+    assert item["type"] == "store_unavailable" and "try again" in item["msg"]
+    for secret in (name, "postgres", "127.0.0.1", "5432"):
+        assert secret not in r.text

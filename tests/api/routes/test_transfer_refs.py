@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from storage import Store
-from tests.api.factories import ADMIN, STUDIES
+from tests.api.factories import ADMIN, STUDIES, user
 from tuner.spec import parse_spec
 from tuner.training import prepare
 from tuner.transfer import save_trial_model
@@ -69,3 +69,26 @@ def test_good_references_are_stored_with_a_searched_trunk_mode(client: TestClien
     controls = [t.params for t in store.trials(r.json()["id"])]
     assert controls == [{"loop": 0.0, "distil": 0.0, "trunk_mode": "finetune"},
                         {"loop": 1.0, "distil": 1.0, "trunk_mode": "finetune"}]
+
+
+def test_another_owners_saved_models_are_refused_as_if_absent(client: TestClient, teacher: int) -> None:
+    """A non-admin may not start from, or distil from, another owner's trial; the refusal reads exactly as for a
+    study that does not exist, so it tells nothing of which of another owner's studies (or trials) exist."""
+    bob = user(client, "bob")
+
+    def refused_for_bob(body: dict[str, Any]) -> dict[str, Any]:
+        r = client.post(STUDIES, json=body, headers=bob)
+        assert r.status_code == 422, r.text
+        [error] = r.json()["detail"]
+        return error  # type: ignore[no-any-return]
+
+    absent = refused_for_bob(digits_spec("b0", aux_tasks=kd("ghost/0")))["msg"]
+    assert "no study named 'ghost'" in absent
+    for ref in ("teacher/0", "teacher/9"):
+        error = refused_for_bob(digits_spec("b1", aux_tasks=kd(ref)))
+        assert error["loc"] == ["body", "aux_tasks", 0, "teacher"]
+        assert error["msg"] == absent.replace("'ghost'", "'teacher'")
+        error = refused_for_bob(digits_spec("b2", trunk={"from_trial": ref}))
+        assert error["loc"] == ["body", "trunk", "from_trial"]
+        assert error["msg"] == absent.replace("'ghost'", "'teacher'")
+    assert client.get(STUDIES, headers=bob).json()["count"] == 0  # nothing was stored
