@@ -26,6 +26,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # pandas is imported once here, before any request: plotly (figures, the report) and the table checks
+        # import it lazily from request threads, and plotly takes a *partially imported* pandas from sys.modules
+        # when two threads race (AttributeError: partially initialized module 'pandas' ... -> a 500).
+        import pandas  # noqa: F401
+
         store = Store(settings.db)
         try:
             bootstrap_admin_token(store, settings)

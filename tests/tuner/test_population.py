@@ -151,11 +151,15 @@ def test_a_broken_lambda_fails_alone(tmp_path: Any, gate: bool) -> None:
     spec = parse_spec({
         "name": "broken-lambda",
         "workload": {"name": "synthetic", "params": {"n_train": 128, "n_val": 128, "n_test": 128}},
-        "aux_tasks": [{"name": "helpful", "loss": "bce", "lambda": {"low": 0.0, "high": math.inf}},
-                      {"name": "harmful", "loss": "mse"}],
+        "aux_tasks": [{"name": "helpful", "loss": "bce"}, {"name": "harmful", "loss": "mse"}],
         "training": {"epochs": 2, "batch_size": 32, "lr": 0.003},
         "sanity": {"enabled": gate},
     })
+    # Specs now refuse infinite bounds (#14); a spec stored before that, or any loss that overflows, still
+    # reaches the population: open the bound past validation to make one.
+    helpful = spec.aux_tasks[0]
+    unbounded = helpful.lambda_.model_copy(update={"high": math.inf})
+    spec.aux_tasks[0] = helpful.model_copy(update={"lambda_": unbounded})
     good_a, good_b = ({"helpful": 1.0, "harmful": 0.5}, 0), ({"helpful": 0.2, "harmful": 0.0}, 5)
     infinite, nan = {"helpful": math.inf, "harmful": 0.5}, {"helpful": math.nan, "harmful": 0.5}
     outcomes = run_population(prepare(spec), [Member(*good_a), Member(infinite, 1), Member(nan, 2),

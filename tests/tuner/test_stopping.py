@@ -80,9 +80,13 @@ def test_a_cancel_or_pause_stops_a_long_trial_within_seconds(to: str, population
 
 
 def _gate_spec() -> dict:
-    """A study gate that can never pass early (a learning rate that moves nothing) and would run 10 000 steps."""
+    """A study gate that can never pass early (a learning rate that moves nothing) and would run for minutes: its
+    1 000 steps (the spec's most) each train a 1024-wide trunk on a batch of 1024."""
     doc = spec_dict("slow-gate", n_trials=2)
-    doc["sanity"] = {"max_steps": 10_000, "lr": 1e-12, "min_loss_drop": 0.99, "min_accuracy": 1.0}
+    doc["workload"]["params"]["n_train"] = 1024
+    doc["training"]["hidden"] = 1024
+    doc["sanity"] = {"max_steps": 1_000, "batch_size": 1024, "lr": 1e-12, "min_loss_drop": 0.99,
+                     "min_accuracy": 1.0}
     return doc
 
 

@@ -285,7 +285,7 @@ def test_workers_stop_when_the_process_that_started_them_dies(tmp_path: Path) ->
     """``auxtune serve``/``run`` SIGKILLed: its workers (own session, so no signal reaches them) notice within
     about a second, give their running trial back to the queue and exit, instead of polling forever."""
     url = f"sqlite:///{tmp_path / 'orphan.db'}"
-    spec = parse_spec(spec_dict("orphan", n_trials=2, epochs=100_000))  # would train for many minutes
+    spec = parse_spec(spec_dict("orphan", n_trials=2, epochs=10_000))  # would train for many minutes
     with Store(url) as store:
         study = create_or_resume(store, spec)
         parent = subprocess.Popen(
