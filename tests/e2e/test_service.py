@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 from storage import Store
@@ -111,9 +112,15 @@ def test_post_study_then_best_ranks_harmful_below_helpful(service_factory, tmp_p
     assert svc.get(f"/studies/{sid}/best").status_code in (409, 200)
     wait_for(lambda: svc.get(f"/studies/{sid}").json()["status"] == "done", 300, "the study to finish")
     best = svc.get(f"/studies/{sid}/best").json()
-    assert best["lambdas"]["harmful"] < best["lambdas"]["helpful"], best
+    assert set(best["lambdas"]) == {"helpful", "harmful"} and best["value"] is not None, best
     trials = svc.get(f"/studies/{sid}/trials?limit=100").json()
     assert trials["count"] == 14
+    # Two workers race, so which trial TPE proposes when (and so the single best) varies run to run; the
+    # least-squares slopes over all 14 trials do not: accuracy rises with helpful's λ and falls with harmful's.
+    done = [t for t in trials["data"] if t["value"] is not None]
+    x = np.array([[1.0, t["lambdas"]["helpful"], t["lambdas"]["harmful"]] for t in done])
+    _, slope_helpful, slope_harmful = np.linalg.lstsq(x, np.array([t["value"] for t in done]), rcond=None)[0]
+    assert slope_harmful < 0 < slope_helpful, (slope_helpful, slope_harmful)
 
 
 @pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
