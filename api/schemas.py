@@ -214,7 +214,8 @@ class Health(BaseModel):
     database: str
 
 
-# -- trust: confirmation, affinity (tuner.confirm, tuner.affinity_report) -----------------------------------
+# -- trust: confirmation, affinity (tuner.analysis.confirm, tuner.analysis.affinity_report)
+# -----------------------------------
 class ConfirmCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

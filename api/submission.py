@@ -18,11 +18,11 @@ from api.config import Settings
 from api.datasets import DatasetFiles
 from api.errors import ApiError, error_item, spec_field_loc
 from storage import Store, StudyConflict, StudyNotFound, StudyRecord
-from tuner.references import check_references
-from tuner.runner import store_study
+from tuner.execution.submit import store_study
 from tuner.search import make_backend
 from tuner.spec import SpecError, parse_spec
-from tuner.spec_limits import MAX_TRIALS, unstorable_values
+from tuner.spec.limits import MAX_TRIALS, unstorable_values
+from tuner.spec.references import check_references
 
 
 def submit_study(store: Store, datasets: DatasetFiles, settings: Settings, principal: Principal,

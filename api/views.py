@@ -17,12 +17,12 @@ from api.schemas import (
     WorkerPublic,
 )
 from storage import BestTrial, EpochRecord, SanityRecord, StudyRecord, TrialRecord, WorkerRecord
-from tuner.liveness import no_worker_warning, worker_alive
-from tuner.spec_transfer import lambda_params
+from tuner.execution.liveness import no_worker_warning, worker_alive
+from tuner.spec.transfer import lambda_params
 
 
 def study_public(study: StudyRecord, pareto: ParetoSoFar | None = None) -> StudyPublic:
-    """The study; ``pareto``: a multi-objective study's front so far (``api.pareto.pareto_so_far``)."""
+    """The study; ``pareto``: a multi-objective study's front so far (``tuner.analysis.pareto.pareto_so_far``)."""
     spec = study.spec
     return StudyPublic(
         id=study.id, name=study.name, status=study.status, status_reason=study.status_reason, owner=study.owner,

@@ -28,11 +28,11 @@ import optuna
 import torch
 
 from storage import Store
-from tuner.confirm import confirmation_report, request_confirmation, verdict_line
-from tuner.runner import create_or_resume
+from tuner.analysis.confirm import confirmation_report, request_confirmation, verdict_line
+from tuner.engine.loop import prepare, run_trial
+from tuner.execution.submit import create_or_resume
+from tuner.execution.worker import Worker, WorkerConfig
 from tuner.spec import parse_spec
-from tuner.training import prepare, run_trial
-from tuner.worker import Worker, WorkerConfig
 
 
 def spec_doc(trials: int, epochs: int, every: int | None = None) -> dict[str, Any]:

@@ -28,9 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PLAIN = r"""
 import json, os, sys, optuna, torch
 from tuner.spec import load_spec
-from tuner.threads import apply_thread_policy
-from tuner.training import prepare, run_trial
-apply_thread_policy()  # the threads `auxtune run` gives its one worker (tuner.threads)
+from tuner.engine.threads import apply_thread_policy
+from tuner.engine.loop import prepare, run_trial
+apply_thread_policy()  # the threads `auxtune run` gives its one worker (tuner.engine.threads)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 spec = load_spec(sys.argv[1]); lambdas = json.loads(sys.argv[2])
 prep = prepare(spec)
@@ -67,7 +67,7 @@ def main() -> None:
 
         sys.path.insert(0, str(ROOT))
         from storage import Store
-        from tuner.runner import spec_document
+        from tuner.execution.submit import spec_document
         from tuner.spec import load_spec
 
         spec = load_spec(spec_path)

@@ -1,4 +1,4 @@
-"""Trials per hour of population-batched training (``tuner.population``) against trials run one by one.
+"""Trials per hour of population-batched training (``tuner.engine.population.run``) against trials run one by one.
 
 For each built-in workload (the example specs, as ``bench/sanity_cost.py`` loads them) it times whole trials
 (sanity gate, training, test) with random λ inside the bounds and seeds 0, 1, …:
@@ -35,9 +35,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sanity_cost import WORKLOADS, load  # noqa: E402
 
-from tuner.population import Member, population_support, run_population  # noqa: E402
+from tuner.engine.loop import PreparedStudy, TrialResult, prepare, run_trial  # noqa: E402
+from tuner.engine.population.run import Member, population_support, run_population  # noqa: E402
 from tuner.spec import StudySpec, parse_spec  # noqa: E402
-from tuner.training import PreparedStudy, TrialResult, prepare, run_trial  # noqa: E402
 
 
 def with_epochs(spec: StudySpec, epochs: int | None) -> StudySpec:

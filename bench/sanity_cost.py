@@ -22,9 +22,9 @@ from typing import Any
 
 import torch
 
-from tuner.sanity import SanityResult, sanity_gate
+from tuner.engine.loop import PreparedStudy, prepare, run_trial
+from tuner.engine.sanity import SanityResult, sanity_gate
 from tuner.spec import StudySpec, load_spec, parse_spec
-from tuner.training import PreparedStudy, prepare, run_trial
 
 ROOT = Path(__file__).resolve().parents[1]
 

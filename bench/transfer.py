@@ -33,11 +33,11 @@ from typing import Any
 import torch
 
 from storage import Store
-from tuner.runner import create_or_resume
+from tuner.engine.loop import PreparedStudy, TrialResult, prepare, run_trial
+from tuner.engine.transfer import with_saved_models
+from tuner.execution.submit import create_or_resume
+from tuner.execution.worker import Worker, WorkerConfig
 from tuner.spec import parse_spec
-from tuner.training import PreparedStudy, TrialResult, prepare, run_trial
-from tuner.transfer import with_saved_models
-from tuner.worker import Worker, WorkerConfig
 
 
 def _spec(shift: str, epochs: int) -> PreparedStudy:

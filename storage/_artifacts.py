@@ -1,6 +1,6 @@
 """Saved models of finished trials (``auxtune_artifacts``): save, look up and load by (study name, number).
 
-The store keeps bytes and a JSON meta document and knows nothing of torch: ``tuner.transfer`` makes the bytes
+The store keeps bytes and a JSON meta document and knows nothing of torch: ``tuner.engine.transfer`` makes the bytes
 (``torch.save`` of a ``state_dict``) and reads them back (``torch.load(..., weights_only=True)``).
 """
 

@@ -8,7 +8,7 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-from tuner.spec_limits import MAX_SEED
+from tuner.spec.limits import MAX_SEED
 
 
 @dataclass(frozen=True)

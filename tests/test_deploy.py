@@ -132,7 +132,7 @@ def test_compose_demands_a_password_and_passes_the_admin_token_on() -> None:
 
 CLI_PARSE = """
 import json, sys, click, typer
-from tuner.cli import app
+from tuner.cli.main import app
 group = typer.main.get_command(app)
 ctx = click.Context(group, info_name="auxtune")
 for name, *rest in json.loads(sys.argv[1]):

@@ -1,7 +1,7 @@
 """The Pareto panel of a multi-objective study: the front (as ``/best`` answers it) and its figure.
 
 Built from a ``StudySnapshot``, whose ``objectives`` hold every complete trial's objective values: the front is
-``storage.non_dominated`` over them and the document is ``api.pareto.pareto_document``'s, so the page, the
+``storage.non_dominated`` over them and the document is ``tuner.analysis.pareto.pareto_document``'s, so the page, the
 report and ``GET …/pareto`` always agree. A single-objective study has no panel (``pareto_panel`` is None) and
 its page is unchanged.
 
@@ -33,8 +33,8 @@ from api.dashboard.figures import (
 from api.dashboard.figures import text as safe
 from api.dashboard.sampling import PLOT_LIMIT, spread
 from api.dashboard.snapshot import LambdaDim, StudySnapshot
-from api.pareto import pareto_document
 from storage import ParetoTrial, TrialPoint, non_dominated
+from tuner.analysis.pareto import pareto_document
 
 ARROW = {"maximize": "↑", "minimize": "↓"}
 

@@ -23,8 +23,8 @@ from api.dashboard.pareto import pareto_figure, pareto_panel
 from api.dashboard.sampling import plot_sample
 from api.dashboard.snapshot import StudySnapshot, lambda_space
 from api.dashboard.trust import trust_panel
-from api.pareto import pareto_so_far
 from storage import FINISHED_TRIAL_STATES, TRIAL_STATES, Store, StudyRecord, TrialPoint
+from tuner.analysis.pareto import pareto_so_far
 
 #: Most trials whose curves are drawn at once.
 MAX_CURVES = 10

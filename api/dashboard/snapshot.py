@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from storage import FINISHED_TRIAL_STATES, RunRecord, SanitySummary, Store, StudyRecord, TrialPoint
-from tuner.affinity_report import affinity_report
+from tuner.analysis.affinity_report import affinity_report
 
 T = TypeVar("T")
 
@@ -88,7 +88,8 @@ def _same(params: dict[str, Any], expected: dict[str, float]) -> bool:
 @dataclass
 class StudySnapshot:
     """A study at one version: its record, every trial (light), its λ space, controls and sanity outcomes, its
-    confirmation runs, its task-affinity report (``tuner.affinity_report``; None until a trial measured it) and,
+    confirmation runs, its task-affinity report (``tuner.analysis.affinity_report``; None until a trial measured it)
+    and,
     on a multi-objective study, each complete trial's objective values by number (empty on a single-objective one)."""
 
     version: str

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from api.errors import ApiError
-from tuner.spec_limits import unstorable_values
+from tuner.spec.limits import unstorable_values
 
 
 def _lines(node: yaml.Node, path: str, out: dict[str, int], seen: set[int]) -> None:

@@ -1,7 +1,8 @@
 """The study page's "Trust" panel: the confirmation, the task affinity and the error analysis (issue #7).
 
 Built from a ``StudySnapshot`` (its confirmation runs and affinity report) with the same functions as
-``GET …/confirmation`` and ``GET …/affinity`` (``tuner.confirm``, ``tuner.affinity_report``), so the page, the
+``GET …/confirmation`` and ``GET …/affinity`` (``tuner.analysis.confirm``, ``tuner.analysis.affinity_report``), so the
+page, the
 report and the REST answers always agree. ``trust_panel`` returns the panel's tables and its figures apart:
 the figures join the study page's other figures (drawn only when their key changed), the tables its JSON.
 """
@@ -12,8 +13,8 @@ from typing import Any
 
 from api.config import API_PREFIX
 from api.dashboard.snapshot import StudySnapshot
-from tuner.affinity_report import affinity_figure
-from tuner.confirm import CONFIRMABLE_STATUSES, confirmation_report, verdict_line
+from tuner.analysis.affinity_report import affinity_figure
+from tuner.analysis.confirm import CONFIRMABLE_STATUSES, confirmation_report, verdict_line
 
 #: What a panel shows of each arm and comparison (the rest of the report is in ``GET …/confirmation``).
 _ARM_KEYS = ("arm", "kind", "params", "trial", "seeds", "counts", "val", "test", "effective_lambdas")

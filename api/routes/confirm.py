@@ -16,8 +16,8 @@ from api.deps import OwnedStudy, StoreDep
 from api.errors import ApiError, error_responses
 from api.schemas import AffinityPublic, ConfirmationPublic, ConfirmCreate
 from storage import StudyRecord
-from tuner.affinity_report import affinity_figure, affinity_report
-from tuner.confirm import ConfirmError, confirmation_report, request_confirmation, stored_confirmation
+from tuner.analysis.affinity_report import affinity_figure, affinity_report
+from tuner.analysis.confirm import ConfirmError, confirmation_report, request_confirmation, stored_confirmation
 
 router = APIRouter(prefix="/studies/{study_id}", tags=["confirmation"])
 

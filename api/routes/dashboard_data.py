@@ -26,7 +26,7 @@ from api.deps import MAX_ID, CurrentPrincipal, OwnedStudy, SettingsDep, StoreDep
 from api.errors import ApiError, error_responses
 from api.routes.studies import StudyStatus
 from api.routes.trials import TrialState
-from tuner.liveness import count_alive, no_worker_warning
+from tuner.execution.liveness import count_alive, no_worker_warning
 
 router = APIRouter(tags=["dashboard"])
 

@@ -1,6 +1,6 @@
 """``/api/v1/studies/{id}/pareto``: the Pareto front of a study (``/best`` answers with it on a multi-objective one).
 
-The document itself (``ParetoPublic``) is built in ``api.pareto``, shared with the dashboard and the CLI.
+The document itself (``ParetoPublic``) is built in ``tuner.analysis.pareto``, shared with the dashboard and the CLI.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from fastapi import APIRouter
 
 from api.deps import OwnedStudy, StoreDep
 from api.errors import error_responses
-from api.pareto import ParetoPublic, pareto_public
+from tuner.analysis.pareto import ParetoPublic, pareto_public
 
 router = APIRouter(prefix="/studies", tags=["studies"])
 

@@ -9,15 +9,15 @@ from pydantic import ValidationError
 
 from api.deps import MAX_ID, CurrentPrincipal, DatasetsDep, OwnedStudy, SettingsDep, StoreDep
 from api.errors import ApiError, error_responses
-from api.pareto import ParetoPublic, pareto_public, pareto_so_far
 from api.schemas import BestPublic, StudiesPublic, StudyDetailPublic, StudyPublic
 from api.submission import submit_study
 from api.views import study_detail, study_public
 from storage import FINISHED_TRIAL_STATES, Store, StudyRecord
-from tuner.confirm import confirmation_summary, stored_confirmation
-from tuner.liveness import count_alive
+from tuner.analysis.confirm import confirmation_summary, stored_confirmation
+from tuner.analysis.pareto import ParetoPublic, pareto_public, pareto_so_far
+from tuner.execution.liveness import count_alive
 from tuner.spec import SpecError, StudySpec
-from tuner.spec_transfer import TRUNK_MODE_PARAM, lambda_params
+from tuner.spec.transfer import TRUNK_MODE_PARAM, lambda_params
 
 router = APIRouter(prefix="/studies", tags=["studies"])
 

@@ -28,7 +28,7 @@ SANITY_REASON = "total loss fell by {:.1%} in 40 steps (1.93 â†’ 1.41); needs â‰
 
 
 def dashboard_spec(name: str, n_trials: int, epochs: int = 3) -> dict[str, Any]:
-    """A stored-form spec (every default filled in, as ``tuner.runner.spec_document`` writes it)."""
+    """A stored-form spec (every default filled in, as ``tuner.execution.submit.spec_document`` writes it)."""
     lam = {"low": 0.0, "high": 2.0, "log": False, "fixed": None}
     return {
         "name": name, "workload": {"name": "synthetic", "params": {}},

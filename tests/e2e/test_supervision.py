@@ -1,5 +1,5 @@
 """``auxtune serve`` keeps its embedded workers running and says when no live worker can take a study: real
-serve, real worker processes, real HTTP (``tuner.supervisor``, ``tuner.liveness``)."""
+serve, real worker processes, real HTTP (``tuner.execution.supervisor``, ``tuner.execution.liveness``)."""
 
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ from optuna.samplers import BaseSampler
 from optuna.trial import BaseTrial, Trial
 
 from tuner.spec import AuxTaskSpec, SpecError, StudySpec
-from tuner.spec_transfer import TRUNK_MODE_PARAM
+from tuner.spec.transfer import TRUNK_MODE_PARAM
 
 logger = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tuner.search._base import SearchBackend
 from tuner.spec import SpecError, StudySpec
-from tuner.spec_limits import grid_errors, grid_size
-from tuner.spec_transfer import TRUNK_MODE_PARAM
+from tuner.spec.limits import grid_errors, grid_size
+from tuner.spec.transfer import TRUNK_MODE_PARAM
 
 logger = logging.getLogger(__name__)
 

@@ -125,7 +125,7 @@ def check_spec_against_workload(spec: StudySpec) -> None:
     errors: list[tuple[str, str]] = []
     for i, task in enumerate(spec.aux_tasks):
         info = tasks.get(task.name)
-        if task.teacher is not None:  # its targets come from the teacher (tuner.transfer), not the workload
+        if task.teacher is not None:  # its targets come from the teacher (tuner.engine.transfer), not the workload
             continue
         if info is None:
             errors.append((f"aux_tasks.{i}.name",

@@ -26,7 +26,7 @@ LOSSES_FOR_KIND: dict[str, tuple[str, ...]] = {
     "real": ("mse",),
     "class": ("ce",),
     "probs": ("kd",),
-    "domain": ("mmd",),  # no labels: the discrepancy between source and target-domain features (tuner.domain)
+    "domain": ("mmd",),  # no labels: the discrepancy between source and target-domain features (tuner.engine.domain)
 }
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from tuner.spec_limits import Seed
+from tuner.spec.limits import Seed
 from tuner.workloads._base import Split, TargetDomain, TaskInfo, Workload, WorkloadData, WorkloadParams
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ class DigitsParams(WorkloadParams):
     n_test: int = Field(0, ge=0, le=N_DIGITS, description="test samples; 0 = all the rest")
     split_seed: Seed = 0
     target_shift: Literal["none", "noise", "blur", "shift"] = Field(
-        "none", description="a generated target domain (tuner.domain): its images noised, blurred or shifted")
+        "none", description="a generated target domain (tuner.engine.domain): its images noised, blurred or shifted")
     target_strength: float = Field(1.0, gt=0.0, le=4.0, description="how far the target domain is shifted")
     n_target: int = Field(300, ge=10, le=N_DIGITS, description="unlabelled target-domain images for the mmd aux task")
     n_target_val: int = Field(200, ge=10, le=N_DIGITS,
@@ -112,7 +112,7 @@ class DigitsWorkload(Workload):
 
     def _target_domain(self, full: Split, index: torch.Tensor) -> TargetDomain:
         """Digits kept out of every source split, shifted: unlabelled pool, then labelled val and test."""
-        from tuner.domain import shift_images
+        from tuner.engine.domain import shift_images
 
         p: DigitsParams = self.params  # type: ignore[assignment]
         shifted = Split(shift_images(full.x[index], p.target_shift, p.target_strength, p.split_seed + 1),

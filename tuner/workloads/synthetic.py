@@ -28,7 +28,7 @@ from typing import ClassVar
 
 from pydantic import Field, model_validator
 
-from tuner.spec_limits import MAX_DIM, MAX_SAMPLES, Seed
+from tuner.spec.limits import MAX_DIM, MAX_SAMPLES, Seed
 from tuner.workloads._base import Split, TaskInfo, Workload, WorkloadData, WorkloadParams
 
 #: Most numbers the generated splits hold in all (inputs and harmful targets).

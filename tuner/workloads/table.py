@@ -4,7 +4,7 @@
   column (the main task's classes, numbers or strings).
 - ``attributes`` (optional): a CSV/Parquet file with one row per class: a column named like ``label``, then
   attribute columns with scores in [0, 1] (per-class soft targets).
-- ``target_data`` (optional): a target domain for domain adaptation (``tuner.domain``): a CSV/Parquet file with
+- ``target_data`` (optional): a target domain for domain adaptation (``tuner.engine.domain``): a CSV/Parquet file with
   the same feature columns, from the population the model is meant for. Its rows are unlabelled inputs for the
   aux task ``domain`` (loss ``mmd``), standardised with the *source* training statistics (so a shift stays a
   shift). If it also has the ``label`` column, its rows are split like the data (``val_fraction``,
@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import Field, model_validator
 
-from tuner.spec_limits import Seed
+from tuner.spec.limits import Seed
 from tuner.workloads._base import (
     Split,
     TargetDomain,

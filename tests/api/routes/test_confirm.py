@@ -16,7 +16,7 @@ from api.client import ApiError, AuxtuneClient
 from storage import Store
 from tests.api.factories import ADMIN, STUDIES, create_study, user
 from tests.e2e.test_service import free_port, wait_for
-from tuner.worker import Worker, WorkerConfig
+from tuner.execution.worker import Worker, WorkerConfig
 
 ROOT = Path(__file__).resolve().parents[3]
 SMALL = {"search": {"algorithm": "random", "n_trials": 3, "seed": 0}, "training": {"epochs": 2},

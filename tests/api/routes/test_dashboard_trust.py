@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from storage import Store
 from tests.api.factories import ADMIN, STUDIES, create_study, suggest_all
-from tuner.confirm import request_confirmation
+from tuner.analysis.confirm import request_confirmation
 
 DASH = "/api/v1/dashboard/studies"
 CLASSES = ["cat", "dog", "fox"]

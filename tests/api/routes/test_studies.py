@@ -121,7 +121,7 @@ def test_non_finite_numbers_are_refused(client: TestClient) -> None:
 
 
 def test_a_broken_set_up_moves_the_study_to_failed_with_the_gates_reason(client: TestClient, store: Store) -> None:
-    from tuner.worker import Worker, WorkerConfig  # the engine: it runs the study-level gate before any trial
+    from tuner.execution.worker import Worker, WorkerConfig  # the engine: it runs the study-level gate before any trial
 
     broken = create_study(client, "broken", training={"epochs": 1, "lr": 1e6, "optimizer": "sgd"})
     healthy = create_study(client, "healthy", search={"algorithm": "random", "n_trials": 2},

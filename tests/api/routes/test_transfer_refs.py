@@ -10,9 +10,9 @@ from fastapi.testclient import TestClient
 
 from storage import Store
 from tests.api.factories import ADMIN, STUDIES, user
+from tuner.engine.loop import prepare
+from tuner.engine.transfer import save_trial_model
 from tuner.spec import parse_spec
-from tuner.training import prepare
-from tuner.transfer import save_trial_model
 
 DIGITS: dict[str, Any] = {"name": "digits", "params": {"n_train": 100, "n_val": 100}}
 

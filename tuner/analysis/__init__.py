@@ -1,0 +1,1 @@
+"""Torch-free reads of finished work: confirmation, statistics, error analysis, affinity, Pareto documents."""

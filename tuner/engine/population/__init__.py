@@ -1,0 +1,1 @@
+"""Many λ sets trained at once as one stacked model (run, gate, stack, forward, optim)."""

@@ -1,0 +1,243 @@
+"""Population-batched trials: K trials of one study, each with its own λ and seed, trained as one batched job.
+
+A λ study trains one architecture on one data set many times with different loss weights. Here K such trials
+become one ensemble (``tuner.engine.population.stack``: stacked parameters, run by an explicit batched forward pass
+for the
+built-in models, ``tuner.engine.population.forward``, or by ``functional_call`` under ``vmap``), each member with its
+own
+parameters, optimiser state (``tuner.engine.population.optim``), λ, seed and minibatch order, so one step of Python
+overhead
+(CPU) or one kernel launch (GPU) serves K trials.
+
+Each member reproduces ``tuner.engine.loop.run_trial`` with the same (spec, λ, seed): the same initial weights and
+the same minibatch order, the batched sanity gate (``tuner.engine.population.gate``) first, then the same per-epoch
+per-task metrics, the same best-epoch bookkeeping, early stopping (``training.patience``) and test at the best
+epoch. Results agree with ``run_trial`` to float32 rounding (batched kernels may round the last bit differently;
+over epochs such differences grow like any change of summation order: see ``tests/tuner/test_population.py``
+for the tolerance). A member that stops (pruned, early-stopped, failed) leaves the batch at the epoch's end; the
+others go on. A member whose λ the spec refuses, or whose callback raises, ends alone with that exception.
+
+Callbacks: ``on_sanity_end`` and ``on_epoch_end`` run per member, in member order, as in ``run_trial``; raising
+``TrialPruned`` from ``on_epoch_end`` prunes that member only. ``should_stop`` is asked between the gate's steps;
+a stop (or the exception a member's callback raises there) ends the whole population, as the gate is one batch.
+``EpochMetrics.seconds`` is the wall time of the population's epoch and ``TrialResult.seconds`` the whole
+population's wall time (gate to test): the trials shared those seconds.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from tuner.engine.loop import (
+    EpochMetrics,
+    PreparedStudy,
+    TrialCallback,
+    TrialPruned,
+    TrialResult,
+    _better,
+    _dispatch,
+    stop_requested,
+)
+from tuner.engine.population.gate import population_gate
+from tuner.engine.population.optim import make_stacked_optimizer
+from tuner.engine.population.stack import MemberStack, lambda_tensors, per_member
+from tuner.spec import SpecError
+from tuner.spec.references import saved_model_refs
+from tuner.workloads import Split
+
+logger = logging.getLogger(__name__)
+
+#: What a member ends with: its result, or the exception that ended it alone (a refused λ, a callback's error).
+Outcome = TrialResult | Exception
+
+
+@dataclass
+class Member:
+    """One trial of a population: its λ (completed and checked by the spec, as ``run_trial`` does), its seed
+    (initial weights, minibatch order, sanity batch) and its callbacks."""
+
+    lambdas: dict[str, float]
+    seed: int
+    callbacks: Sequence[TrialCallback] = ()
+
+
+def population_support(prep: PreparedStudy) -> str | None:
+    """None if the batched path can train this study's model, else why not (the caller runs trials one by one).
+
+    Buffers (batch-norm statistics) would need per-member in-place updates under ``vmap``, and random ops
+    (dropout) would draw different numbers than a trial alone; the built-in workloads have neither.
+    """
+    if saved_model_refs(prep.spec):
+        return "a trunk or kd teacher from a saved model (tuner.engine.transfer) trains one trial at a time"
+    model = prep.new_model(prep.spec.training.seed)
+    if any(True for _ in model.buffers()):
+        return "the model has buffers (e.g. batch-norm statistics), which the batched path does not update"
+    if any(isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0 for m in model.modules()):
+        return "the model uses dropout, whose random draws the batched path cannot match"
+    return None
+
+
+def run_population(prep: PreparedStudy, members: Sequence[Member]) -> list[Outcome]:
+    """Train ``members`` together and return one outcome per member, in order (see the module docstring).
+
+    Deterministic given (spec, members) on the CPU. Raises only for a failure of the whole population (a bug,
+    a model the batched path cannot run: check ``population_support`` first).
+    """
+    return _PopulationRun(prep, members).run()
+
+
+class _PopulationRun:
+    """The state of one population run; ``run`` is the fixed skeleton: λ check → gate → train → test."""
+
+    def __init__(self, prep: PreparedStudy, members: Sequence[Member]):
+        self.prep, self.spec, self.members = prep, prep.spec, list(members)
+        self.start = time.perf_counter()
+        self.outcomes: list[Outcome | None] = [None] * len(self.members)
+        self.results: dict[int, TrialResult] = {}
+        self.best: dict[int, dict[str, torch.Tensor]] = {}  # the weights to test each member with
+
+    def run(self) -> list[Outcome]:
+        live = self._check_lambdas()
+        if live:
+            stack = MemberStack.of([self.prep.new_model(self.members[i].seed) for i in live], self.prep.task_losses,
+                                   self.prep.temperatures)
+            if self.spec.sanity.enabled:
+                stack, live = self._gate(stack, live)
+            template = stack
+            if live:
+                self._train(stack, live)
+            self._test(template)
+        for i, result in self.results.items():
+            self.outcomes[i] = result
+        return [outcome if outcome is not None else RuntimeError("no outcome") for outcome in self.outcomes]
+
+    # -- phases ----------------------------------------------------------------------------------------------
+    def _check_lambdas(self) -> list[int]:
+        spec, live = self.spec, []
+        for i, member in enumerate(self.members):
+            try:
+                lambdas = spec.complete_lambdas(member.lambdas)
+            except SpecError as exc:
+                self.outcomes[i] = exc
+                continue
+            self.results[i] = TrialResult(status="complete", lambdas=lambdas, seed=member.seed,
+                                          metric=spec.objective.metric, direction=str(spec.objective.direction))
+            live.append(i)
+        return live
+
+    def _lambdas(self, live: list[int]) -> dict[str, torch.Tensor]:
+        return lambda_tensors([self.results[i].lambdas for i in live], self.prep.device)
+
+    def _end(self, i: int, exc: Exception) -> None:
+        """Member ``i`` ends alone with ``exc``; it has no result."""
+        self.outcomes[i] = exc
+        self.results.pop(i, None)
+
+    def _gate(self, stack: MemberStack, live: list[int]) -> tuple[MemberStack, list[int]]:
+        batches = [self.prep.sanity_batch(self.members[i].seed) for i in live]
+        stacked = Split(torch.stack([b.x for b in batches]), torch.stack([b.y for b in batches]),
+                        {k: torch.stack([b.aux[k] for b in batches]) for k in batches[0].aux})
+        callbacks = [cb for i in live for cb in self.members[i].callbacks]
+        verdicts = population_gate(stack, stacked, self._lambdas(live), self.spec.training, self.spec.sanity,
+                                   functools.partial(stop_requested, callbacks))
+        keep = []
+        for row, (i, verdict) in enumerate(zip(live, verdicts, strict=True)):
+            result = self.results[i]
+            result.sanity = verdict
+            try:
+                _dispatch(self.members[i].callbacks, "on_sanity_end", verdict)
+            except Exception as exc:
+                self._end(i, exc)
+                continue
+            if verdict.passed:
+                keep.append(row)
+            else:
+                result.status, result.reason = "failed_sanity", verdict.reason
+                result.seconds = time.perf_counter() - self.start
+        if len(keep) < len(live):
+            stack = stack.select(torch.tensor(keep, dtype=torch.long, device=self.prep.device))
+        return stack, [live[row] for row in keep]
+
+    def _train(self, stack: MemberStack, live: list[int]) -> None:
+        prep, training = self.prep, self.spec.training
+        train, n, bs = prep.data.train, len(prep.data.train), training.batch_size
+        opt = make_stacked_optimizer(training, training.lr)
+        gens = {i: torch.Generator().manual_seed(self.members[i].seed) for i in live}
+        since_best = dict.fromkeys(live, 0)
+        lambdas = self._lambdas(live)
+        for epoch in range(training.epochs):
+            t0 = time.perf_counter()
+            order = torch.stack([torch.randperm(n, generator=gens[i]) for i in live]).to(prep.device)
+            sums: torch.Tensor | None = None
+            names: list[str] = []
+            for first in range(0, n, bs):
+                index = order[:, first:first + bs]
+                names, table, grads = stack.loss_gradients(train.take(index), lambdas)
+                opt.step(stack.trainable(), grads)
+                weighted = table.double() * index.shape[1]
+                sums = weighted if sums is None else sums + weighted
+            assert sums is not None, "an epoch needs a non-empty training split"
+            train_loss = per_member(names, sums / n)
+            val_loss, val_acc = stack.evaluate(prep.data.val, lambdas)
+            seconds = time.perf_counter() - t0
+            keep = [row for row, i in enumerate(live)
+                    if self._epoch_end(i, stack, row, since_best,
+                                       EpochMetrics(epoch=epoch, train_loss=train_loss[row], val_loss=val_loss[row],
+                                                    val_accuracy=val_acc[row], seconds=seconds))]
+            if len(keep) < len(live):
+                if not keep:
+                    return
+                rows = torch.tensor(keep, dtype=torch.long, device=prep.device)
+                stack = stack.select(rows)
+                opt.keep(rows)
+                lambdas = {name: lam.index_select(0, rows) for name, lam in lambdas.items()}
+                live = [live[row] for row in keep]
+        for row, i in enumerate(live):  # trained every epoch: a member that never improved tests its last weights
+            if i not in self.best:
+                self.best[i] = stack.state(row)
+
+    def _epoch_end(self, i: int, stack: MemberStack, row: int, since_best: dict[int, int],
+                   metrics: EpochMetrics) -> bool:
+        """Book one member's epoch as ``run_trial`` does; True if the member trains on."""
+        result = self.results[i]
+        result.epochs.append(metrics)
+        value = metrics.objective(result.metric)
+        if _better(value, result.value, result.direction):
+            result.value, result.best_epoch, result.val_accuracy = value, metrics.epoch, metrics.val_accuracy
+            self.best[i] = stack.state(row)
+            since_best[i] = 0
+        else:
+            since_best[i] += 1
+        go_on = True
+        try:
+            _dispatch(self.members[i].callbacks, "on_epoch_end", metrics)
+        except TrialPruned:
+            result.status, go_on = "pruned", False
+        except Exception as exc:
+            self._end(i, exc)
+            return False
+        patience = self.spec.training.patience
+        if patience is not None and since_best[i] >= patience:
+            go_on = False
+        if not go_on and i not in self.best:  # it never improved: test its last weights, as run_trial does
+            self.best[i] = stack.state(row)
+        return go_on
+
+    def _test(self, template: MemberStack) -> None:
+        """Test every trained member at its best epoch's weights, in one batched evaluation."""
+        tested = [i for i in self.results if i in self.best]
+        if tested:
+            stack = template.with_states([self.best[i] for i in tested])
+            losses, accuracy = stack.evaluate(self.prep.data.test, self._lambdas(tested))
+            for row, i in enumerate(tested):
+                self.results[i].test_loss, self.results[i].test_accuracy = losses[row], accuracy[row]
+        now = time.perf_counter()
+        for i in tested:
+            self.results[i].seconds = now - self.start

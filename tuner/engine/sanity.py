@@ -1,0 +1,241 @@
+"""The one-minibatch sanity gate ("overfit one minibatch" before training for real).
+
+With the trial's λ, a throw-away copy of the freshly initialised model trains on one fixed minibatch. The gate
+passes only if every task's loss stays finite, the total loss falls by ``min_loss_drop``, the main task reaches
+``min_accuracy`` on that batch, and every head is wired: its own loss gives its parameters and the trunk a
+non-zero gradient. It stops as soon as all conditions hold, so a healthy set-up costs a few steps. Between steps
+it asks ``should_stop`` (a worker's SIGTERM, a cancelled study): a long gate (``max_steps`` in the thousands)
+must not outlive the process's reason to run it.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from tuner.engine.losses import MAIN, LossBreakdown, compute_losses
+from tuner.engine.model import MultiTaskModel
+from tuner.spec import SanitySpec, TrainingSpec
+from tuner.workloads import Split
+
+if TYPE_CHECKING:
+    from tuner.engine.loop import PreparedStudy
+    from tuner.spec import StudySpec
+
+# Names of the checks, as stored and shown.
+NON_FINITE = "non_finite_loss"
+NO_GRADIENT = "no_gradient"
+LOSS_NOT_DROPPING = "loss_not_dropping"
+LOW_ACCURACY = "low_accuracy"
+
+
+class GateStopped(Exception):
+    """The gate was told to stop (``should_stop``) before it decided: there is no verdict to record."""
+
+
+def check_stop(should_stop: Callable[[], bool] | None, step: int) -> None:
+    """Raise ``GateStopped`` if ``should_stop`` says so (it may also raise its own exception)."""
+    if should_stop is not None and should_stop():
+        raise GateStopped(f"the sanity gate was stopped at step {step}")
+
+
+@dataclass
+class SanityResult:
+    """Outcome of the gate; ``reason`` says in words which condition failed, with the figures."""
+
+    passed: bool
+    reason: str = ""
+    failed_checks: list[str] = field(default_factory=list)
+    steps: int = 0
+    initial_loss: float = math.nan
+    final_loss: float = math.nan
+    loss_drop: float = math.nan
+    main_accuracy: float = math.nan
+    task_losses: dict[str, float] = field(default_factory=dict)
+    disconnected: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return json_safe(asdict(self))
+
+
+def json_safe(obj: Any) -> Any:
+    """JSON has no NaN/inf: report them as None."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def make_optimizer(params: Any, training: TrainingSpec, lr: float) -> torch.optim.Optimizer:
+    if training.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=training.weight_decay)
+    if training.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=training.weight_decay)
+    return torch.optim.Adam(params, lr=lr, weight_decay=training.weight_decay)
+
+
+def _nonzero_grad(grads: tuple[torch.Tensor | None, ...]) -> bool:
+    return any(g is not None and bool(torch.any(g != 0)) for g in grads)
+
+
+def wiring_problem(has_graph: bool, head_reached: bool, trunk_reached: bool) -> str | None:
+    """Why a task is not wired (its loss has no graph, or its gradient misses its head or the trunk), or None."""
+    if not has_graph:
+        return "its loss has no gradient at all (output detached from every parameter)"
+    if not head_reached:
+        return "its head's parameters get a zero gradient"
+    if not trunk_reached:
+        return "no gradient reaches the shared trunk (head cut off from the trunk)"
+    return None
+
+
+def check_wiring(model: MultiTaskModel, breakdown: LossBreakdown) -> dict[str, str]:
+    """Tasks whose own (unweighted) loss gives no gradient to their head or to the trunk, with why."""
+    trunk_params = [p for p in model.trunk.parameters() if p.requires_grad]
+    problems: dict[str, str] = {}
+    for name, term in breakdown.terms.items():
+        head_params = [p for p in model.heads[name].parameters() if p.requires_grad]
+        head = trunk = False
+        if term.requires_grad:
+            grads = torch.autograd.grad(term, head_params + trunk_params, allow_unused=True, retain_graph=True)
+            # A head without parameters (the mmd task's identity, tuner.engine.domain) cannot be cut off.
+            head = not head_params or _nonzero_grad(grads[: len(head_params)])
+            trunk = not trunk_params or _nonzero_grad(grads[len(head_params):])
+        problem = wiring_problem(term.requires_grad, head, trunk)
+        if problem:
+            problems[name] = problem
+    return problems
+
+
+class GateJudge:
+    """The gate's verdict for one model, fed one step's figures at a time.
+
+    ``sanity_gate`` and the population's batched gate (``tuner.engine.population.gate``) both feed it, so a member
+    of a population is judged, worded and stopped exactly like a trial alone.
+
+    Args:
+        sanity: the gate's thresholds and step budget.
+        lr: the gate's learning rate (named in the advice on a non-finite loss).
+    """
+
+    def __init__(self, sanity: SanitySpec, lr: float):
+        self.sanity, self.lr = sanity, lr
+        self.result = SanityResult(passed=False)
+
+    def fail(self, check: str, reason: str) -> None:
+        self.result.failed_checks.append(check)
+        self.result.reason = "; ".join(filter(None, [self.result.reason, reason]))
+
+    def observe(self, step: int, losses: dict[str, float], main_accuracy: float,
+                wiring: Callable[[], dict[str, str]]) -> bool:
+        """Judge the figures of ``step`` (before its update); True when the gate has decided and training stops.
+
+        Args:
+            step: 0-based step number.
+            losses: per-task unweighted losses and the weighted ``total`` at this step.
+            main_accuracy: the main task's accuracy on the batch at this step.
+            wiring: gives ``check_wiring``'s answer; called once, at step 0, when every loss is finite.
+        """
+        result = self.result
+        result.task_losses = {k: v for k, v in losses.items() if k != "total"}
+        bad = [k for k, v in losses.items() if not math.isfinite(v)]
+        if bad:
+            result.steps = step
+            result.final_loss = losses["total"]
+            tasks = [k for k in bad if k != "total"] or ["total"]
+            self.fail(NON_FINITE, f"non-finite loss in task(s) {tasks} at step {step} "
+                                  f"(lr={self.lr:g}); lower the learning rate or check the targets")
+            return True
+        if step == 0:
+            result.initial_loss = losses["total"]
+            result.disconnected = wiring()
+            if result.disconnected:
+                self.fail(NO_GRADIENT, "; ".join(f"task {k!r}: {v}" for k, v in result.disconnected.items()))
+        result.final_loss = losses["total"]
+        result.loss_drop = 1.0 - losses["total"] / result.initial_loss if result.initial_loss > 0 else 0.0
+        result.main_accuracy = main_accuracy
+        result.steps = step
+        if (not result.failed_checks and result.loss_drop >= self.sanity.min_loss_drop
+                and result.main_accuracy >= self.sanity.min_accuracy):
+            result.passed = True
+            return True
+        return step == self.sanity.max_steps
+
+    def verdict(self, seconds: float) -> SanityResult:
+        """The result, with the checks that failed by the last step worded; ``seconds`` is the gate's time."""
+        result, sanity = self.result, self.sanity
+        if not result.passed and NON_FINITE not in result.failed_checks:
+            if result.loss_drop < sanity.min_loss_drop:
+                self.fail(LOSS_NOT_DROPPING, f"total loss fell by {result.loss_drop:.1%} in {result.steps} steps "
+                                             f"({result.initial_loss:.4g} → {result.final_loss:.4g}); "
+                                             f"needs ≥ {sanity.min_loss_drop:.0%}")
+            if result.main_accuracy < sanity.min_accuracy:
+                self.fail(LOW_ACCURACY, f"main-task accuracy on the batch reached {result.main_accuracy:.1%} "
+                                        f"in {result.steps} steps; needs ≥ {sanity.min_accuracy:.0%}")
+        result.seconds = seconds
+        return result
+
+
+def gate_lr(training: TrainingSpec, sanity: SanitySpec) -> float:
+    """The gate's learning rate: ``sanity.lr``, else three times the training's."""
+    return sanity.lr or training.lr * 3
+
+
+def sanity_gate(
+    model: MultiTaskModel,
+    batch: Split,
+    task_losses: dict[str, str],
+    lambdas: dict[str, float],
+    training: TrainingSpec,
+    sanity: SanitySpec,
+    temperatures: dict[str, float] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> SanityResult:
+    """Train a copy of ``model`` on ``batch`` and report whether the set-up can learn at all.
+
+    ``should_stop`` is asked before every step; when it answers True the gate raises ``GateStopped``.
+    """
+    start = time.perf_counter()
+    net = copy.deepcopy(model)
+    net.train()
+    lr = gate_lr(training, sanity)
+    opt = make_optimizer(net.param_groups(lr), training, lr)
+    judge = GateJudge(sanity, lr)
+    for step in range(sanity.max_steps + 1):
+        check_stop(should_stop, step)
+        out = net(batch.x)
+        bd = compute_losses(out, batch.y, batch.aux, task_losses, lambdas, temperatures)
+        accuracy = float((out[MAIN].argmax(-1) == batch.y).float().mean())
+        if judge.observe(step, bd.detached(), accuracy, functools.partial(check_wiring, net, bd)):
+            break
+        opt.zero_grad(set_to_none=True)
+        bd.total.backward()
+        opt.step()
+    return judge.verdict(time.perf_counter() - start)
+
+
+def study_gate(prep: PreparedStudy, spec: StudySpec,
+               should_stop: Callable[[], bool] | None = None) -> tuple[dict[str, float], SanityResult]:
+    """The study-level gate: the sanity gate once at the default λ (1, clipped to bounds), before any trial.
+
+    ``auxtune validate`` runs it, and a worker runs it before the first trial of a queued study: a broken set-up
+    (a head cut off, a loss that cannot fall) fails the whole study with the reason instead of every trial.
+    Returns the λ it used and the result; raises ``GateStopped`` when ``should_stop`` ends it first (no callback
+    exists yet, so that is how a worker's SIGTERM or a cancel reaches it).
+    """
+    lambdas = spec.default_lambdas()
+    seed = spec.training.seed
+    result = sanity_gate(prep.new_model(seed), prep.sanity_batch(seed), prep.task_losses, lambdas, spec.training,
+                         spec.sanity, prep.temperatures, should_stop)
+    return lambdas, result

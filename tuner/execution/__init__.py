@@ -1,0 +1,1 @@
+"""Running trials: workers and their leases, local worker processes, supervision, Slurm launch."""

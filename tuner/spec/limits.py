@@ -1,0 +1,137 @@
+"""The limits of a study spec: every number a worker feeds to a library (optuna, numpy, torch) or loops over.
+
+A spec is submitted by anyone holding a token, and a worker runs what the store holds. A number a library
+refuses (a seed past 2**32 - 1) kills every worker that claims the study; a number that is merely huge (a
+billion epochs, a grid of a million² points) keeps a worker or the API busy forever. So each number has a
+lower and an upper bound here, checked when the spec is parsed, and a few products of them (the work a study or
+one population job asks for) have a budget: a spec past one is refused with the field to lower.
+
+Only plain data and pydantic: ``tuner.spec``, the workloads and ``api`` all import it without torch or optuna.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pydantic import Field
+
+if TYPE_CHECKING:
+    from tuner.spec.blocks import StudySpec
+
+#: Largest seed of any kind. numpy's RandomState (optuna's samplers) takes 0 .. 2**32 - 1; seeds get offsets
+#: added (the worker's stream, the trial number up to ``MAX_TRIALS``, the confirmation base), so stay well below.
+MAX_SEED = 2**31 - 1
+#: Largest trial budget of a study (the store's trial numbers are 32-bit; no λ study needs more).
+MAX_TRIALS = 1_000_000
+#: Largest number of grid points (``grid_points`` ** searched λ × trunk modes): optuna's GridSampler holds
+#: every point in memory and the API builds the grid to count the trials (~4 µs a point).
+MAX_GRID_SIZE = 10_000
+MAX_EPOCHS = 10_000
+#: Largest total of epochs a study trains: (n_trials + confirmation runs) × epochs.
+MAX_STUDY_EPOCHS = 10_000_000
+#: Largest member-epochs one population job trains at once (population.size × epochs): one claim, one process.
+MAX_POPULATION_EPOCHS = 100_000
+MAX_GATE_STEPS = 1_000
+MAX_BATCH_SIZE = 65_536
+MAX_HIDDEN = 4_096
+#: Generous on purpose: the sanity gate judges a learning rate (it names a blown-up loss and says to lower it);
+#: the bound keeps the number finite and in float32 range.
+MAX_LR = 1e6
+MAX_WEIGHT_DECAY = 1.0
+MAX_LAMBDA = 10_000.0
+MIN_TEMPERATURE, MAX_TEMPERATURE = 0.01, 100.0
+MAX_GRADNORM_ALPHA = 10.0
+MAX_AFFINITY_EVERY = 1_000_000
+MAX_PARALLEL = 10_000
+MAX_AUX_TASKS = 64
+#: Largest sample count of a generated workload's split, and of its input dimension.
+MAX_SAMPLES = 100_000
+MAX_DIM = 1_000
+
+#: Aux task names: a metric (``val_loss:<task>``), a loss key and a trial param each; a ``.`` splits field
+#: paths, and ``main``/``total`` are the main task's and the summed loss's keys.
+AUX_TASK_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_\-]*$"
+RESERVED_TASK_NAMES: tuple[str, ...] = ("main", "total")
+
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED, description=f"a seed, 0 .. {MAX_SEED}")]
+LearningRate = Annotated[float, Field(gt=0.0, le=MAX_LR)]
+Temperature = Annotated[float, Field(ge=MIN_TEMPERATURE, le=MAX_TEMPERATURE)]
+
+
+def check_task_name(name: str) -> str:
+    """An aux task's name: a pydantic validator (``AuxTaskSpec.name``) whose refusal says what names work."""
+    if not re.match(AUX_TASK_NAME_PATTERN, name):
+        raise ValueError(f"{name!r} cannot name an aux task: use letters, digits, _ and - only, starting with a "
+                         "letter or _ (rename the task, or the column it comes from)")
+    if name in RESERVED_TASK_NAMES:
+        raise ValueError(f"{name!r} is a reserved name (the main task's or the summed loss's); give the task "
+                         "another name")
+    return name
+
+
+def unstorable_values(value: Any, loc: list[str | int]) -> Iterator[tuple[list[str | int], str]]:
+    """Numbers no store column or JSON document can hold: NaN/±Infinity (JSON parsers accept them) and
+    integers beyond 64 bits (which cannot even be printed past 4 300 digits)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        yield loc, "must be a finite number (NaN and Infinity are not allowed)"
+    elif isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+        yield loc, "is too large; give a number of at most 19 digits"
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, int) and not isinstance(key, bool) and not -(2**63) <= key < 2**63:
+                yield loc, "has a key that is a huge number; keys are field names"
+            else:
+                yield from unstorable_values(item, [*loc, key])
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from unstorable_values(item, [*loc, i])
+
+
+def budget_errors(spec: StudySpec) -> list[tuple[str, str]]:
+    """The work the spec asks for past a budget, as ``(field, message)`` pairs naming what to lower."""
+    errors: list[tuple[str, str]] = []
+    epochs, n_trials = spec.training.epochs, spec.search.n_trials
+    confirm_runs = 0
+    if spec.confirm is not None:  # each of the top_k λ sets, the baseline and every arm, once per seed
+        confirm_runs = spec.confirm.seeds * (spec.confirm.top_k + 1 + len(spec.arms))
+    if n_trials * epochs > MAX_STUDY_EPOCHS:
+        errors.append(("search.n_trials", f"n_trials × training.epochs = {n_trials} × {epochs} = "
+                                          f"{n_trials * epochs} epochs; at most {MAX_STUDY_EPOCHS}: lower "
+                                          "search.n_trials or training.epochs"))
+    elif (n_trials + confirm_runs) * epochs > MAX_STUDY_EPOCHS:
+        errors.append(("confirm.seeds", f"the search and its confirmation ({confirm_runs} runs) train "
+                                        f"{(n_trials + confirm_runs) * epochs} epochs; at most {MAX_STUDY_EPOCHS}: "
+                                        "lower confirm.seeds, confirm.top_k or training.epochs"))
+    size = spec.population.size
+    if size * epochs > MAX_POPULATION_EPOCHS:
+        errors.append(("population.size", f"population.size × training.epochs = {size} × {epochs} = "
+                                          f"{size * epochs} member-epochs in one job; at most "
+                                          f"{MAX_POPULATION_EPOCHS}: lower population.size or training.epochs"))
+    if spec.search.algorithm == "grid":
+        errors.extend(grid_errors(spec))
+    return errors
+
+
+def grid_size(spec: StudySpec) -> int:
+    """How many points the grid of ``spec`` has, by arithmetic (the grid itself may be too large to build)."""
+    searched = len(spec.searched_tasks())
+    modes = spec.trunk_modes() if spec.trunk is not None and spec.trunk.searched else []
+    return int(spec.search.grid_points ** searched) * max(1, len(modes))
+
+
+def grid_errors(spec: StudySpec) -> list[tuple[str, str]]:
+    """A grid past ``MAX_GRID_SIZE`` points, refused before anything builds it."""
+    size = grid_size(spec)
+    if size <= MAX_GRID_SIZE:
+        return []
+    searched = len(spec.searched_tasks())
+    modes = max(1, size // spec.search.grid_points ** searched)
+    most = 1
+    while (most + 1) ** searched * modes <= MAX_GRID_SIZE:
+        most += 1
+    fix = f"lower search.grid_points (to {most} or fewer here)" if most >= 2 else "search fewer λ"
+    return [("search.grid_points", f"grid_points {spec.search.grid_points} over {searched} searched λ makes "
+                                   f"{size} grid points; at most {MAX_GRID_SIZE}: {fix}, or choose qmc or random")]
