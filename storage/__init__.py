@@ -27,6 +27,7 @@ from storage.errors import (
 )
 from storage.records import (
     CLAIMABLE_STUDY_STATUSES,
+    DEFAULT_LEASE_TIMEOUT_S,
     FINISHED_TRIAL_STATES,
     STUDY_STATUSES,
     TRIAL_STATES,
@@ -44,6 +45,7 @@ __all__ = [
     "ArtifactNotFound",
     "ArtifactRecord",
     "CLAIMABLE_STUDY_STATUSES",
+    "DEFAULT_LEASE_TIMEOUT_S",
     "DEFAULT_URL",
     "ENV_VAR",
     "FINISHED_TRIAL_STATES",

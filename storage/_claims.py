@@ -32,7 +32,7 @@ from storage._ledger import (
 )
 from storage.errors import StoreUnavailable
 from storage.models import StudyModel, TrialModel, WorkerModel
-from storage.records import CLAIMABLE_STUDY_STATUSES, FINISHED_TRIAL_STATES, Claim, StudyRecord
+from storage.records import CLAIMABLE_STUDY_STATUSES, DEFAULT_LEASE_TIMEOUT_S, FINISHED_TRIAL_STATES, Claim, StudyRecord
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class ClaimOps(StoreCore):
         *,
         sampler: optuna.samplers.BaseSampler | None = None,
         pruner: optuna.pruners.BasePruner | None = None,
-        lease_timeout_s: float = 60.0,
+        lease_timeout_s: float = DEFAULT_LEASE_TIMEOUT_S,
         max_attempts: int = 3,
         max_parallel: int | None = None,
     ) -> Claim | None:

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from storage._core import StoreCore, as_utc, json_safe, study_record
 from storage.errors import LeaseLost
 from storage.models import RunModel, StudyModel, WorkerModel
-from storage.records import RUN_STATES, StudyRecord
+from storage.records import DEFAULT_LEASE_TIMEOUT_S, RUN_STATES, StudyRecord
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class RunClaim:
     worker_id: str
     attempt: int
     lease_id: str
-    lease_timeout_s: float = 60.0
+    lease_timeout_s: float = DEFAULT_LEASE_TIMEOUT_S
 
 
 def run_record(row: RunModel) -> RunRecord:
@@ -158,7 +158,7 @@ class RunOps(StoreCore):
 
     # -- the lease -----------------------------------------------------------------------------------------
     def claim_run(
-        self, worker_id: str, *, studies: Sequence[str] | None = None, lease_timeout_s: float = 60.0,
+        self, worker_id: str, *, studies: Sequence[str] | None = None, lease_timeout_s: float = DEFAULT_LEASE_TIMEOUT_S,
         max_attempts: int = 3,
     ) -> RunClaim | None:
         """Lease the oldest queued run of a finished study (optionally only of the named ``studies``).

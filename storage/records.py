@@ -23,6 +23,10 @@ DIRECTIONS: tuple[str, ...] = ("minimize", "maximize")
 RUN_STATES: tuple[str, ...] = ("queued", "running", "complete", "failed")
 
 
+#: Seconds without a heartbeat before a claimed trial or run goes back to the queue: the one default for
+#: every worker, CLI option and store call.
+DEFAULT_LEASE_TIMEOUT_S = 60.0
+
 @dataclass(frozen=True)
 class StudyRecord:
     """One study: its definition (``spec``, as JSON), status and budget."""
@@ -134,5 +138,5 @@ class Claim:
     attempt: int
     lease_id: str
     params: dict[str, Any]
-    lease_timeout_s: float = 60.0
+    lease_timeout_s: float = DEFAULT_LEASE_TIMEOUT_S
     trial: optuna.trial.Trial | None = field(default=None, compare=False, repr=False)
