@@ -35,8 +35,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sanity_cost import WORKLOADS, load  # noqa: E402
 
-from tuner.engine.loop import PreparedStudy, TrialResult, prepare, run_trial  # noqa: E402
+from tuner.engine.loop import PreparedStudy, prepare, run_trial  # noqa: E402
 from tuner.engine.population.run import Member, population_support, run_population  # noqa: E402
+from tuner.results import TrialResult  # noqa: E402
 from tuner.spec import StudySpec, parse_spec  # noqa: E402
 
 

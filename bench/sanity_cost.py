@@ -23,7 +23,8 @@ from typing import Any
 import torch
 
 from tuner.engine.loop import PreparedStudy, prepare, run_trial
-from tuner.engine.sanity import SanityResult, sanity_gate
+from tuner.engine.sanity import sanity_gate
+from tuner.results import SanityResult
 from tuner.spec import StudySpec, load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -33,10 +33,11 @@ from typing import Any
 import torch
 
 from storage import Store
-from tuner.engine.loop import PreparedStudy, TrialResult, prepare, run_trial
+from tuner.engine.loop import PreparedStudy, prepare, run_trial
 from tuner.engine.transfer import with_saved_models
 from tuner.execution.submit import create_or_resume
 from tuner.execution.worker import Worker, WorkerConfig
+from tuner.results import TrialResult
 from tuner.spec import parse_spec
 
 

@@ -166,8 +166,9 @@ def trial(
     threads: ThreadsOption = None,
 ) -> None:
     """Run one full trial (sanity gate, then training) and print per-epoch, per-task figures."""
-    from tuner.engine.loop import EpochMetrics, TrialCallback, run_trial
+    from tuner.engine.loop import TrialCallback, run_trial
     from tuner.engine.threads import apply_thread_policy
+    from tuner.results import EpochMetrics
 
     apply_thread_policy(_threads(threads))  # as a worker would run it: the same result at the same thread count
     spec = _load(spec_path)

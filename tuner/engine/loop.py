@@ -13,9 +13,9 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache, partial
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
@@ -23,64 +23,15 @@ from torch import nn
 from tuner.engine.domain import target_metrics, with_target_domain
 from tuner.engine.losses import MAIN, LossBreakdown, compute_losses
 from tuner.engine.model import MultiTaskModel, build_model, resolve_device
-from tuner.engine.sanity import SanityResult, json_safe, make_optimizer, sanity_gate
+from tuner.engine.sanity import make_optimizer, sanity_gate
 from tuner.engine.transfer import SavedModel, rebuild_trunk, start_trunk, tie_kd_heads
+from tuner.results import EpochMetrics, SanityResult, TrialResult
 from tuner.spec import StudySpec
-from tuner.spec.objectives import epoch_value
 from tuner.spec.references import workload_aux_tasks
 from tuner.spec.transfer import TRUNK_MODE_PARAM
 from tuner.workloads import Split, Workload, WorkloadData, make_workload
 
 logger = logging.getLogger(__name__)
-
-TrialStatus = Literal["complete", "pruned", "failed_sanity"]
-
-
-@dataclass
-class EpochMetrics:
-    """Figures of one epoch; losses are unweighted, per task (``main`` and each aux), plus ``total``."""
-
-    epoch: int
-    train_loss: dict[str, float]
-    val_loss: dict[str, float]
-    val_accuracy: float
-    seconds: float
-    #: The main task on the target domain's validation split (``accuracy``, ``loss``), when the workload has one.
-    target: dict[str, float] = field(default_factory=dict)
-
-    def objective(self, metric: str) -> float:
-        return epoch_value(self, metric)
-
-
-@dataclass
-class TrialResult:
-    """Everything one trial produced; ``value`` is the objective (best epoch's main-task val metric)."""
-
-    status: TrialStatus
-    lambdas: dict[str, float]
-    seed: int
-    metric: str
-    direction: str
-    sanity: SanityResult | None = None
-    value: float | None = None
-    best_epoch: int | None = None
-    val_accuracy: float | None = None
-    test_accuracy: float | None = None
-    test_loss: dict[str, float] = field(default_factory=dict)
-    epochs: list[EpochMetrics] = field(default_factory=list)
-    seconds: float = 0.0
-    reason: str = ""
-    #: Task affinity measured while training (``tuner.engine.callbacks.affinity``), or None when the probe is off.
-    affinity: dict[str, Any] | None = None
-    #: The main task on the target domain's test split at the best epoch (``accuracy``, ``loss``), if it has one.
-    target_test: dict[str, float] = field(default_factory=dict)
-    #: How the trunk started from a saved model trained (``freeze``, ``finetune``, …); None without ``trunk``.
-    trunk_mode: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["sanity"] = self.sanity.to_dict() if self.sanity else None
-        return json_safe(d)
 
 
 class TrialPruned(Exception):

@@ -15,13 +15,13 @@ import functools
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from tuner.engine.losses import MAIN, LossBreakdown, compute_losses
 from tuner.engine.model import MultiTaskModel
+from tuner.results import SanityResult
 from tuner.spec import SanitySpec, TrainingSpec
 from tuner.workloads import Split
 
@@ -44,37 +44,6 @@ def check_stop(should_stop: Callable[[], bool] | None, step: int) -> None:
     """Raise ``GateStopped`` if ``should_stop`` says so (it may also raise its own exception)."""
     if should_stop is not None and should_stop():
         raise GateStopped(f"the sanity gate was stopped at step {step}")
-
-
-@dataclass
-class SanityResult:
-    """Outcome of the gate; ``reason`` says in words which condition failed, with the figures."""
-
-    passed: bool
-    reason: str = ""
-    failed_checks: list[str] = field(default_factory=list)
-    steps: int = 0
-    initial_loss: float = math.nan
-    final_loss: float = math.nan
-    loss_drop: float = math.nan
-    main_accuracy: float = math.nan
-    task_losses: dict[str, float] = field(default_factory=dict)
-    disconnected: dict[str, str] = field(default_factory=dict)
-    seconds: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return json_safe(asdict(self))
-
-
-def json_safe(obj: Any) -> Any:
-    """JSON has no NaN/inf: report them as None."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [json_safe(v) for v in obj]
-    return obj
 
 
 def make_optimizer(params: Any, training: TrainingSpec, lr: float) -> torch.optim.Optimizer:

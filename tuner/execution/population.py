@@ -19,10 +19,10 @@ import logging
 import threading
 
 from storage import Claim
-from tuner.engine.loop import TrialResult
 from tuner.engine.population.run import Member, Outcome, population_support, run_population
 from tuner.execution.heartbeat import Heartbeat
 from tuner.execution.worker import Worker, _StoreReporter, _StudyContext, trial_lambdas, trial_seed
+from tuner.results import TrialResult
 
 logger = logging.getLogger(__name__)
 

@@ -22,11 +22,12 @@ import torch
 from storage import LeaseLost, RunClaim, Store, StoreError, StoreUnavailable, StudyRecord
 from tuner.analysis.confirm import request_confirmation, wants_confirmation
 from tuner.engine.callbacks.weighting import LearnedWeighting, make_weighting
-from tuner.engine.loop import EpochMetrics, PreparedStudy, TrialCallback, TrialResult, prepare, run_trial
+from tuner.engine.loop import PreparedStudy, TrialCallback, prepare, run_trial
 from tuner.engine.losses import MAIN
 from tuner.engine.model import MultiTaskModel
 from tuner.engine.transfer import with_saved_models
 from tuner.execution.heartbeat import Heartbeat
+from tuner.results import EpochMetrics, TrialResult
 from tuner.spec import AffinitySpec, ArmSpec, StudySpec
 from tuner.spec.transfer import lambda_params
 from tuner.workloads import Split

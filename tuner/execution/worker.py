@@ -26,17 +26,15 @@ from typing import Any, cast
 from storage import Claim, LeaseLost, Store, StoreError, StoreUnavailable, StudyRecord
 from storage.retry import DEFAULT_RETRY_BUDGET_S, RetryingStore
 from tuner.engine.loop import (
-    EpochMetrics,
     PreparedStudy,
     TrainStep,
     TrialCallback,
     TrialPruned,
-    TrialResult,
     prepare,
     run_trial,
 )
 from tuner.engine.model import MultiTaskModel
-from tuner.engine.sanity import GateStopped, SanityResult, study_gate
+from tuner.engine.sanity import GateStopped, study_gate
 from tuner.engine.threads import ThreadsError, apply_thread_policy, thread_count
 from tuner.engine.transfer import save_trial_model, with_saved_models
 from tuner.execution.faults import DEFAULT_OUTAGE_S, StoreOutage, fail_study, finish, give_back, is_store_fault
@@ -44,9 +42,9 @@ from tuner.execution.faults import worker_stream as worker_stream  # re-exported
 from tuner.execution.heartbeat import Heartbeat
 from tuner.execution.runs import RunWorker
 from tuner.execution.study_watch import DELETED, STUDY_CHECK_S, StudyWatch
+from tuner.results import EpochMetrics, SanityResult, TrialResult, trial_values
 from tuner.search import SearchBackend, make_backend, pruning_step
 from tuner.spec import StudySpec, parse_spec
-from tuner.spec.objectives import trial_values
 from tuner.spec.transfer import lambda_params
 
 logger = logging.getLogger(__name__)

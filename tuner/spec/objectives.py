@@ -1,4 +1,4 @@
-"""What a study optimises: the metric names a spec may use, their natural directions, and a trial's values.
+"""What a study optimises: the metric names a spec may use and their natural directions.
 
 A study has one primary objective (``objective.metric``): it picks each trial's best epoch, feeds the pruner and
 ranks trials in a single-objective study. ``objective.also`` adds more objectives; with any, the study is
@@ -12,19 +12,15 @@ Metric names:
 - ``val_loss:<task>`` (minimize): aux task ``<task>``'s own unweighted validation loss;
 - ``train_seconds`` (minimize): the trial's wall-clock time, sanity gate included.
 
-Every value but ``train_seconds`` is read at the best epoch by the primary objective, so one trial is one model.
+Every value but ``train_seconds`` is read at the best epoch by the primary objective, so one trial is one model
+(``tuner.results.trial_values``).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
-
-if TYPE_CHECKING:
-    from tuner.engine.loop import EpochMetrics, TrialResult
 
 #: Metrics measured every epoch; any of them can be the primary objective.
 EPOCH_METRICS: dict[str, str] = {
@@ -75,32 +71,3 @@ class ObjectiveTerm(BaseModel):
         elif self.direction != natural:
             raise ValueError(f"{self.metric} is to be {natural}d; set direction: {natural}")
         return self
-
-
-def epoch_value(metrics: EpochMetrics, metric: str) -> float:
-    """``metric`` as measured in one epoch (NaN when the epoch did not measure it)."""
-    task = aux_task_of(metric)
-    if task is not None:
-        return float(metrics.val_loss.get(task, math.nan))
-    if metric == "val_accuracy":
-        return metrics.val_accuracy
-    if metric == "val_loss":
-        return metrics.val_loss["main"]
-    value = metrics.target.get(metric[len("target_val_"):]) if metric.startswith("target_val_") else None
-    return math.nan if value is None else float(value)
-
-
-def trial_values(metrics: Sequence[str], result: TrialResult) -> list[float]:
-    """The value of each of ``metrics`` for a finished trial: at its best epoch (``train_seconds``: whole trial).
-
-    Raises:
-        ValueError: the trial has no best epoch, or an objective is not finite there (the message says which).
-    """
-    best = next((m for m in result.epochs if m.epoch == result.best_epoch), None)
-    if best is None:
-        raise ValueError("the trial has no best epoch to read its objectives from")
-    values = [float(result.seconds) if m == TRAIN_SECONDS else epoch_value(best, m) for m in metrics]
-    bad = [m for m, v in zip(metrics, values, strict=True) if not math.isfinite(v)]
-    if bad:
-        raise ValueError(f"objective(s) {bad} not finite at the best epoch ({best.epoch})")
-    return values

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from tuner.engine.loop import EpochMetrics, TrialCallback, TrialPruned, TrialResult, prepare, run_trial
+from tuner.engine.loop import TrialCallback, TrialPruned, prepare, run_trial
 from tuner.engine.losses import MAIN
-from tuner.engine.sanity import SanityResult
+from tuner.results import EpochMetrics, SanityResult, TrialResult
 from tuner.spec import SpecError, StudySpec
 
 SpecFactory = Callable[..., StudySpec]

@@ -10,12 +10,11 @@ import optuna
 import pytest
 
 from storage import Store, dominates
-from tuner.engine.loop import EpochMetrics, TrialResult
 from tuner.execution.submit import create_or_resume
 from tuner.execution.worker import Worker, WorkerConfig
+from tuner.results import EpochMetrics, TrialResult, trial_values
 from tuner.search import AX_INIT_TRIALS, NSGA2Backend, make_backend
 from tuner.spec import SpecError, parse_spec
-from tuner.spec.objectives import trial_values
 
 TWO = [{"metric": "val_accuracy"}, {"metric": "val_loss:harmful"}]
 

@@ -18,7 +18,8 @@ import torch
 
 from tuner.engine.population.optim import make_stacked_optimizer
 from tuner.engine.population.stack import MemberLosses, MemberStack
-from tuner.engine.sanity import GateJudge, SanityResult, check_stop, gate_lr, wiring_problem
+from tuner.engine.sanity import GateJudge, check_stop, gate_lr, wiring_problem
+from tuner.results import SanityResult
 from tuner.spec import SanitySpec, TrainingSpec
 from tuner.workloads import Split
 

@@ -36,11 +36,9 @@ import torch
 from torch import nn
 
 from tuner.engine.loop import (
-    EpochMetrics,
     PreparedStudy,
     TrialCallback,
     TrialPruned,
-    TrialResult,
     _better,
     _dispatch,
     stop_requested,
@@ -48,6 +46,7 @@ from tuner.engine.loop import (
 from tuner.engine.population.gate import population_gate
 from tuner.engine.population.optim import make_stacked_optimizer
 from tuner.engine.population.stack import MemberStack, lambda_tensors, per_member
+from tuner.results import EpochMetrics, TrialResult
 from tuner.spec import SpecError
 from tuner.spec.references import saved_model_refs
 from tuner.workloads import Split
