@@ -1,4 +1,4 @@
-"""Domain adaptation: a shifted target domain, the MMD aux task, and target-domain metrics.
+"""Domain adaptation: the MMD aux task and target-domain metrics (a generated domain: ``tuner.workloads.shifts``).
 
 A workload with a target domain (``WorkloadData.target``) offers an aux task of kind ``domain`` whose loss is
 ``mmd``: the Gaussian-kernel maximum mean discrepancy between the trunk's features of a source batch and of an
@@ -28,34 +28,8 @@ from tuner.engine.model import MultiTaskModel
 if TYPE_CHECKING:
     from tuner.workloads import Split, TargetDomain, WorkloadData
 
-ShiftName = Literal["none", "noise", "blur", "shift"]
-SHIFTS: tuple[str, ...] = ("noise", "blur", "shift")
 #: Kind of the aux task a workload offers when it has a target domain; its one loss is ``mmd``.
 DOMAIN_KIND = "domain"
-
-
-def shift_images(x: torch.Tensor, shift: str, strength: float, seed: int) -> torch.Tensor:
-    """A shifted copy of images ``x`` (N, C, H, W) in [0, 1]: the generated target domain.
-
-    - ``noise``: Gaussian pixel noise of standard deviation ``0.3 · strength``;
-    - ``blur``: a 3×3 box blur applied ``round(2 · strength)`` times (at least once);
-    - ``shift``: translated right and down by ``max(1, round(2 · strength))`` pixels, zero-filled.
-    """
-    if shift == "noise":
-        g = torch.Generator().manual_seed(seed)
-        return (x + 0.3 * strength * torch.randn(x.shape, generator=g)).clamp(0.0, 1.0)
-    if shift == "blur":
-        kernel = torch.full((x.shape[1], 1, 3, 3), 1.0 / 9.0)
-        out = x
-        for _ in range(max(1, round(2 * strength))):
-            out = F.conv2d(out, kernel, padding=1, groups=x.shape[1])
-        return out
-    if shift == "shift":
-        k = max(1, round(2 * strength))
-        out = torch.zeros_like(x)
-        out[..., k:, k:] = x[..., :-k, :-k]
-        return out
-    raise ValueError(f"unknown shift {shift!r}; allowed: {', '.join(SHIFTS)}")
 
 
 class DomainModel(MultiTaskModel):

@@ -24,7 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tuner.search._base import SearchBackend
 from tuner.spec import SpecError, StudySpec
-from tuner.spec.limits import grid_errors, grid_size
+from tuner.spec.checks import grid_errors, grid_size
 from tuner.spec.transfer import TRUNK_MODE_PARAM
 
 logger = logging.getLogger(__name__)

@@ -1,5 +1,6 @@
-"""A study's definition, torch-free: its blocks (``blocks``), bounds (``limits``), objectives, transfer references
-and parsing. ``from tuner.spec import StudySpec, parse_spec, load_spec, SpecError`` is the public path."""
+"""A study's definition, torch-free: its blocks (``blocks``, ``study``), bounds (``limits``), objectives, transfer
+references, parsing (``load``), the checks against the workload and budgets (``checks``).
+``from tuner.spec import StudySpec, parse_spec, load_spec, SpecError`` is the public path."""
 
 from tuner.spec.blocks import (
     ALGORITHMS,
@@ -17,14 +18,12 @@ from tuner.spec.blocks import (
     PrunerSpec,
     SanitySpec,
     SearchSpec,
-    SpecError,
-    StudySpec,
     TrainingSpec,
     WorkloadSpec,
-    format_validation_error,
-    load_spec,
-    parse_spec,
 )
+from tuner.spec.errors import SpecError, format_validation_error
+from tuner.spec.load import load_spec, parse_spec
+from tuner.spec.study import StudySpec
 
 __all__ = [
     "ALGORITHMS", "LOSSES", "METRIC_DIRECTIONS", "PRUNERS", "WEIGHTINGS", "AffinitySpec", "ArmSpec", "AuxTaskSpec",

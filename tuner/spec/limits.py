@@ -4,9 +4,10 @@ A spec is submitted by anyone holding a token, and a worker runs what the store 
 refuses (a seed past 2**32 - 1) kills every worker that claims the study; a number that is merely huge (a
 billion epochs, a grid of a million² points) keeps a worker or the API busy forever. So each number has a
 lower and an upper bound here, checked when the spec is parsed, and a few products of them (the work a study or
-one population job asks for) have a budget: a spec past one is refused with the field to lower.
+one population job asks for) have a budget: a spec past one is refused with the field to lower. The budgets
+read a whole ``StudySpec`` and live in ``tuner.spec.checks``; nothing here does.
 
-Only plain data and pydantic: ``tuner.spec``, the workloads and ``api`` all import it without torch or optuna.
+Only plain data and pydantic: ``tuner.spec`` and ``api`` import it without torch or optuna.
 """
 
 from __future__ import annotations
@@ -14,16 +15,16 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from pydantic import Field
 
-if TYPE_CHECKING:
-    from tuner.spec.blocks import StudySpec
+# The workloads' bounds (seeds, generated sizes) live with them, the floor below; listed here with the rest.
+from tuner.workloads._limits import MAX_DIM as MAX_DIM
+from tuner.workloads._limits import MAX_SAMPLES as MAX_SAMPLES
+from tuner.workloads._limits import MAX_SEED as MAX_SEED
+from tuner.workloads._limits import Seed as Seed
 
-#: Largest seed of any kind. numpy's RandomState (optuna's samplers) takes 0 .. 2**32 - 1; seeds get offsets
-#: added (the worker's stream, the trial number up to ``MAX_TRIALS``, the confirmation base), so stay well below.
-MAX_SEED = 2**31 - 1
 #: Largest trial budget of a study (the store's trial numbers are 32-bit; no λ study needs more).
 MAX_TRIALS = 1_000_000
 #: Largest number of grid points (``grid_points`` ** searched λ × trunk modes): optuna's GridSampler holds
@@ -47,16 +48,12 @@ MAX_GRADNORM_ALPHA = 10.0
 MAX_AFFINITY_EVERY = 1_000_000
 MAX_PARALLEL = 10_000
 MAX_AUX_TASKS = 64
-#: Largest sample count of a generated workload's split, and of its input dimension.
-MAX_SAMPLES = 100_000
-MAX_DIM = 1_000
 
 #: Aux task names: a metric (``val_loss:<task>``), a loss key and a trial param each; a ``.`` splits field
 #: paths, and ``main``/``total`` are the main task's and the summed loss's keys.
 AUX_TASK_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_\-]*$"
 RESERVED_TASK_NAMES: tuple[str, ...] = ("main", "total")
 
-Seed = Annotated[int, Field(ge=0, le=MAX_SEED, description=f"a seed, 0 .. {MAX_SEED}")]
 LearningRate = Annotated[float, Field(gt=0.0, le=MAX_LR)]
 Temperature = Annotated[float, Field(ge=MIN_TEMPERATURE, le=MAX_TEMPERATURE)]
 
@@ -88,50 +85,3 @@ def unstorable_values(value: Any, loc: list[str | int]) -> Iterator[tuple[list[s
     elif isinstance(value, list):
         for i, item in enumerate(value):
             yield from unstorable_values(item, [*loc, i])
-
-
-def budget_errors(spec: StudySpec) -> list[tuple[str, str]]:
-    """The work the spec asks for past a budget, as ``(field, message)`` pairs naming what to lower."""
-    errors: list[tuple[str, str]] = []
-    epochs, n_trials = spec.training.epochs, spec.search.n_trials
-    confirm_runs = 0
-    if spec.confirm is not None:  # each of the top_k λ sets, the baseline and every arm, once per seed
-        confirm_runs = spec.confirm.seeds * (spec.confirm.top_k + 1 + len(spec.arms))
-    if n_trials * epochs > MAX_STUDY_EPOCHS:
-        errors.append(("search.n_trials", f"n_trials × training.epochs = {n_trials} × {epochs} = "
-                                          f"{n_trials * epochs} epochs; at most {MAX_STUDY_EPOCHS}: lower "
-                                          "search.n_trials or training.epochs"))
-    elif (n_trials + confirm_runs) * epochs > MAX_STUDY_EPOCHS:
-        errors.append(("confirm.seeds", f"the search and its confirmation ({confirm_runs} runs) train "
-                                        f"{(n_trials + confirm_runs) * epochs} epochs; at most {MAX_STUDY_EPOCHS}: "
-                                        "lower confirm.seeds, confirm.top_k or training.epochs"))
-    size = spec.population.size
-    if size * epochs > MAX_POPULATION_EPOCHS:
-        errors.append(("population.size", f"population.size × training.epochs = {size} × {epochs} = "
-                                          f"{size * epochs} member-epochs in one job; at most "
-                                          f"{MAX_POPULATION_EPOCHS}: lower population.size or training.epochs"))
-    if spec.search.algorithm == "grid":
-        errors.extend(grid_errors(spec))
-    return errors
-
-
-def grid_size(spec: StudySpec) -> int:
-    """How many points the grid of ``spec`` has, by arithmetic (the grid itself may be too large to build)."""
-    searched = len(spec.searched_tasks())
-    modes = spec.trunk_modes() if spec.trunk is not None and spec.trunk.searched else []
-    return int(spec.search.grid_points ** searched) * max(1, len(modes))
-
-
-def grid_errors(spec: StudySpec) -> list[tuple[str, str]]:
-    """A grid past ``MAX_GRID_SIZE`` points, refused before anything builds it."""
-    size = grid_size(spec)
-    if size <= MAX_GRID_SIZE:
-        return []
-    searched = len(spec.searched_tasks())
-    modes = max(1, size // spec.search.grid_points ** searched)
-    most = 1
-    while (most + 1) ** searched * modes <= MAX_GRID_SIZE:
-        most += 1
-    fix = f"lower search.grid_points (to {most} or fewer here)" if most >= 2 else "search fewer λ"
-    return [("search.grid_points", f"grid_points {spec.search.grid_points} over {searched} searched λ makes "
-                                   f"{size} grid points; at most {MAX_GRID_SIZE}: {fix}, or choose qmc or random")]

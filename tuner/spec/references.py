@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from tuner.spec.blocks import SpecError, StudySpec
+from tuner.spec.errors import SpecError
+from tuner.spec.study import StudySpec
 from tuner.spec.transfer import split_trial_ref
 from tuner.workloads import WorkloadError, make_workload
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 from functools import lru_cache
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
@@ -26,9 +25,6 @@ from tuner.workloads.digits import DigitsWorkload
 from tuner.workloads.synthetic import SyntheticWorkload
 from tuner.workloads.table import TableWorkload
 
-if TYPE_CHECKING:
-    from tuner.spec import StudySpec
-
 __all__ = [
     "ENTRY_POINT_GROUP",
     "LOSSES_FOR_KIND",
@@ -39,7 +35,6 @@ __all__ = [
     "WorkloadData",
     "WorkloadError",
     "WorkloadParams",
-    "check_spec_against_workload",
     "get_workload",
     "make_workload",
     "registered_workloads",
@@ -102,50 +97,3 @@ def make_workload(name: str, params: dict) -> Workload:
             allowed = sorted(cls.params_model.model_fields)
             msg = f"unknown param; {name} takes {allowed}"
         raise WorkloadError(f"workload.params.{loc}" if loc else "workload.params", msg) from None
-
-
-def check_spec_against_workload(spec: StudySpec) -> None:
-    """Check the workload exists, its params are valid and every aux task/loss fits it.
-
-    Raises:
-        SpecError: naming the field and what is allowed.
-    """
-    from tuner.spec import SpecError
-
-    try:
-        workload = make_workload(spec.workload.name, spec.workload.params)
-    except KeyError as exc:
-        raise SpecError([("workload.name", str(exc.args[0]))]) from None
-    except WorkloadError as exc:
-        raise SpecError([(exc.field, exc.message)]) from None
-    try:
-        tasks = workload.describe_tasks()
-    except WorkloadError as exc:
-        raise SpecError([(exc.field, exc.message)]) from None
-    errors: list[tuple[str, str]] = []
-    for i, task in enumerate(spec.aux_tasks):
-        info = tasks.get(task.name)
-        if task.teacher is not None:  # its targets come from the teacher (tuner.engine.transfer), not the workload
-            continue
-        if info is None:
-            errors.append((f"aux_tasks.{i}.name",
-                           f"unknown aux task {task.name!r} for workload {spec.workload.name!r}; "
-                           f"available: {sorted(tasks)}"))
-        elif task.loss == "bce" and info.kind == "real":
-            errors.append((f"aux_tasks.{i}.loss",
-                           f"task {task.name!r} has {info.description}, which bce cannot take; "
-                           "rescale the scores to [0, 1] or use loss mse"))
-        elif task.loss not in info.losses:
-            errors.append((f"aux_tasks.{i}.loss",
-                           f"loss {task.loss!r} does not fit task {task.name!r} ({info.kind} targets); "
-                           f"use one of {list(info.losses)}"))
-    on_target = [m for m in spec.objective.metrics() if m.startswith("target_")]
-    if on_target and not any(info.kind == "domain" for info in tasks.values()):
-        errors.append(("objective", f"{on_target} need a target domain and workload {spec.workload.name!r} has "
-                                    "none here; give it one (digits: params.target_shift; table: "
-                                    "params.target_data) or use val_accuracy"))
-    elif on_target and not workload.target_labelled():
-        errors.append(("objective", f"{on_target} need target-domain labels and this target domain has none; "
-                                    "give the target file the label column, or use val_accuracy"))
-    if errors:
-        raise SpecError(errors)

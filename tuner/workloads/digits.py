@@ -8,12 +8,13 @@ small-data regime where aux tasks matter; validation and test sets stay fixed fo
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import Field, model_validator
 
-from tuner.spec.limits import Seed
 from tuner.workloads._base import Split, TargetDomain, TaskInfo, Workload, WorkloadData, WorkloadParams
+from tuner.workloads._limits import Seed
+from tuner.workloads.shifts import ShiftName, shift_images
 
 if TYPE_CHECKING:
     import torch
@@ -46,7 +47,7 @@ class DigitsParams(WorkloadParams):
     n_val: int = Field(300, ge=10, le=N_DIGITS)
     n_test: int = Field(0, ge=0, le=N_DIGITS, description="test samples; 0 = all the rest")
     split_seed: Seed = 0
-    target_shift: Literal["none", "noise", "blur", "shift"] = Field(
+    target_shift: ShiftName = Field(
         "none", description="a generated target domain (tuner.engine.domain): its images noised, blurred or shifted")
     target_strength: float = Field(1.0, gt=0.0, le=4.0, description="how far the target domain is shifted")
     n_target: int = Field(300, ge=10, le=N_DIGITS, description="unlabelled target-domain images for the mmd aux task")
@@ -112,8 +113,6 @@ class DigitsWorkload(Workload):
 
     def _target_domain(self, full: Split, index: torch.Tensor) -> TargetDomain:
         """Digits kept out of every source split, shifted: unlabelled pool, then labelled val and test."""
-        from tuner.engine.domain import shift_images
-
         p: DigitsParams = self.params  # type: ignore[assignment]
         shifted = Split(shift_images(full.x[index], p.target_shift, p.target_strength, p.split_seed + 1),
                         full.y[index])

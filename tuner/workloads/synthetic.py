@@ -18,7 +18,7 @@ Ground truth of the auxiliary tasks:
 - ``null``: a single soft score drawn uniformly in [0, 1], independent of everything: an aux task that
   should make no detectable difference at a small λ.
 
-``tests/tuner/test_synthetic_ground_truth.py`` checks the helpful and harmful claims over several seeds.
+``tests/tuner/workloads/test_synthetic_ground_truth.py`` checks the helpful and harmful claims over several seeds.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from typing import ClassVar
 
 from pydantic import Field, model_validator
 
-from tuner.spec.limits import MAX_DIM, MAX_SAMPLES, Seed
 from tuner.workloads._base import Split, TaskInfo, Workload, WorkloadData, WorkloadParams
+from tuner.workloads._limits import MAX_DIM, MAX_SAMPLES, Seed
 
 #: Most numbers the generated splits hold in all (inputs and harmful targets).
 MAX_SYNTHETIC_NUMBERS = 20_000_000

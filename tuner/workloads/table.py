@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import Field, model_validator
 
-from tuner.spec.limits import Seed
 from tuner.workloads._base import (
     Split,
     TargetDomain,
@@ -38,6 +37,7 @@ from tuner.workloads._base import (
     WorkloadError,
     WorkloadParams,
 )
+from tuner.workloads._limits import Seed
 from tuner.workloads.table_files import TableTooLarge, read_table
 
 if TYPE_CHECKING:

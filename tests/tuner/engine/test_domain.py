@@ -7,11 +7,11 @@ from typing import Any
 import pytest
 import torch
 
-from tuner.engine.domain import shift_images
 from tuner.engine.loop import PreparedStudy, prepare, run_trial
 from tuner.engine.losses import gaussian_mmd
 from tuner.engine.sanity import study_gate
 from tuner.spec import SpecError, parse_spec
+from tuner.workloads.shifts import shift_images
 
 
 def digits_doc(shift: str = "blur", objective: str = "target_val_accuracy", **training: Any) -> dict[str, Any]:

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from tests.tuner.test_domain import assert_mmd_adapts
 
 from storage import Store
+from tests.tuner.engine.test_domain import assert_mmd_adapts
 from tuner.engine.loop import prepare
 from tuner.execution.submit import create_or_resume
 from tuner.execution.worker import Worker, WorkerConfig

@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 import torch
-from tests.tuner.test_training import Recorder as TrialRecorder
 
+from tests.tuner.engine.test_training import Recorder as TrialRecorder
 from tuner.engine.loop import prepare, run_trial
 from tuner.engine.population.gate import population_gate
 from tuner.engine.population.run import Member, Outcome, run_population
