@@ -18,6 +18,7 @@ from api.schemas import (
 )
 from storage import BestTrial, EpochRecord, SanityRecord, StudyRecord, TrialRecord, WorkerRecord
 from tuner.execution.liveness import no_worker_warning, worker_alive
+from tuner.spec import primary_metric
 from tuner.spec.transfer import lambda_params
 
 
@@ -27,7 +28,7 @@ def study_public(study: StudyRecord, pareto: ParetoSoFar | None = None) -> Study
     return StudyPublic(
         id=study.id, name=study.name, status=study.status, status_reason=study.status_reason, owner=study.owner,
         workload=str((spec.get("workload") or {}).get("name", "")),
-        metric=str((spec.get("objective") or {}).get("metric", "")),
+        metric=primary_metric(spec),
         direction=study.direction, n_trials=study.n_trials, created_at=study.created_at,
         updated_at=study.updated_at, pareto=pareto,
     )

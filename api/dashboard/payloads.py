@@ -25,6 +25,7 @@ from api.dashboard.snapshot import StudySnapshot, lambda_space
 from api.dashboard.trust import trust_panel
 from storage import FINISHED_TRIAL_STATES, TRIAL_STATES, Store, StudyRecord, TrialPoint
 from tuner.analysis.pareto import pareto_so_far
+from tuner.spec import primary_metric
 
 #: Most trials whose curves are drawn at once.
 MAX_CURVES = 10
@@ -40,7 +41,7 @@ def study_summary(study: StudyRecord) -> dict[str, Any]:
     spec = study.spec
     return {"id": study.id, "name": study.name, "status": study.status, "status_reason": study.status_reason,
             "owner": study.owner, "workload": str((spec.get("workload") or {}).get("name", "")),
-            "metric": str((spec.get("objective") or {}).get("metric", "")), "direction": study.direction,
+            "metric": primary_metric(spec), "direction": study.direction,
             "n_trials": study.n_trials, "created_at": iso(study.created_at), "updated_at": iso(study.updated_at),
             "links": {"page": f"/dashboard/studies/{study.id}", "api": f"{API_PREFIX}/studies/{study.id}",
                       "best": f"{API_PREFIX}/studies/{study.id}/best",

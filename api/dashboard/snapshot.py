@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from storage import FINISHED_TRIAL_STATES, RunRecord, SanitySummary, Store, StudyRecord, TrialPoint
 from tuner.analysis.affinity_report import affinity_report
+from tuner.spec import primary_metric
 
 T = TypeVar("T")
 
@@ -116,7 +117,7 @@ class StudySnapshot:
 
     @property
     def metric(self) -> str:
-        return str((self.study.spec.get("objective") or {}).get("metric", "value"))
+        return primary_metric(self.study.spec)
 
     def memo(self, key: str, build: Callable[[], T]) -> T:
         """``build()`` once per snapshot and key (figures, sorted orders)."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
-from pydantic import ValidationError
 
 from api.deps import MAX_ID, CurrentPrincipal, DatasetsDep, OwnedStudy, SettingsDep, StoreDep
 from api.errors import ApiError, error_responses
@@ -16,7 +15,7 @@ from storage import FINISHED_TRIAL_STATES, Store, StudyRecord
 from tuner.analysis.confirm import confirmation_summary, stored_confirmation
 from tuner.analysis.pareto import ParetoPublic, pareto_public, pareto_so_far
 from tuner.execution.liveness import count_alive
-from tuner.spec import SpecError, StudySpec
+from tuner.spec import SpecError, StudySpec, primary_metric, stored_spec
 from tuner.spec.transfer import TRUNK_MODE_PARAM, lambda_params
 
 router = APIRouter(prefix="/studies", tags=["studies"])
@@ -77,10 +76,10 @@ def read_best(study: OwnedStudy, store: StoreDep) -> BestPublic | ParetoPublic:
         return pareto_public(store, study)
     searched = lambda_params(top.params)
     try:
-        spec = StudySpec.model_validate(study.spec)
+        spec = stored_spec(study.spec)
         lambdas, metric = spec.complete_lambdas(searched), str(spec.objective.metric)
-    except (SpecError, ValidationError):  # a spec stored by another version: report the λ as they were run
-        lambdas, metric = searched, str((study.spec.get("objective") or {}).get("metric", ""))
+    except SpecError:  # a spec stored by another version: report the λ as they were run
+        lambdas, metric = searched, primary_metric(study.spec)
     confirmation = stored_confirmation(store, study)
     mode = top.params.get(TRUNK_MODE_PARAM)
     return BestPublic(lambdas=lambdas, value=top.value, trial=top.number, metric=metric, direction=top.direction,

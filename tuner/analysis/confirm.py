@@ -22,7 +22,7 @@ from typing import Any
 from storage import RunPlan, RunRecord, Store, StudyRecord, TrialRecord
 from tuner.analysis import stats
 from tuner.analysis.error_analysis import compare_confusions, confusion_figure
-from tuner.spec import ConfirmSpec, StudySpec
+from tuner.spec import ConfirmSpec, StudySpec, primary_metric, stored_spec
 from tuner.spec.transfer import TRUNK_MODE_PARAM, lambda_params
 
 #: Confirmation seed i is ``training.seed + CONFIRM_SEED_BASE + i``.
@@ -108,7 +108,7 @@ def request_confirmation(store: Store, study: StudyRecord, seeds: int | None = N
     if len(study.directions) != 1:
         raise ConfirmError("multi_objective", f"study {study.name!r} has {len(study.directions)} objectives and no "
                                               "single best λ set to confirm")
-    spec = StudySpec.model_validate(study.spec)
+    spec = stored_spec(study.spec)
     defaults = spec.confirm or ConfirmSpec()
     plans = plan_confirmation(spec, store.trials(study.id, states=["complete"]), seeds or defaults.seeds,
                               top_k or defaults.top_k)
@@ -170,7 +170,7 @@ def error_analysis(by_arm: dict[str, list[RunRecord]]) -> dict[str, Any] | None:
 
 def confirmation_report(study: StudyRecord, runs: Sequence[RunRecord]) -> dict[str, Any]:
     """Everything a confirmation says so far: per arm mean ± std, comparisons, the verdict, error analysis."""
-    metric = str((study.spec.get("objective") or {}).get("metric", "val_accuracy"))
+    metric = primary_metric(study.spec)
     test_metric = metric.replace("val_", "test_")  # val_accuracy → test_accuracy, target_val_loss → target_test_loss
     by_arm: dict[str, list[RunRecord]] = {}
     for r in runs:

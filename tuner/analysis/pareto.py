@@ -15,11 +15,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from api.schemas import ParetoSoFar
 from storage import ParetoTrial, Store, StudyRecord
-from tuner.spec import SpecError, StudySpec
+from tuner.spec import SpecError, StudySpec, stored_spec
 from tuner.spec.transfer import lambda_params
 
 
@@ -46,8 +46,8 @@ def objective_names(study: StudyRecord) -> list[str]:
 
 def _metrics_and_spec(study: StudyRecord) -> tuple[list[str], StudySpec | None]:
     try:
-        spec = StudySpec.model_validate(study.spec)
-    except (SpecError, ValidationError):  # stored by another version: name the objectives by position
+        spec = stored_spec(study.spec)
+    except SpecError:  # stored by another version: name the objectives by position
         return [f"objective_{i}" for i in range(len(study.directions))], None
     metrics = spec.objective.metrics()
     if len(metrics) != len(study.directions):

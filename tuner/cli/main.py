@@ -19,7 +19,7 @@ from tuner.cli import launch as cli_launch
 from tuner.cli import pareto as cli_pareto
 from tuner.cli import trust as cli_trust
 from tuner.execution.exiting import exit_now
-from tuner.spec import LambdaSpec, SpecError, StudySpec, load_spec, parse_spec
+from tuner.spec import LambdaSpec, SpecError, StudySpec, load_spec, primary_metric, stored_spec
 from tuner.spec.transfer import TRUNK_MODE_PARAM, lambda_params
 from tuner.workloads import WorkloadError
 
@@ -384,7 +384,7 @@ def best(
     if len(study.directions) > 1:
         cli_pareto.print_front(console, study.name, cli_pareto.local_front(store, study), as_json)
         return
-    spec = parse_spec(study.spec)
+    spec = stored_spec(study.spec)
     lambdas = spec.complete_lambdas(lambda_params(top.params))
     doc = {"study": study.name, "lambdas": lambdas, "value": top.value, "trial": top.number,
            "metric": spec.objective.metric, "direction": top.direction}
@@ -415,7 +415,7 @@ def studies(db: DbOption = None, as_json: Annotated[bool, typer.Option("--json")
         row = {"id": s.id, "name": s.name, "status": s.status, "n_trials": s.n_trials, "counts": counts,
                "best": top.value if top else None, "created_at": s.created_at.isoformat()}
         if s.id in fronts:  # several objectives: "best" is the primary objective's alone, and labelled so
-            row |= {"best_primary_objective": str((s.spec.get("objective") or {}).get("metric", "")),
+            row |= {"best_primary_objective": primary_metric(s.spec),
                     "pareto": fronts[s.id]}
         rows.append(row)
     if as_json:
@@ -646,7 +646,7 @@ def status(
         store = _existing_store(db)
         record = _study(store, study)
         top = store.best_trial(record.id)
-        metric = str((record.spec.get("objective") or {}).get("metric", ""))
+        metric = primary_metric(record.spec)
         pareto = cli_pareto.local_so_far(store, [record]).get(record.id)
         best_doc = None if top is None else {"trial": top.number, "value": top.value,
                                              "lambdas": lambda_params(top.params)}

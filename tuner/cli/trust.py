@@ -172,9 +172,9 @@ def confirm_after_run(store: Store, study: StudyRecord, workers: int, lease_time
     mostly ran already: the workers take them once the trials are done), then its report."""
     from tuner.analysis.confirm import ConfirmError, wants_confirmation
     from tuner.cli.main import EXIT_CHECK_FAILED, _fail
-    from tuner.spec import StudySpec
+    from tuner.spec import stored_spec
 
-    if not wants_confirmation(StudySpec.model_validate(study.spec)):
+    if not wants_confirmation(stored_spec(study.spec)):
         return
     try:
         report = confirm_with_workers(store, study, workers, lease_timeout_s=lease_timeout_s)

@@ -28,7 +28,7 @@ from tuner.engine.model import MultiTaskModel
 from tuner.engine.transfer import with_saved_models
 from tuner.execution.heartbeat import Heartbeat
 from tuner.results import EpochMetrics, TrialResult
-from tuner.spec import AffinitySpec, ArmSpec, StudySpec
+from tuner.spec import AffinitySpec, ArmSpec, StudySpec, stored_spec
 from tuner.spec.transfer import lambda_params
 from tuner.workloads import Split
 
@@ -155,7 +155,7 @@ class RunWorker:
             if key in self._no_confirm:
                 continue
             try:
-                if not wants_confirmation(StudySpec.model_validate(study.spec)):
+                if not wants_confirmation(stored_spec(study.spec)):
                     self._no_confirm.add(key)
                     continue
                 request_confirmation(self.store, study)
@@ -168,7 +168,7 @@ class RunWorker:
     def _prep(self, study: StudyRecord) -> PreparedStudy:
         key = (study.id, study.spec_hash)
         if key not in self._preps:
-            prep = prepare(run_spec(StudySpec.model_validate(study.spec)), self.device)
+            prep = prepare(run_spec(stored_spec(study.spec)), self.device)
             self._preps[key] = with_saved_models(prep, self.store)
         return self._preps[key]
 

@@ -44,7 +44,7 @@ from tuner.execution.runs import RunWorker
 from tuner.execution.study_watch import DELETED, STUDY_CHECK_S, StudyWatch
 from tuner.results import EpochMetrics, SanityResult, TrialResult, trial_values
 from tuner.search import SearchBackend, make_backend, pruning_step
-from tuner.spec import StudySpec, parse_spec
+from tuner.spec import StudySpec, stored_spec
 from tuner.spec.transfer import lambda_params
 
 logger = logging.getLogger(__name__)
@@ -196,7 +196,7 @@ class Worker:
         ctx = self._contexts.get(study.id)
         if ctx is None or ctx.record.spec_hash != study.spec_hash:
             try:
-                spec = parse_spec(study.spec)
+                spec = stored_spec(study.spec, to_run=True)
                 built = _StudyContext(study, spec, make_backend(spec))
                 samplers = (built.backend.sampler(self.stream), built.backend.pruner())
             except Exception as exc:  # a poison spec fails its study, not the worker (issue #14)
