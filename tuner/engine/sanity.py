@@ -22,11 +22,12 @@ import torch
 
 from tuner.engine.losses import MAIN, LossBreakdown, compute_losses
 from tuner.engine.model import MultiTaskModel
+from tuner.engine.optim import make_optimizer
 from tuner.spec import SanitySpec, TrainingSpec
 from tuner.workloads import Split
 
 if TYPE_CHECKING:
-    from tuner.engine.loop import PreparedStudy
+    from tuner.engine.prepared import PreparedStudy
     from tuner.spec import StudySpec
 
 # Names of the checks, as stored and shown.
@@ -75,14 +76,6 @@ def json_safe(obj: Any) -> Any:
     if isinstance(obj, list):
         return [json_safe(v) for v in obj]
     return obj
-
-
-def make_optimizer(params: Any, training: TrainingSpec, lr: float) -> torch.optim.Optimizer:
-    if training.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=training.weight_decay)
-    if training.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=training.weight_decay)
-    return torch.optim.Adam(params, lr=lr, weight_decay=training.weight_decay)
 
 
 def _nonzero_grad(grads: tuple[torch.Tensor | None, ...]) -> bool:

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from tuner.engine.domain import shift_images
-from tuner.engine.loop import PreparedStudy, prepare, run_trial
+from tuner.engine.loop import run_trial
 from tuner.engine.losses import gaussian_mmd
+from tuner.engine.prepared import PreparedStudy, prepare
 from tuner.engine.sanity import study_gate
 from tuner.spec import SpecError, parse_spec
 

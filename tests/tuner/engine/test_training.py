@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 
-from tuner.engine.loop import EpochMetrics, TrialCallback, TrialPruned, TrialResult, prepare, run_trial
+from tuner.engine.callbacks.base import TrialCallback, TrialPruned
+from tuner.engine.loop import EpochMetrics, TrialResult, run_trial
 from tuner.engine.losses import MAIN
+from tuner.engine.prepared import prepare
 from tuner.engine.sanity import SanityResult
 from tuner.spec import SpecError, StudySpec
 

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from tests.tuner.test_domain import assert_mmd_adapts
 
 from storage import Store
-from tuner.engine.loop import prepare
+from tests.tuner.engine.test_domain import assert_mmd_adapts
+from tuner.engine.prepared import prepare
 from tuner.execution.submit import create_or_resume
 from tuner.execution.worker import Worker, WorkerConfig
 from tuner.spec import SpecError, parse_spec

@@ -21,13 +21,16 @@ from __future__ import annotations
 
 import math
 from abc import abstractmethod
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
-from tuner.engine.loop import EpochMetrics, TrainStep, TrialCallback
+from tuner.engine.callbacks.base import TrainStep, TrialCallback
 from tuner.engine.losses import MAIN
 from tuner.spec import ArmSpec
+
+if TYPE_CHECKING:
+    from tuner.engine.loop import EpochMetrics
 
 
 class LearnedWeighting(TrialCallback):

@@ -23,12 +23,13 @@ from typing import Any
 
 import pytest
 import torch
-from tests.tuner.test_training import Recorder as TrialRecorder
 
-from tuner.engine.loop import EpochMetrics, TrialResult, prepare, run_trial
+from tests.tuner.engine.test_training import Recorder as TrialRecorder
+from tuner.engine.loop import EpochMetrics, TrialResult, run_trial
 from tuner.engine.population.gate import population_gate
 from tuner.engine.population.run import Member, Outcome, run_population
 from tuner.engine.population.stack import MemberStack, lambda_tensors
+from tuner.engine.prepared import prepare
 from tuner.engine.sanity import NON_FINITE, sanity_gate
 from tuner.spec import SpecError, StudySpec, parse_spec
 from tuner.workloads import Split
