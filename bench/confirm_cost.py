@@ -29,7 +29,9 @@ import torch
 
 from storage import Store
 from tuner.analysis.confirm import confirmation_report, request_confirmation, verdict_line
-from tuner.engine.loop import prepare, run_trial
+from tuner.engine.callbacks import trial_callbacks
+from tuner.engine.loop import run_trial
+from tuner.engine.prepared import prepare
 from tuner.execution.submit import create_or_resume
 from tuner.execution.worker import Worker, WorkerConfig
 from tuner.spec import parse_spec
@@ -73,14 +75,14 @@ def probe_overhead(args: argparse.Namespace) -> None:
     settings = (0, 50, 25, 10)
     preps = {every: prepare(parse_spec(spec_doc(1, args.epochs, every))) for every in settings}
     for prep in preps.values():
-        run_trial(prep, lambdas, seed=0)  # warm-up
+        run_trial(prep, lambdas, seed=0, callbacks=trial_callbacks(prep))  # warm-up
     timings: dict[int, list[float]] = {every: [] for every in settings}
     shares: dict[int, list[float]] = {every: [] for every in settings}
     results: dict[int, list[float | None]] = {every: [] for every in settings}
     for seed in range(args.repeats):  # interleaved, so a busy machine slows every setting alike
         for every, prep in preps.items():
             start = time.process_time()  # CPU time of this process: a shared machine's load does not count
-            result = run_trial(prep, lambdas, seed=seed)
+            result = run_trial(prep, lambdas, seed=seed, callbacks=trial_callbacks(prep))
             timings[every].append(time.process_time() - start)
             results[every].append(result.test_accuracy)
             if result.affinity:  # the probe times itself: its share of the trial, free of the machine's noise

@@ -29,7 +29,9 @@ PLAIN = r"""
 import json, os, sys, optuna, torch
 from tuner.spec import load_spec
 from tuner.engine.threads import apply_thread_policy
-from tuner.engine.loop import prepare, run_trial
+from tuner.engine.callbacks import trial_callbacks
+from tuner.engine.loop import run_trial
+from tuner.engine.prepared import prepare
 apply_thread_policy()  # the threads `auxtune run` gives its one worker (tuner.engine.threads)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 spec = load_spec(sys.argv[1]); lambdas = json.loads(sys.argv[2])
@@ -39,7 +41,7 @@ for lam in lambdas:
     study.enqueue_trial(lam)
 def objective(trial):
     lam = {k: trial.suggest_float(k, 0.0, 2.0) for k in lambdas[0]}
-    return run_trial(prep, lam, seed=spec.training.seed + trial.number).value
+    return run_trial(prep, lam, seed=spec.training.seed + trial.number, callbacks=trial_callbacks(prep)).value
 study.optimize(objective, n_trials=len(lambdas))
 print(json.dumps({"trials": len(study.trials)}))
 """

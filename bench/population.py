@@ -35,8 +35,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sanity_cost import WORKLOADS, load  # noqa: E402
 
-from tuner.engine.loop import PreparedStudy, prepare, run_trial  # noqa: E402
+from tuner.engine.callbacks import trial_callbacks  # noqa: E402
+from tuner.engine.loop import run_trial  # noqa: E402
 from tuner.engine.population.run import Member, population_support, run_population  # noqa: E402
+from tuner.engine.prepared import PreparedStudy, prepare  # noqa: E402
 from tuner.results import TrialResult  # noqa: E402
 from tuner.spec import StudySpec, parse_spec  # noqa: E402
 
@@ -82,7 +84,7 @@ def sequential_seconds(prep: PreparedStudy, lambdas: list[dict[str, float]]) -> 
     clocks = []
     for seed, lam in enumerate(lambdas):
         with Clock(prep.device) as clock:
-            run_trial(prep, lam, seed=seed)
+            run_trial(prep, lam, seed=seed, callbacks=trial_callbacks(prep))
         clocks.append(clock)
     return min(c.wall for c in clocks), min(c.cpu for c in clocks)
 
@@ -130,8 +132,9 @@ def main() -> None:
                 print(f"{name:<10} skipped: {why}")
                 continue
             lambdas = random_lambdas(spec, max(max(sizes), args.seq_trials))
-            run_trial(with_prep_epochs(prep, 1), lambdas[0], seed=0)  # warm-up: first-call costs
-            run_population(with_prep_epochs(prep, 1), [Member(lam, s) for s, lam in enumerate(lambdas[:4])])
+            warm = with_prep_epochs(prep, 1)
+            run_trial(warm, lambdas[0], seed=0, callbacks=trial_callbacks(warm))  # warm-up: first-call costs
+            run_population(warm, [Member(lam, s) for s, lam in enumerate(lambdas[:4])])
             for k in sizes:
                 seq_wall, seq_cpu = sequential_seconds(prep, lambdas[: args.seq_trials])
                 wall, cpu, ends = batched_seconds(prep, lambdas[:k])

@@ -22,7 +22,9 @@ from typing import Any
 
 import torch
 
-from tuner.engine.loop import PreparedStudy, prepare, run_trial
+from tuner.engine.callbacks import trial_callbacks
+from tuner.engine.loop import run_trial
+from tuner.engine.prepared import PreparedStudy, prepare
 from tuner.engine.sanity import sanity_gate
 from tuner.results import SanityResult
 from tuner.spec import StudySpec, load_spec, parse_spec
@@ -88,7 +90,7 @@ def time_gate(prep: PreparedStudy, lambdas: dict[str, float], seed: int) -> tupl
 
 def time_trial(prep: PreparedStudy, lambdas: dict[str, float], seed: int) -> float:
     start = time.perf_counter()
-    result = run_trial(prep, lambdas, seed=seed)
+    result = run_trial(prep, lambdas, seed=seed, callbacks=trial_callbacks(prep))
     if result.status != "complete":
         print(f"  note: trial seed {seed} ended {result.status}: {result.reason}")
     return time.perf_counter() - start

@@ -33,7 +33,9 @@ from typing import Any
 import torch
 
 from storage import Store
-from tuner.engine.loop import PreparedStudy, prepare, run_trial
+from tuner.engine.callbacks import trial_callbacks
+from tuner.engine.loop import run_trial
+from tuner.engine.prepared import PreparedStudy, prepare
 from tuner.engine.transfer import with_saved_models
 from tuner.execution.submit import create_or_resume
 from tuner.execution.worker import Worker, WorkerConfig
@@ -52,6 +54,11 @@ def _spec(shift: str, epochs: int) -> PreparedStudy:
     }), "cpu")
 
 
+def _trial(prep: PreparedStudy, lambdas: dict[str, float], seed: int) -> TrialResult:
+    """One trial as a worker runs it: with the callbacks its spec asks for (the affinity probe)."""
+    return run_trial(prep, lambdas, seed=seed, callbacks=trial_callbacks(prep))
+
+
 def _mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}" if len(values) > 1 else f"{values[0]:.3f}"
 
@@ -59,12 +66,12 @@ def _mean_std(values: list[float]) -> str:
 def mmd(args: argparse.Namespace, seeds: list[int]) -> None:
     prep = _spec(args.shift, args.epochs)
     grid = [float(v) for v in args.grid.split(",")]
-    search = {lam: run_trial(prep, {"domain": lam}, seed=0).value or 0.0 for lam in grid}
+    search = {lam: _trial(prep, {"domain": lam}, 0).value or 0.0 for lam in grid}
     best = max(search, key=lambda lam: search[lam])
     print(f"shift={args.shift}: target val accuracy on seed 0 by λ_mmd: "
           + ", ".join(f"{lam:g}: {v:.3f}" for lam, v in search.items()) + f" → best λ_mmd = {best:g}")
     for lam in (0.0, best):
-        runs = [run_trial(prep, {"domain": lam}, seed=seed) for seed in seeds]
+        runs = [_trial(prep, {"domain": lam}, seed) for seed in seeds]
         target = [r.target_test["accuracy"] for r in runs]
         source = [r.test_accuracy or 0.0 for r in runs]
         print(f"λ_mmd = {lam:g}: target test accuracy {_mean_std(target)}, source test {statistics.mean(source):.3f} "
@@ -102,12 +109,12 @@ def trunk(store: Store, ref: str, args: argparse.Namespace) -> None:
     frozen = with_saved_models(prepare(parse_spec(_student(
         "bench-frozen", args.n_train, args.epochs, lr=0.003, trunk={"from_trial": ref, "mode": "freeze"})), "cpu"),
         store)
-    run_trial(full, {"loop": 1.0}, seed=0)  # warm-up: first-call costs out of the timings
-    run_trial(frozen, {"loop": 1.0}, seed=0)
+    _trial(full, {"loop": 1.0}, 0)  # warm-up: first-call costs out of the timings
+    _trial(frozen, {"loop": 1.0}, 0)
     runs: dict[str, list[TrialResult]] = {"full": [], "frozen": []}
     for i in range(args.repeats):  # interleaved, so a noisy neighbour slows both alike
         for label, prep in (("full", full), ("frozen", frozen)):
-            runs[label].append(run_trial(prep, {"loop": 1.0}, seed=i))
+            runs[label].append(_trial(prep, {"loop": 1.0}, i))
     states = {k: sorted({r.status for r in v}) for k, v in runs.items()}
     if states != {"full": ["complete"], "frozen": ["complete"]}:
         print(f"warning: not every timed trial completed: {states}")
@@ -126,12 +133,12 @@ def kd(store: Store, ref: str, args: argparse.Namespace, seeds: list[int]) -> No
         "bench-kd", args.n_train, args.kd_epochs, aux_tasks=[task], sanity={"enabled": False},
         training={"epochs": args.kd_epochs, "batch_size": 32, "lr": 0.01, "hidden": 32})), "cpu"), store)
     grid = [float(v) for v in args.kd_grid.split(",")]
-    search = {lam: run_trial(prep, {"kd": lam}, seed=0).value or 0.0 for lam in grid}
+    search = {lam: _trial(prep, {"kd": lam}, 0).value or 0.0 for lam in grid}
     best = max(search, key=lambda lam: search[lam])
     print(f"kd (T={args.temperature:g}, {args.n_train} training images, student hidden 32, teacher 64): val accuracy "
           "on seed 0 by λ_kd: " + ", ".join(f"{lam:g}: {v:.3f}" for lam, v in search.items())
           + f" → best λ_kd = {best:g}")
-    test = {lam: [run_trial(prep, {"kd": lam}, seed=s).test_accuracy or 0.0 for s in seeds] for lam in (0.0, best)}
+    test = {lam: [_trial(prep, {"kd": lam}, s).test_accuracy or 0.0 for s in seeds] for lam in (0.0, best)}
     for lam, values in test.items():
         print(f"λ_kd = {lam:g}: test accuracy {_mean_std(values)} (seeds {seeds}; per seed "
               + ", ".join(f"{v:.3f}" for v in values) + ")")

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from api.client import ApiError, AuxtuneClient
     from storage import Store, StudyRecord
-    from tuner.engine.loop import PreparedStudy
+    from tuner.engine.prepared import PreparedStudy
     from tuner.execution.local import Progress as RunProgress
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -89,7 +89,7 @@ def _bounds(lam: LambdaSpec) -> str:
 
 
 def _prepare(spec: StudySpec, device: str | None) -> PreparedStudy:
-    from tuner.engine.loop import prepare
+    from tuner.engine.prepared import prepare
 
     try:
         return prepare(spec, device)
@@ -166,7 +166,9 @@ def trial(
     threads: ThreadsOption = None,
 ) -> None:
     """Run one full trial (sanity gate, then training) and print per-epoch, per-task figures."""
-    from tuner.engine.loop import TrialCallback, run_trial
+    from tuner.engine.callbacks import trial_callbacks
+    from tuner.engine.callbacks.base import TrialCallback
+    from tuner.engine.loop import run_trial
     from tuner.engine.threads import apply_thread_policy
     from tuner.results import EpochMetrics
 
@@ -195,7 +197,7 @@ def trial(
                               *[f"{m.val_loss[t]:.3g}" for t in tasks], f"{m.val_accuracy:.3f}")
                 progress.update(bar, advance=1)
 
-        result = run_trial(prep, lambdas, seed=seed, callbacks=[_Show()])
+        result = run_trial(prep, lambdas, seed=seed, callbacks=trial_callbacks(prep, _Show()))
 
     if as_json:
         print(json.dumps(result.to_dict(), allow_nan=False))

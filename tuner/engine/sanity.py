@@ -15,18 +15,19 @@ import functools
 import math
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 
 from tuner.engine.losses import MAIN, LossBreakdown, compute_losses
 from tuner.engine.model import MultiTaskModel
+from tuner.engine.optim import make_optimizer
 from tuner.results import SanityResult
 from tuner.spec import SanitySpec, TrainingSpec
 from tuner.workloads import Split
 
 if TYPE_CHECKING:
-    from tuner.engine.loop import PreparedStudy
+    from tuner.engine.prepared import PreparedStudy
     from tuner.spec import StudySpec
 
 # Names of the checks, as stored and shown.
@@ -46,12 +47,6 @@ def check_stop(should_stop: Callable[[], bool] | None, step: int) -> None:
         raise GateStopped(f"the sanity gate was stopped at step {step}")
 
 
-def make_optimizer(params: Any, training: TrainingSpec, lr: float) -> torch.optim.Optimizer:
-    if training.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=training.weight_decay)
-    if training.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=training.weight_decay)
-    return torch.optim.Adam(params, lr=lr, weight_decay=training.weight_decay)
 
 
 def _nonzero_grad(grads: tuple[torch.Tensor | None, ...]) -> bool:

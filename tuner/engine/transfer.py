@@ -15,7 +15,9 @@
   output is the student's own main-head logits (its head *is* the main head): ``λ_kd · T² · KL(teacher ‖
   student)`` is classic knowledge distillation (Hinton et al. 2015), with λ_kd searched like any λ.
 
-Loading uses ``torch.load(..., weights_only=True)``: a saved model is tensors, never code.
+Loading uses ``torch.load(..., weights_only=True)``: a saved model is tensors, never code. Starting a new
+model from a saved one (``SavedModel``, the trunk's modes, tied kd heads) is ``tuner.engine.saved``'s: the
+prepared study builds on it, and this module on the prepared study.
 """
 
 from __future__ import annotations
@@ -23,22 +25,21 @@ from __future__ import annotations
 import dataclasses
 import io
 import logging
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from tuner.engine.losses import MAIN
-from tuner.engine.model import MultiTaskModel, default_trunk
-from tuner.spec import StudySpec
+from tuner.engine.model import MultiTaskModel
+from tuner.engine.saved import SavedModel, rebuild_trunk
 from tuner.spec.references import find_saved_model, saved_model_refs, shape_problem
 from tuner.spec.transfer import split_trial_ref
-from tuner.workloads import Split, TaskInfo, WorkloadData, make_workload
+from tuner.workloads import Split, TaskInfo, WorkloadData
 
 if TYPE_CHECKING:
     from storage import Store
-    from tuner.engine.loop import PreparedStudy
+    from tuner.engine.prepared import PreparedStudy
 
 logger = logging.getLogger(__name__)
 
@@ -51,19 +52,6 @@ class TransferError(ValueError):
     def __init__(self, field: str, message: str):
         self.field, self.message = field, message
         super().__init__(f"{field}: {message}")
-
-
-@dataclass(frozen=True)
-class SavedModel:
-    """A saved model loaded from the store: its reference, its meta document and its tensors (on the CPU)."""
-
-    ref: str
-    meta: dict[str, Any]
-    state: dict[str, torch.Tensor]
-
-    def part(self, prefix: str) -> dict[str, torch.Tensor]:
-        """The tensors under ``prefix`` (``"trunk."``), with the prefix cut off."""
-        return {k[len(prefix):]: v for k, v in self.state.items() if k.startswith(prefix)}
 
 
 # -- saving ----------------------------------------------------------------------------------------------------
@@ -128,14 +116,6 @@ def load_saved_model(store: Store, ref: str, field: str) -> SavedModel:
     return SavedModel(ref=ref, meta=dict(record.meta), state=state)
 
 
-def rebuild_trunk(meta: dict[str, Any]) -> nn.Module:
-    """A fresh trunk of the saved model's architecture (its workload's own trunk, or the default one)."""
-    arch = meta["architecture"]
-    input_shape, hidden = tuple(int(d) for d in meta["input_shape"]), int(arch["hidden"])
-    built = make_workload(str(arch["workload"]), dict(arch["workload_params"])).build_trunk(input_shape, hidden)
-    return built[0] if built is not None else default_trunk(input_shape, hidden)
-
-
 def teacher_model(saved: SavedModel) -> nn.Module:
     """The saved model's trunk and main head, in eval mode (a teacher needs nothing else)."""
     trunk = rebuild_trunk(saved.meta)
@@ -192,27 +172,3 @@ def _with_targets(data: WorkloadData, task: str, predict: Any) -> WorkloadData:
 
     tasks = {**data.tasks, task: TaskInfo(task, "probs", data.n_classes, "the teacher's softened predictions")}
     return dataclasses.replace(data, train=split(data.train), val=split(data.val), test=split(data.test), tasks=tasks)
-
-
-# -- the new model ---------------------------------------------------------------------------------------------
-def start_trunk(model: MultiTaskModel, saved: SavedModel, mode: str, lr_factor: float) -> MultiTaskModel:
-    """Copy the saved trunk's weights into ``model``'s trunk and set it up for ``mode`` (see the module doc)."""
-    model.trunk.load_state_dict(saved.part("trunk."))
-    if mode == "freeze":
-        for p in model.trunk.parameters():
-            p.requires_grad_(False)
-        model.trunk_frozen = True
-        model.trunk.eval()
-    elif mode == "finetune_lower_lr":
-        model.trunk_lr_scale = lr_factor
-    elif mode != "finetune":
-        raise ValueError(f"unknown trunk mode {mode!r}")
-    return model
-
-
-def tie_kd_heads(model: MultiTaskModel, spec: StudySpec) -> MultiTaskModel:
-    """A kd task with a teacher reads the student's main-head logits: its head is the main head."""
-    for task in spec.aux_tasks:
-        if task.teacher is not None:
-            model.heads[task.name] = model.heads[MAIN]
-    return model

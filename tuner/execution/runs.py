@@ -21,10 +21,13 @@ import torch
 
 from storage import LeaseLost, RunClaim, Store, StoreError, StoreUnavailable, StudyRecord
 from tuner.analysis.confirm import request_confirmation, wants_confirmation
+from tuner.engine.callbacks import trial_callbacks
+from tuner.engine.callbacks.base import TrialCallback
 from tuner.engine.callbacks.weighting import LearnedWeighting, make_weighting
-from tuner.engine.loop import PreparedStudy, TrialCallback, prepare, run_trial
+from tuner.engine.loop import run_trial
 from tuner.engine.losses import MAIN
 from tuner.engine.model import MultiTaskModel
+from tuner.engine.prepared import PreparedStudy, prepare
 from tuner.engine.transfer import with_saved_models
 from tuner.execution.heartbeat import Heartbeat
 from tuner.results import EpochMetrics, TrialResult
@@ -105,7 +108,7 @@ def execute_run(prep: PreparedStudy, kind: str, params: dict[str, Any], seed: in
         lambdas = spec.default_lambdas()  # unused by the loss the arm backpropagates; kept for the records
     else:
         lambdas = lambda_params(params)
-    result = run_trial(prep, lambdas, seed=seed, callbacks=[*extra, *(callbacks or [])],
+    result = run_trial(prep, lambdas, seed=seed, callbacks=trial_callbacks(prep, *extra, *(callbacks or [])),
                        trunk_mode=spec.trunk_mode_of(params))
     doc = result.to_dict()
     doc["confusion"] = confusion.matrix

@@ -25,15 +25,11 @@ from typing import Any, cast
 
 from storage import Claim, LeaseLost, Store, StoreError, StoreUnavailable, StudyRecord
 from storage.retry import DEFAULT_RETRY_BUDGET_S, RetryingStore
-from tuner.engine.loop import (
-    PreparedStudy,
-    TrainStep,
-    TrialCallback,
-    TrialPruned,
-    prepare,
-    run_trial,
-)
+from tuner.engine.callbacks import trial_callbacks
+from tuner.engine.callbacks.base import TrainStep, TrialCallback, TrialPruned
+from tuner.engine.loop import run_trial
 from tuner.engine.model import MultiTaskModel
+from tuner.engine.prepared import PreparedStudy, prepare
 from tuner.engine.sanity import GateStopped, study_gate
 from tuner.engine.threads import ThreadsError, apply_thread_policy, thread_count
 from tuner.engine.transfer import save_trial_model, with_saved_models
@@ -352,7 +348,8 @@ class Worker:
         try:
             reporter = self.reporter(ctx, claim, lost)
             outcome = run_trial(prep, trial_lambdas(claim), seed=trial_seed(ctx.spec, claim),
-                                callbacks=[reporter, keeper], trunk_mode=ctx.spec.trunk_mode_of(claim.params))
+                                callbacks=trial_callbacks(prep, reporter, keeper),
+                                trunk_mode=ctx.spec.trunk_mode_of(claim.params))
             reporter.flush()
         except Exception as exc:  # ``conclude`` decides: give the trial back, drop it, or record it as failed
             outcome = exc

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from storage import Store
 from tests.api.factories import ADMIN, STUDIES, user
-from tuner.engine.loop import prepare
+from tuner.engine.prepared import prepare
 from tuner.engine.transfer import save_trial_model
 from tuner.spec import parse_spec
 

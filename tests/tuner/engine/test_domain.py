@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 import torch
 
-from tuner.engine.loop import PreparedStudy, prepare, run_trial
+from tuner.engine.loop import run_trial
 from tuner.engine.losses import gaussian_mmd
+from tuner.engine.prepared import PreparedStudy, prepare
 from tuner.engine.sanity import study_gate
 from tuner.spec import SpecError, parse_spec
 from tuner.workloads.shifts import shift_images

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from tuner.engine.loop import PreparedStudy, prepare, run_trial
+from tuner.engine.loop import run_trial
 from tuner.engine.losses import MAIN
 from tuner.engine.model import MultiTaskModel
+from tuner.engine.prepared import PreparedStudy, prepare
 from tuner.engine.sanity import LOSS_NOT_DROPPING, LOW_ACCURACY, NO_GRADIENT, NON_FINITE, sanity_gate
 from tuner.results import SanityResult
 from tuner.spec import SpecError, StudySpec, load_spec, parse_spec

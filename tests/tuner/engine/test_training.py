@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 
-from tuner.engine.loop import TrialCallback, TrialPruned, prepare, run_trial
+from tuner.engine.callbacks.base import TrialCallback, TrialPruned
+from tuner.engine.loop import run_trial
 from tuner.engine.losses import MAIN
+from tuner.engine.prepared import prepare
 from tuner.results import EpochMetrics, SanityResult, TrialResult
 from tuner.spec import SpecError, StudySpec
 

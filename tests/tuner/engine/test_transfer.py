@@ -20,10 +20,14 @@ from typer.testing import CliRunner
 
 from storage import Store
 from tuner.cli.main import app
-from tuner.engine.loop import PreparedStudy, TrialCallback, prepare, run_trial
+from tuner.engine.callbacks import trial_callbacks
+from tuner.engine.callbacks.base import TrialCallback
+from tuner.engine.loop import run_trial
 from tuner.engine.losses import MAIN
 from tuner.engine.model import MultiTaskModel
-from tuner.engine.transfer import SavedModel, TransferError, load_saved_model, teacher_model, with_saved_models
+from tuner.engine.prepared import PreparedStudy, prepare
+from tuner.engine.saved import SavedModel
+from tuner.engine.transfer import TransferError, load_saved_model, teacher_model, with_saved_models
 from tuner.execution.submit import create_or_resume
 from tuner.execution.worker import Worker, WorkerConfig
 from tuner.search import make_backend
@@ -80,7 +84,7 @@ def test_a_frozen_trunk_keeps_the_saved_features_bit_for_bit_and_only_heads_trai
     saved = load_saved_model(store, teacher_ref, "trunk.from_trial")
     start = prep.new_model(0)
     keep = _Keep()
-    result = run_trial(prep, {"loop": 1.0}, seed=0, callbacks=[keep])
+    result = run_trial(prep, {"loop": 1.0}, seed=0, callbacks=trial_callbacks(prep, keep))
     model = keep.model
     assert result.status == "complete" and result.trunk_mode == "freeze"
     for name, p in model.trunk.named_parameters():
@@ -107,7 +111,8 @@ def test_finetuning_changes_the_trunk_and_a_lower_lr_changes_it_less(store: Stor
     change = {}
     for mode in ("finetune", "finetune_lower_lr"):
         keep = _Keep()
-        assert run_trial(prep, {"loop": 1.0}, seed=0, callbacks=[keep], trunk_mode=mode).trunk_mode == mode
+        result = run_trial(prep, {"loop": 1.0}, seed=0, callbacks=trial_callbacks(prep, keep), trunk_mode=mode)
+        assert result.trunk_mode == mode
         change[mode] = _trunk_change(keep.model, saved)
     assert change["finetune"] > 1e-3
     assert 0.0 < change["finetune_lower_lr"] < change["finetune"] / 2

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tuner.engine.loop import prepare, run_trial
+from tuner.engine.loop import run_trial
 from tuner.engine.losses import MAIN
+from tuner.engine.prepared import prepare
 from tuner.spec import SpecError, parse_spec
 from tuner.workloads import WorkloadError, get_workload, make_workload
 from tuner.workloads.digits import DIGIT_ATTRIBUTES, N_DIGITS

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from tuner.engine.loop import prepare, run_trial
+from tuner.engine.loop import run_trial
+from tuner.engine.prepared import prepare
 from tuner.spec import SpecError, parse_spec
 from tuner.workloads import ENTRY_POINT_GROUP, Workload, get_workload, registered_workloads
 

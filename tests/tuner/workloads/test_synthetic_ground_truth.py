@@ -11,7 +11,8 @@ from statistics import mean
 
 import pytest
 
-from tuner.engine.loop import PreparedStudy, prepare, run_trial
+from tuner.engine.loop import run_trial
+from tuner.engine.prepared import PreparedStudy, prepare
 from tuner.spec import parse_spec
 
 SEEDS = (0, 1, 2, 3)

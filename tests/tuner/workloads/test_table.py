@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 import torch
 
-from tuner.engine.loop import prepare, run_trial
+from tuner.engine.loop import run_trial
+from tuner.engine.prepared import prepare
 from tuner.spec import SpecError, load_spec, parse_spec
 from tuner.workloads import WorkloadError, make_workload
 

@@ -13,7 +13,7 @@ import torch
 
 from storage import Store
 from tests.tuner.engine.test_domain import assert_mmd_adapts
-from tuner.engine.loop import prepare
+from tuner.engine.prepared import prepare
 from tuner.execution.submit import create_or_resume
 from tuner.execution.worker import Worker, WorkerConfig
 from tuner.spec import SpecError, parse_spec

@@ -27,11 +27,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch.func import functional_call
 
-from tuner.engine.loop import TrainStep, TrialCallback
+from tuner.engine.callbacks.base import TrainStep, TrialCallback
 from tuner.engine.losses import MAIN, compute_losses
 
 if TYPE_CHECKING:
-    from tuner.engine.loop import PreparedStudy
+    from tuner.engine.prepared import PreparedStudy
+    from tuner.results import TrialResult
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,9 @@ class AffinityProbe(TrialCallback):
     def on_step(self, step: TrainStep) -> None:
         if step.number % self.every == 0:
             self.probe(step)
+
+    def on_test_end(self, result: TrialResult) -> None:
+        result.affinity = self.summary()
 
     def probe(self, step: TrainStep) -> dict[str, dict[str, float]]:
         """Measure ``Z_{i→j}`` on this step's minibatch (and add it to the averages); returns this step's."""

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from tuner.engine.loop import TrainStep, TrialCallback
+from tuner.engine.callbacks.base import TrainStep, TrialCallback
 from tuner.engine.losses import MAIN
 from tuner.results import EpochMetrics
 from tuner.spec import ArmSpec

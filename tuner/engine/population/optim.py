@@ -8,7 +8,7 @@ AdamW with torch's fused kernel where this torch has one: the same formula in on
 elementwise and the hyperparameters are the same for every member, so member k's update reads only
 member k's slices: a member whose gradients are NaN ruins its own parameters and nobody else's.
 
-The hyperparameters come from the very optimiser ``tuner.engine.sanity.make_optimizer`` builds for a trial alone (its
+The hyperparameters come from the very optimiser ``tuner.engine.optim.make_optimizer`` builds for a trial alone (its
 ``param_groups``), so the batched path and the single-trial path cannot drift apart.
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from tuner.engine.sanity import make_optimizer
+from tuner.engine.optim import make_optimizer
 from tuner.spec import TrainingSpec
 
 Tensors = list[torch.Tensor] | tuple[torch.Tensor, ...]

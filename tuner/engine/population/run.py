@@ -1,21 +1,19 @@
 """Population-batched trials: K trials of one study, each with its own λ and seed, trained as one batched job.
 
 A λ study trains one architecture on one data set many times with different loss weights. Here K such trials
-become one ensemble (``tuner.engine.population.stack``: stacked parameters, run by an explicit batched forward pass
-for the
-built-in models, ``tuner.engine.population.forward``, or by ``functional_call`` under ``vmap``), each member with its
-own
-parameters, optimiser state (``tuner.engine.population.optim``), λ, seed and minibatch order, so one step of Python
-overhead
-(CPU) or one kernel launch (GPU) serves K trials.
+become one ensemble (``tuner.engine.population.stack``: stacked parameters, run by an explicit batched forward
+pass for the built-in models, ``tuner.engine.population.forward``, or by ``functional_call`` under ``vmap``), each
+member with its own parameters, optimiser state (``tuner.engine.population.optim``), λ, seed and minibatch order,
+so one step of Python overhead (CPU) or one kernel launch (GPU) serves K trials.
 
 Each member reproduces ``tuner.engine.loop.run_trial`` with the same (spec, λ, seed): the same initial weights and
 the same minibatch order, the batched sanity gate (``tuner.engine.population.gate``) first, then the same per-epoch
-per-task metrics, the same best-epoch bookkeeping, early stopping (``training.patience``) and test at the best
-epoch. Results agree with ``run_trial`` to float32 rounding (batched kernels may round the last bit differently;
-over epochs such differences grow like any change of summation order: see ``tests/tuner/test_population.py``
-for the tolerance). A member that stops (pruned, early-stopped, failed) leaves the batch at the epoch's end; the
-others go on. A member whose λ the spec refuses, or whose callback raises, ends alone with that exception.
+per-task metrics, the same best-epoch bookkeeping and early stopping (``training.patience``: both
+``tuner.engine.best_epoch.BestEpoch``) and test at the best epoch. Results agree with ``run_trial`` to float32
+rounding (batched kernels may round the last bit differently; over epochs such differences grow like any change of
+summation order: see ``tests/tuner/engine/population/test_population.py`` for the tolerance). A member that stops
+(pruned, early-stopped, failed) leaves the batch at the epoch's end; the others go on. A member whose λ the spec
+refuses, or whose callback raises, ends alone with that exception.
 
 Callbacks: ``on_sanity_end`` and ``on_epoch_end`` run per member, in member order, as in ``run_trial``; raising
 ``TrialPruned`` from ``on_epoch_end`` prunes that member only. ``should_stop`` is asked between the gate's steps;
@@ -35,23 +33,21 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from tuner.engine.loop import (
-    PreparedStudy,
-    TrialCallback,
-    TrialPruned,
-    _better,
-    _dispatch,
-    stop_requested,
-)
+from tuner.engine.best_epoch import BestEpoch
+from tuner.engine.callbacks.base import TrialCallback, TrialPruned, dispatch, stop_requested
 from tuner.engine.population.gate import population_gate
 from tuner.engine.population.optim import make_stacked_optimizer
 from tuner.engine.population.stack import MemberStack, lambda_tensors, per_member
+from tuner.engine.prepared import PreparedStudy
 from tuner.results import EpochMetrics, TrialResult
 from tuner.spec import SpecError
 from tuner.spec.references import saved_model_refs
 from tuner.workloads import Split
 
 logger = logging.getLogger(__name__)
+
+#: A member's best epoch; the weights it keeps are its slice of the stack (``MemberStack.state``).
+_Best = BestEpoch[dict[str, torch.Tensor]]
 
 #: What a member ends with: its result, or the exception that ended it alone (a refused λ, a callback's error).
 Outcome = TrialResult | Exception
@@ -151,7 +147,7 @@ class _PopulationRun:
             result = self.results[i]
             result.sanity = verdict
             try:
-                _dispatch(self.members[i].callbacks, "on_sanity_end", verdict)
+                dispatch(self.members[i].callbacks, "on_sanity_end", verdict)
             except Exception as exc:
                 self._end(i, exc)
                 continue
@@ -169,7 +165,7 @@ class _PopulationRun:
         train, n, bs = prep.data.train, len(prep.data.train), training.batch_size
         opt = make_stacked_optimizer(training, training.lr)
         gens = {i: torch.Generator().manual_seed(self.members[i].seed) for i in live}
-        since_best = dict.fromkeys(live, 0)
+        tracked = {i: _Best(self.results[i], training.patience) for i in live}
         lambdas = self._lambdas(live)
         for epoch in range(training.epochs):
             t0 = time.perf_counter()
@@ -187,7 +183,7 @@ class _PopulationRun:
             val_loss, val_acc = stack.evaluate(prep.data.val, lambdas)
             seconds = time.perf_counter() - t0
             keep = [row for row, i in enumerate(live)
-                    if self._epoch_end(i, stack, row, since_best,
+                    if self._epoch_end(i, stack, row, tracked[i],
                                        EpochMetrics(epoch=epoch, train_loss=train_loss[row], val_loss=val_loss[row],
                                                     val_accuracy=val_acc[row], seconds=seconds))]
             if len(keep) < len(live):
@@ -198,36 +194,31 @@ class _PopulationRun:
                 opt.keep(rows)
                 lambdas = {name: lam.index_select(0, rows) for name, lam in lambdas.items()}
                 live = [live[row] for row in keep]
-        for row, i in enumerate(live):  # trained every epoch: a member that never improved tests its last weights
-            if i not in self.best:
-                self.best[i] = stack.state(row)
+        for row, i in enumerate(live):  # trained every epoch
+            self._keep(i, stack, row, tracked[i])
 
-    def _epoch_end(self, i: int, stack: MemberStack, row: int, since_best: dict[int, int],
+    def _epoch_end(self, i: int, stack: MemberStack, row: int, best: _Best,
                    metrics: EpochMetrics) -> bool:
         """Book one member's epoch as ``run_trial`` does; True if the member trains on."""
-        result = self.results[i]
-        result.epochs.append(metrics)
-        value = metrics.objective(result.metric)
-        if _better(value, result.value, result.direction):
-            result.value, result.best_epoch, result.val_accuracy = value, metrics.epoch, metrics.val_accuracy
-            self.best[i] = stack.state(row)
-            since_best[i] = 0
-        else:
-            since_best[i] += 1
+        best.book(metrics, functools.partial(stack.state, row))
         go_on = True
         try:
-            _dispatch(self.members[i].callbacks, "on_epoch_end", metrics)
+            dispatch(self.members[i].callbacks, "on_epoch_end", metrics)
         except TrialPruned:
-            result.status, go_on = "pruned", False
+            self.results[i].status, go_on = "pruned", False
         except Exception as exc:
             self._end(i, exc)
             return False
-        patience = self.spec.training.patience
-        if patience is not None and since_best[i] >= patience:
+        if best.patience_spent:
             go_on = False
-        if not go_on and i not in self.best:  # it never improved: test its last weights, as run_trial does
-            self.best[i] = stack.state(row)
+        if not go_on:
+            self._keep(i, stack, row, best)
         return go_on
+
+    def _keep(self, i: int, stack: MemberStack, row: int, best: _Best) -> None:
+        """Member ``i`` trains no more: test it at its best epoch's weights, or at its last ones if it never
+        improved, as ``run_trial`` does."""
+        self.best[i] = best.state if best.state is not None else stack.state(row)
 
     def _test(self, template: MemberStack) -> None:
         """Test every trained member at its best epoch's weights, in one batched evaluation."""

@@ -14,15 +14,23 @@ from typer.testing import CliRunner
 from storage import Store
 from tuner.analysis.affinity_report import DROP, KEEP, affinity_figure, affinity_report
 from tuner.cli.main import app
+from tuner.engine.callbacks import trial_callbacks
 from tuner.engine.callbacks.affinity import AffinityProbe, affinity_probe
-from tuner.engine.loop import TrainStep, prepare, run_trial
+from tuner.engine.callbacks.base import TrainStep
+from tuner.engine.loop import TrialResult, run_trial
 from tuner.engine.losses import MAIN, compute_losses
+from tuner.engine.prepared import PreparedStudy, prepare
 from tuner.execution.submit import create_or_resume
 from tuner.execution.worker import Worker, WorkerConfig
 from tuner.spec import StudySpec, parse_spec
 
 TASKS = [{"name": "helpful", "loss": "bce"}, {"name": "neutral", "loss": "bce"}, {"name": "harmful", "loss": "mse"}]
 ALL_ONE = {"helpful": 1.0, "neutral": 1.0, "harmful": 1.0}
+
+
+def probed(prep: PreparedStudy, lambdas: dict[str, float], seed: int) -> TrialResult:
+    """A trial with the callbacks its spec asks for, the probe among them (``run_trial`` builds none)."""
+    return run_trial(prep, lambdas, seed=seed, callbacks=trial_callbacks(prep))
 
 
 def test_the_probe_is_one_plain_step_on_each_task_alone(synthetic_spec: Callable[..., StudySpec]) -> None:
@@ -51,8 +59,8 @@ def test_the_probe_is_one_plain_step_on_each_task_alone(synthetic_spec: Callable
 
 
 def test_training_is_the_same_with_the_probe_on(synthetic_spec: Callable[..., StudySpec]) -> None:
-    on = run_trial(prepare(synthetic_spec(aux_tasks=TASKS, affinity={"every": 1})), ALL_ONE, seed=3)
-    off = run_trial(prepare(synthetic_spec(aux_tasks=TASKS, affinity={"every": 0})), ALL_ONE, seed=3)
+    on = probed(prepare(synthetic_spec(aux_tasks=TASKS, affinity={"every": 1})), ALL_ONE, seed=3)
+    off = probed(prepare(synthetic_spec(aux_tasks=TASKS, affinity={"every": 0})), ALL_ONE, seed=3)
     assert off.affinity is None and on.affinity is not None
     assert [e.val_loss for e in on.epochs] == [e.val_loss for e in off.epochs]
     assert on.test_accuracy == off.test_accuracy
@@ -118,8 +126,8 @@ def test_a_domain_task_is_a_source_but_never_a_target() -> None:
                "n_train": 120, "n_val": 60, "target_shift": "blur", "n_target": 120, "n_target_val": 60}},
            "aux_tasks": [{"name": "loop", "loss": "bce"}, {"name": "domain", "loss": "mmd"}],
            "training": {"epochs": 2, "batch_size": 32}, "sanity": {"enabled": False}}
-    on = run_trial(prepare(parse_spec({**doc, "affinity": {"every": 1}})), {"loop": 1.0, "domain": 0.5}, seed=1)
-    off = run_trial(prepare(parse_spec({**doc, "affinity": {"every": 0}})), {"loop": 1.0, "domain": 0.5}, seed=1)
+    on = probed(prepare(parse_spec({**doc, "affinity": {"every": 1}})), {"loop": 1.0, "domain": 0.5}, seed=1)
+    off = probed(prepare(parse_spec({**doc, "affinity": {"every": 0}})), {"loop": 1.0, "domain": 0.5}, seed=1)
     assert [e.val_loss for e in on.epochs] == [e.val_loss for e in off.epochs] and on.target_test == off.target_test
     matrix = on.affinity["matrix"]  # type: ignore[index]
     assert matrix["domain"][MAIN] is not None and all(row["domain"] is None for row in matrix.values())

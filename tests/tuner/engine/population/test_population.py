@@ -25,10 +25,11 @@ import pytest
 import torch
 
 from tests.tuner.engine.test_training import Recorder as TrialRecorder
-from tuner.engine.loop import prepare, run_trial
+from tuner.engine.loop import run_trial
 from tuner.engine.population.gate import population_gate
 from tuner.engine.population.run import Member, Outcome, run_population
 from tuner.engine.population.stack import MemberStack, lambda_tensors
+from tuner.engine.prepared import prepare
 from tuner.engine.sanity import NON_FINITE, sanity_gate
 from tuner.results import EpochMetrics, TrialResult
 from tuner.spec import SpecError, StudySpec, parse_spec

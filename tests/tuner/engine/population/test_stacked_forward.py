@@ -15,11 +15,11 @@ from torch import nn
 
 import tuner.engine.population.forward
 import tuner.engine.population.stack
-from tuner.engine.loop import PreparedStudy, prepare
 from tuner.engine.losses import compute_losses
 from tuner.engine.model import MultiTaskModel, cnn_trunk, mlp_trunk
 from tuner.engine.population.forward import plan
 from tuner.engine.population.stack import MemberStack, lambda_tensors
+from tuner.engine.prepared import PreparedStudy, prepare
 from tuner.spec import parse_spec
 from tuner.workloads import Split, TaskInfo
 

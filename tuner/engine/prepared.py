@@ -1,0 +1,91 @@
+"""The prepared study: a spec with its workload's data built and placed on the device, and its new models.
+
+One worker reuses it across the trials of a study (the data are built once per process: ``prepare`` caches
+them), and the single and the population paths both build their models from it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+from torch import nn
+
+from tuner.engine.domain import with_target_domain
+from tuner.engine.model import MultiTaskModel, build_model, resolve_device
+from tuner.engine.saved import SavedModel, rebuild_trunk, start_trunk, tie_kd_heads
+from tuner.spec import StudySpec
+from tuner.spec.references import workload_aux_tasks
+from tuner.workloads import Split, Workload, WorkloadData, make_workload
+
+
+@dataclass
+class PreparedStudy:
+    """A spec with its data built and moved to the device, reused across the trials of one worker.
+
+    ``trunk`` is the saved model whose trunk new models start from, and a kd task with a teacher has the
+    teacher's predictions among the splits' targets: both are filled by ``tuner.engine.transfer.with_saved_models``.
+    """
+
+    spec: StudySpec
+    workload: Workload
+    data: WorkloadData
+    device: torch.device
+    trunk: SavedModel | None = None
+
+    @property
+    def task_losses(self) -> dict[str, str]:
+        return {t.name: t.loss for t in self.spec.aux_tasks}
+
+    @property
+    def temperatures(self) -> dict[str, float]:
+        return {t.name: t.temperature for t in self.spec.aux_tasks}
+
+    def new_model(self, seed: int, trunk_mode: str | None = None) -> MultiTaskModel:
+        """A freshly initialised model; with ``trunk``, its trunk starts from the saved one in ``trunk_mode``
+        (default: the spec's first mode)."""
+        torch.manual_seed(seed)
+        spec = self.spec
+        unloaded = [t.teacher for t in spec.aux_tasks if t.teacher is not None and t.name not in self.data.tasks]
+        unloaded += [spec.trunk.from_trial] if spec.trunk is not None and self.trunk is None else []
+        if unloaded:
+            raise ValueError(f"the saved model(s) {unloaded} are not loaded; prepare the study with "
+                             "tuner.engine.transfer.with_saved_models(prep, store)")
+        tasks = {t.name: self.data.tasks[t.name] for t in spec.aux_tasks}
+        if self.trunk is not None:
+            trunk: tuple[nn.Module, int] | None = (rebuild_trunk(self.trunk.meta), int(self.trunk.meta["feature_dim"]))
+        else:
+            trunk = self.workload.build_trunk(self.data.input_shape, spec.training.hidden)
+        model = build_model(self.data.input_shape, self.data.n_classes, tasks, spec.training.hidden, trunk)
+        model = tie_kd_heads(with_target_domain(model, self.data, self.task_losses, seed), spec)
+        if self.trunk is not None and spec.trunk is not None:
+            mode = trunk_mode or spec.trunk.modes()[0]
+            model = start_trunk(model, self.trunk, mode, spec.trunk.lr_factor)
+        return model.to(self.device)
+
+    def sanity_batch(self, seed: int) -> Split:
+        g = torch.Generator().manual_seed(seed)
+        n = min(self.spec.sanity.batch_size, len(self.data.train))
+        index = torch.randperm(len(self.data.train), generator=g)[:n].to(self.device)
+        return self.data.train.take(index)
+
+
+@lru_cache(maxsize=8)
+def _build_data(workload_name: str, params_json: str, aux_tasks: tuple[str, ...]) -> tuple[Workload, WorkloadData]:
+    workload = make_workload(workload_name, json.loads(params_json))
+    return workload, workload.build(aux_tasks)
+
+
+def prepare(spec: StudySpec, device: str | torch.device | None = None) -> PreparedStudy:
+    """Build (or reuse) the workload's data for ``spec`` and place it on the device.
+
+    A spec that names saved models (``trunk``, a kd ``teacher``) needs them too: pass the result through
+    ``tuner.engine.transfer.with_saved_models(prep, store)``.
+    """
+    params_json = json.dumps(spec.workload.params, sort_keys=True, default=str)
+    aux = workload_aux_tasks(spec)
+    workload, data = _build_data(spec.workload.name, params_json, aux)
+    dev = resolve_device(str(device)) if device is not None else resolve_device(spec.training.device)
+    return PreparedStudy(spec=spec, workload=workload, data=data.to(dev), device=dev)
