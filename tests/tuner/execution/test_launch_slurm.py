@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.tuner.test_study_run import ROOT, _wait, spec_dict
+from tests.tuner.execution.test_study_run import ROOT, _wait, spec_dict
 from typer.testing import CliRunner
 
 from storage import Store, StudyRecord, WorkerRecord

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.tuner.test_study_run import _wait
+from tests.tuner.execution.test_study_run import _wait
 
 from storage import Store, StudyRecord, TrialRecord
 from tuner.execution.submit import create_or_resume

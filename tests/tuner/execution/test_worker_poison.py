@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.tuner.test_study_run import spec_dict, worker_proc
+from tests.tuner.execution.test_study_run import spec_dict, worker_proc
 
 from storage import RunPlan, Store
 from tuner.execution.submit import create_or_resume

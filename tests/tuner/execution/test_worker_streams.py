@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from tests.tuner.test_study_run import _wait, spec_dict, worker_proc
+from tests.tuner.execution.test_study_run import _wait, spec_dict, worker_proc
 
 from storage import Store
 from tuner.execution.faults import worker_stream
