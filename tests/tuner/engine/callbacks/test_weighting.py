@@ -14,7 +14,7 @@ from tuner.analysis.confirm import confirmation_report
 from tuner.engine.callbacks.weighting import DynamicWeightAverage, GradNorm, UncertaintyWeighting
 from tuner.engine.loop import TrainStep, prepare
 from tuner.engine.losses import MAIN, compute_losses
-from tuner.execution.runs import execute_run, run_spec
+from tuner.engine.runs import execute_run, run_spec
 from tuner.execution.submit import create_or_resume
 from tuner.execution.worker import Worker, WorkerConfig
 from tuner.spec import ArmSpec, StudySpec, parse_spec
