@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.tuner.execution.test_study_run import _wait
 
 from storage import Store, StudyRecord, TrialRecord
+from tests.tuner.execution.test_study_run import _wait
 from tuner.execution.submit import create_or_resume
 from tuner.execution.worker import Worker, WorkerConfig
 from tuner.spec import parse_spec
