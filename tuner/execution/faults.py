@@ -73,14 +73,14 @@ class StoreOutage:
         self._pause = min(self._pause * 2, self.max_s)
 
 
-def give_back(store: Store, claim: Claim, lost: threading.Event, why: Exception) -> None:
+def give_back(store: Store, claim: Claim, why: Exception) -> None:
     """Give a trial that did not end on its own (shutdown, a store outage while it trained) back to the queue.
 
-    Nothing is written after a lost lease; if the store still fails, the lease runs out and the next claim
-    requeues the trial with ``attempt + 1``.
+    Called only while the lease is still ours (``tuner.execution.lease``); if the store still fails, the lease
+    runs out and the next claim requeues the trial with ``attempt + 1``.
     """
     try:
-        if not lost.is_set() and store.release_trial(claim):
+        if store.release_trial(claim):
             logger.info("trial %d of %s given back to the queue (%s: %s)", claim.number, claim.study_name,
                         type(why).__name__, why)
     except StoreUnavailable as exc:

@@ -1,10 +1,10 @@
 """``auxtune run``: a whole study on this machine, N worker processes sharing the store.
 
-The runner creates the study (or resumes it by name when the spec is the same), starts N real worker
-processes (``python -m tuner.execution.worker``), shows progress from the store, and on Ctrl-C asks the workers to stop:
-each gives its running trial back to the queue, so a rerun resumes where this one stopped. With one worker the
-worker runs in this process instead (same ``Worker``, same store, same Ctrl-C behaviour): a second process
-would only import torch a second time.
+The runner creates the study (or resumes it by name when the spec is the same), starts N real worker processes
+(``python -m tuner.execution.worker``; ``run_workers``), reports progress from the store through a callback (the
+CLI draws it), and on Ctrl-C asks the workers to stop: each gives its running trial back to the queue, so a
+rerun resumes where this one stopped. With one worker the worker runs in this process instead (same ``Worker``,
+same store, same Ctrl-C behaviour): a second process would only import torch a second time.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from storage import BestTrial, ParetoSize, Store, StudyRecord
+from storage import DEFAULT_LEASE_TIMEOUT_S, BestTrial, ParetoSize, Store, StudyRecord
 from tuner.spec.transfer import lambda_params
 
 
@@ -96,8 +96,35 @@ def stop_workers(procs: list[subprocess.Popen], timeout_s: float = 120.0) -> Non
             p.kill()
 
 
+def run_workers(url: str, study: str, workers: int, on_poll: Callable[[], None], *,
+                lease_timeout_s: float = DEFAULT_LEASE_TIMEOUT_S, heartbeat_s: float | None = None,
+                threads: int | None = None, poll_s: float = 1.0) -> None:
+    """Start ``workers`` local worker processes on the study named ``study`` and wait until all have exited.
+
+    The workers run whatever the study has queued: its trials, then its confirmation and reference-arm runs.
+    ``on_poll`` is called every ``poll_s`` seconds while they work (to read and show progress; the caller
+    reads what it needs from the store). ``heartbeat_s``/``threads``: the workers' ``--heartbeat``/``--threads``
+    (None: their default). KeyboardInterrupt stops the workers cleanly (each gives its running trial or run back
+    to the queue) and re-raises.
+    """
+    args = ["--study", study, "--lease-timeout", str(lease_timeout_s)]
+    if heartbeat_s is not None:
+        args += ["--heartbeat", str(heartbeat_s)]
+    procs = start_workers(url, workers, *args, *threads_args(threads))
+    try:
+        while alive := [p for p in procs if p.poll() is None]:
+            on_poll()
+            try:  # wakes as soon as a worker exits: no poll period lost at the end of the study
+                alive[0].wait(timeout=poll_s)
+            except subprocess.TimeoutExpired:
+                pass
+    except KeyboardInterrupt:
+        stop_workers(procs)
+        raise
+
+
 def run_study(store: Store, study: StudyRecord, workers: int, on_progress: Callable[[Progress], None],
-              lease_timeout_s: float = 60.0, heartbeat_s: float = 5.0, poll_s: float = 1.0,
+              lease_timeout_s: float = DEFAULT_LEASE_TIMEOUT_S, heartbeat_s: float = 5.0, poll_s: float = 1.0,
               threads: int | None = None) -> Progress:
     """Run ``study`` to its budget with ``workers`` local worker processes; returns the final progress.
 
@@ -111,18 +138,8 @@ def run_study(store: Store, study: StudyRecord, workers: int, on_progress: Calla
         _run_in_this_process(store, study, lambda: on_progress(read_progress()), lease_timeout_s, heartbeat_s,
                              poll_s, threads)
     else:
-        procs = start_workers(store.url, workers, "--study", study.name, "--lease-timeout", str(lease_timeout_s),
-                              "--heartbeat", str(heartbeat_s), *threads_args(threads))
-        try:
-            while alive := [p for p in procs if p.poll() is None]:
-                on_progress(read_progress())
-                try:  # wakes as soon as a worker exits: no poll period lost at the end of the study
-                    alive[0].wait(timeout=poll_s)
-                except subprocess.TimeoutExpired:
-                    pass
-        except KeyboardInterrupt:
-            stop_workers(procs)
-            raise
+        run_workers(store.url, study.name, workers, lambda: on_progress(read_progress()),
+                    lease_timeout_s=lease_timeout_s, heartbeat_s=heartbeat_s, threads=threads, poll_s=poll_s)
     final = read_progress()
     on_progress(final)
     return final

@@ -35,6 +35,8 @@ from typing import Any
 
 import submitit
 
+from storage import DEFAULT_LEASE_TIMEOUT_S, Store
+
 CLUSTERS = ("slurm", "local")
 #: The array tasks' time limit when ``--time`` is not given (submitit's own default is 5 minutes on Slurm, 2 local).
 DEFAULT_TIME_MIN = 60
@@ -103,7 +105,7 @@ class LaunchPlan:
     requeue: bool = False
     studies: tuple[str, ...] = ()
     forever: bool = False
-    lease_timeout_s: float = 60.0
+    lease_timeout_s: float = DEFAULT_LEASE_TIMEOUT_S
     cpus_per_task: int | None = None
     population: int | None = None
     sbatch: dict[str, str] = field(default_factory=dict)
@@ -162,12 +164,11 @@ class WorkerTask(submitit.helpers.Checkpointable):
     threads: int | None = None  #: torch CPU threads; None: the policy's default (``tuner.engine.threads``)
     studies: tuple[str, ...] = ()
     forever: bool = False
-    lease_timeout_s: float = 60.0
+    lease_timeout_s: float = DEFAULT_LEASE_TIMEOUT_S
     population: int | None = None
     requeue: bool = False
 
     def __call__(self) -> dict[str, Any]:
-        from storage import Store
         from tuner.execution.worker import Worker, WorkerConfig, setup_worker_process
 
         setup_worker_process(log_level="INFO")

@@ -6,6 +6,10 @@ the study's pruner stop the trial, and reports the outcome. On SIGTERM/SIGINT it
 boundary and gives the running trial back to the queue (nothing half-written: the attempt's rows are removed).
 A worker that dies without a word (SIGKILL, power loss) stops heartbeating; its lease expires and the next
 claim requeues the trial with ``attempt + 1``.
+
+This module picks the work: a study in turn (fair share), its study-level gate, then a trial of it (alone or as a
+population) or, when no trial waits, a confirmation run. Holding and concluding them is ``tuner.execution.trials``
+and ``tuner.execution.runs``, both on the one lease skeleton (``tuner.execution.lease``).
 """
 
 from __future__ import annotations
@@ -16,32 +20,21 @@ import os
 import signal
 import socket
 import threading
-import time
-import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import cast
 
-from storage import Claim, LeaseLost, Store, StoreError, StoreUnavailable, StudyRecord
+from storage import DEFAULT_LEASE_TIMEOUT_S, Claim, Store, StoreError, StudyRecord
 from storage.retry import DEFAULT_RETRY_BUDGET_S, RetryingStore
-from tuner.engine.callbacks import trial_callbacks
-from tuner.engine.callbacks.base import TrainStep, TrialCallback, TrialPruned
-from tuner.engine.loop import run_trial
-from tuner.engine.model import MultiTaskModel
-from tuner.engine.prepared import PreparedStudy, prepare
 from tuner.engine.sanity import GateStopped, study_gate
 from tuner.engine.threads import ThreadsError, apply_thread_policy, thread_count
-from tuner.engine.transfer import save_trial_model, with_saved_models
-from tuner.execution.faults import DEFAULT_OUTAGE_S, StoreOutage, fail_study, finish, give_back, is_store_fault
-from tuner.execution.faults import worker_stream as worker_stream  # re-exported: part of the worker's API
-from tuner.execution.heartbeat import Heartbeat
+from tuner.execution.faults import DEFAULT_OUTAGE_S, StoreOutage, fail_study, is_store_fault, worker_stream
 from tuner.execution.runs import RunWorker
-from tuner.execution.study_watch import DELETED, STUDY_CHECK_S, StudyWatch
-from tuner.results import EpochMetrics, SanityResult, TrialResult, trial_values
-from tuner.search import SearchBackend, make_backend, pruning_step
-from tuner.spec import StudySpec, stored_spec
-from tuner.spec.transfer import lambda_params
+from tuner.execution.study_watch import StudyWatch
+from tuner.execution.trials import StudyContext, TrialWorker
+from tuner.search import make_backend
+from tuner.spec import stored_spec
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +43,7 @@ ACTIVE_STATUSES = ("queued", "running")
 
 @dataclass
 class WorkerConfig:
-    lease_timeout_s: float = 60.0
+    lease_timeout_s: float = DEFAULT_LEASE_TIMEOUT_S
     heartbeat_s: float = 5.0
     max_attempts: int = 3
     poll_s: float = 1.0
@@ -68,103 +61,6 @@ class WorkerConfig:
     threads: int | None = None
 
 
-class _Abort(Exception):
-    """The trial must stop now: the worker is shutting down, its lease was lost, or its study was paused; the
-    trial goes back to the queue (unless the lease was lost: then it is another worker's)."""
-
-
-class _StudyCancelled(_Abort):
-    """The trial's study was cancelled while it trained: the trial ends as ``failed`` and is not retried."""
-
-
-class _StoreReporter(TrialCallback):
-    """Writes the gate and the epochs to the store, asks the pruner, and stops on shutdown, lost lease, or a
-    paused or cancelled study.
-
-    Epochs are written in batches, at most every ``flush_s`` seconds and before the trial is reported: a
-    transaction per epoch would cost more than a short epoch itself. With a pruner, each epoch's objective
-    goes to Optuna at once, as the pruner needs it to decide. The study's status is read at most every
-    ``study_check_s`` seconds (between gate steps and epochs), so ``POST /cancel`` or ``/pause`` stops a long
-    trial within about that time instead of after its last epoch.
-    """
-
-    def __init__(self, store: Store, claim: Claim, metric: str, stop: threading.Event, lost: threading.Event,
-                 prunes: bool, flush_s: float = 1.0, study_check_s: float = STUDY_CHECK_S):
-        self.store, self.claim, self.metric, self.stop, self.lost = store, claim, metric, stop, lost
-        self.prunes, self.flush_s = prunes, flush_s
-        self.study = StudyWatch(store, claim.study_id, "running", study_check_s)
-        self._pending: list[tuple[int, dict]] = []
-        self._flushed_at = time.monotonic()
-
-    def flush(self) -> None:
-        if self._pending:
-            self.store.record_epochs(self.claim, self._pending)
-            self._pending = []
-        self._flushed_at = time.monotonic()
-
-    def _check(self) -> None:
-        if self.lost.is_set():
-            raise _Abort("lease lost")
-        if self.stop.is_set():
-            raise _Abort("shutting down")
-        status = self.study.status()
-        if status == "cancelled":
-            self.flush()  # the epochs trained so far stay readable, as a cancelled study's results do
-            raise _StudyCancelled("stopped: the study was cancelled while this trial trained")
-        if status in ("paused", DELETED):
-            raise _Abort(f"the study was {status}")
-
-    def should_stop(self) -> bool:
-        self._check()  # raises the abort: the trial ends as it would at an epoch's end
-        return False
-
-    def on_step(self, step: TrainStep) -> None:
-        self._check()  # a long epoch (a large training split) stops mid-way too; ~1 µs a step (a step: ~1 ms)
-
-    def on_sanity_end(self, result: SanityResult) -> None:
-        self._check()
-        self.store.record_sanity(self.claim, result.to_dict())
-
-    def on_epoch_end(self, metrics: EpochMetrics) -> None:
-        self._check()
-        # A shallow copy (each field is a float or a flat dict): ``dataclasses.asdict`` took 30 µs an epoch.
-        self._pending.append((metrics.epoch, {k: dict(v) if isinstance(v, dict) else v
-                                              for k, v in vars(metrics).items()}))
-        if time.monotonic() - self._flushed_at >= self.flush_s:
-            self.flush()
-        value = metrics.objective(self.metric)
-        if self.prunes and value == value and self.store.report(self.claim, pruning_step(metrics.epoch), value):
-            raise TrialPruned
-
-
-def trial_lambdas(claim: Claim) -> dict[str, float]:
-    """The λ set a claimed trial trains with (its params but a searched ``trunk_mode``)."""
-    return lambda_params(claim.params)
-
-
-class _ModelKeeper(TrialCallback):
-    """Keeps the trained model (best epoch) of a trial whose study saves models (``artifacts.save``)."""
-
-    def __init__(self) -> None:
-        self.model: MultiTaskModel | None = None
-
-    def on_train_end(self, model: MultiTaskModel) -> None:
-        self.model = model
-
-
-def trial_seed(spec: StudySpec, claim: Claim) -> int:
-    """The seed of a claimed trial: the spec's seed plus the trial number (the same on every attempt)."""
-    return spec.training.seed + claim.number
-
-
-@dataclass
-class _StudyContext:
-    record: StudyRecord
-    spec: StudySpec
-    backend: SearchBackend
-    prep: PreparedStudy | None = None
-
-
 class Worker:
     """Pulls trials of the given studies (or of every active study, in turn) until there is no more work."""
 
@@ -178,29 +74,30 @@ class Worker:
         #: The sampler's seed stream; None: from the worker's id, as ``auxtune worker`` does without ``--stream``
         #: (two by hand must not propose the same λ). 0, a lone worker in a process, reproduces a seeded study.
         self.stream = worker_stream(self.id) if stream is None else stream
-        self._contexts: dict[int, _StudyContext] = {}
-        self._samplers: dict[int, tuple[Any, Any]] = {}
-        self.trials_run = 0
+        self._contexts: dict[int, StudyContext] = {}
+        c = self.config
+        #: The trials of the studies served (``tuner.execution.trials``), alone or as a population.
+        self.trials = TrialWorker(self.store, self.id, self.stop, lease_timeout_s=c.lease_timeout_s,
+                                  heartbeat_s=c.heartbeat_s, max_attempts=c.max_attempts, device=c.device,
+                                  epoch_flush_s=c.epoch_flush_s)
         #: Confirmation and reference-arm runs (issue #7), run only when no trial can be claimed.
-        self.runs = RunWorker(self.store, self.id, self.stop, lease_timeout_s=self.config.lease_timeout_s,
-                              heartbeat_s=self.config.heartbeat_s, max_attempts=self.config.max_attempts,
-                              device=self.config.device)
+        self.runs = RunWorker(self.store, self.id, self.stop, lease_timeout_s=c.lease_timeout_s,
+                              heartbeat_s=c.heartbeat_s, max_attempts=c.max_attempts, device=c.device)
 
-    def _context(self, study: StudyRecord) -> _StudyContext | None:
+    def _context(self, study: StudyRecord) -> StudyContext | None:
         """The study's spec, backend, sampler and pruner as built here; None (and the study failed with the
         reason) if any of them cannot be built on this worker."""
         ctx = self._contexts.get(study.id)
         if ctx is None or ctx.record.spec_hash != study.spec_hash:
             try:
                 spec = stored_spec(study.spec, to_run=True)
-                built = _StudyContext(study, spec, make_backend(spec))
-                samplers = (built.backend.sampler(self.stream), built.backend.pruner())
+                built = StudyContext(study, spec, make_backend(spec))
+                built.sampler, built.pruner = built.backend.sampler(self.stream), built.backend.pruner()
             except Exception as exc:  # a poison spec fails its study, not the worker (issue #14)
                 fail_study(self.store, study, self.id, "the study's spec, search backend or sampler cannot be built",
                            exc)
                 return None
             ctx = self._contexts[study.id] = built
-            self._samplers[study.id] = samplers
         return ctx
 
     def _active_studies(self, names: list[str] | None) -> list[StudyRecord]:
@@ -208,18 +105,18 @@ class Worker:
             return [s for s in (self.store.get_study(n) for n in names) if s.status in ACTIVE_STATUSES]
         return [s for status in ACTIVE_STATUSES for s in self.store.list_studies(status=status, limit=1000)]
 
-    def claim_next(self, names: list[str] | None = None) -> tuple[_StudyContext, Claim] | None:
+    def claim_next(self, names: list[str] | None = None) -> tuple[StudyContext, Claim] | None:
         """Claim one trial, taking studies in turn (fair share); None when no study has work now."""
         studies = self._active_studies(names)
         if not studies:
             return None
-        start = self.trials_run % len(studies)
+        start = self.trials.trials_run % len(studies)
         for study in studies[start:] + studies[:start]:
             ctx = self._context(study)
             if ctx is None or (study.status == "queued" and not self._gate_study(ctx)):
                 continue
             try:
-                claim = self.claim(ctx)
+                claim = self.trials.claim(ctx)
             except Exception as exc:
                 if is_store_fault(exc):
                     raise
@@ -230,23 +127,7 @@ class Worker:
                 return ctx, claim
         return None
 
-    def claim(self, ctx: _StudyContext) -> Claim | None:
-        """Lease one trial of ``ctx``'s study (exactly once: ``Store.claim_trial``), or None if none can run now."""
-        sampler, pruner = self._samplers[ctx.record.id]
-        return self.store.claim_trial(
-            ctx.record.id, self.id, ctx.backend.suggest, sampler=sampler, pruner=pruner,
-            lease_timeout_s=self.config.lease_timeout_s, max_attempts=self.config.max_attempts,
-            max_parallel=ctx.spec.search.max_parallel or None,
-        )
-
-    def prepared(self, ctx: _StudyContext) -> PreparedStudy:
-        """The study's data on this worker's device, with the saved models its spec names
-        (``tuner.engine.transfer``)."""
-        if ctx.prep is None:
-            ctx.prep = with_saved_models(prepare(ctx.spec, self.config.device), self.store)
-        return ctx.prep
-
-    def _gate_study(self, ctx: _StudyContext) -> bool:
+    def _gate_study(self, ctx: StudyContext) -> bool:
         """Run the study-level sanity gate before the first trial of a queued study; False if the study failed.
 
         A broken set-up (a head cut off from the trunk, a loss that cannot fall, a workload that cannot load)
@@ -257,7 +138,7 @@ class Worker:
         if not ctx.spec.sanity.enabled:
             return True
         try:
-            lambdas, result = study_gate(self.prepared(ctx), ctx.spec, self._gate_should_stop(study))
+            lambdas, result = study_gate(self.trials.prepared(ctx), ctx.spec, self._gate_should_stop(study))
         except GateStopped:  # SIGTERM, or the study left ``queued`` (paused, cancelled): no verdict, no change
             logger.info("study %s: the study-level sanity gate was stopped before it decided", study.name)
             return False
@@ -301,7 +182,7 @@ class Worker:
                 outage.ok()
             except StoreError as exc:
                 outage.failed(exc, self.stop)
-        return self.trials_run
+        return self.trials.trials_run
 
     def _turn(self, names: list[str] | None, exit_when_idle: bool) -> bool:
         """One turn of the loop: run a trial, or a run, or wait for work; False when there is none to wait for."""
@@ -319,9 +200,9 @@ class Worker:
         if size > 1:
             from tuner.execution.population import run_population_claims  # torch.func path, loaded when used
 
-            run_population_claims(self, ctx, claim, size)
+            run_population_claims(self.trials, ctx, claim, size)
         else:
-            self.run_claim(ctx, claim)
+            self.trials.run_claim(ctx, claim)
         return True
 
     def _work_may_come(self, names: list[str] | None) -> bool:
@@ -331,98 +212,6 @@ class Worker:
             if counts.get("queued", 0) or counts.get("running", 0) or sum(counts.values()) < study.n_trials:
                 return True
         return False
-
-    def run_claim(self, ctx: _StudyContext, claim: Claim) -> None:
-        """Run one claimed trial and report it; release it on shutdown; drop it if the lease was lost."""
-        lost = threading.Event()
-        beat = Heartbeat(lambda: self.store.heartbeat(claim), self.config.heartbeat_s, lost, f"trial {claim.number}")
-        beat.start()
-        outcome: TrialResult | Exception
-        keeper = _ModelKeeper()
-        try:
-            prep = self.prepared(ctx)
-        except Exception as exc:
-            beat.done.set()
-            self._unpreparable(ctx, claim, lost, exc)
-            return
-        try:
-            reporter = self.reporter(ctx, claim, lost)
-            outcome = run_trial(prep, trial_lambdas(claim), seed=trial_seed(ctx.spec, claim),
-                                callbacks=trial_callbacks(prep, reporter, keeper),
-                                trunk_mode=ctx.spec.trunk_mode_of(claim.params))
-            reporter.flush()
-        except Exception as exc:  # ``conclude`` decides: give the trial back, drop it, or record it as failed
-            outcome = exc
-        finally:
-            beat.done.set()
-        if self.conclude(claim, outcome, lost) == "complete" and keeper.model is not None:
-            self.save_model(ctx, claim, keeper.model)
-
-    def _unpreparable(self, ctx: _StudyContext, claim: Claim, lost: threading.Event, exc: Exception) -> None:
-        """The study's workload cannot be prepared here: fail the study (every trial would fail alike) and give
-        the trial back, so a fixed study resumes with it. A store error (loading a saved model) only gives the
-        trial back."""
-        if not is_store_fault(exc):
-            fail_study(self.store, ctx.record, self.id, "the study's workload cannot be prepared", exc)
-        self.conclude(claim, _Abort(f"the study cannot be prepared: {type(exc).__name__}"), lost)
-
-    def save_model(self, ctx: _StudyContext, claim: Claim, model: MultiTaskModel) -> None:
-        """Keep a complete trial's model in the store as its study's ``artifacts.save`` asks: ``all`` complete
-        trials, or only the ``best`` so far (the older best's model is dropped; the store decides it again in the
-        transaction that saves, as other workers may finish better trials meanwhile). A failure to save is logged
-        and leaves the trial as it is."""
-        save = ctx.spec.artifacts.save
-        if save == "none" or ctx.prep is None:
-            return
-        try:
-            if save == "best":
-                best = self.store.best_trial(claim.study_id)
-                if best is None or best.number != claim.number:
-                    return
-            save_trial_model(self.store, claim.study_id, claim.number, ctx.prep, model, best=save == "best")
-        except Exception:
-            logger.exception("trial %d of %s: saving its model failed", claim.number, claim.study_name)
-
-    def reporter(self, ctx: _StudyContext, claim: Claim, lost: threading.Event) -> _StoreReporter:
-        """The callback that writes ``claim``'s sanity result and epochs to the store and asks the pruner."""
-        return _StoreReporter(self.store, claim, ctx.spec.objective.metric, self.stop, lost,
-                              prunes=ctx.spec.search.pruner.name != "none", flush_s=self.config.epoch_flush_s)
-
-    def conclude(self, claim: Claim, outcome: TrialResult | Exception, lost: threading.Event) -> str | None:
-        """Report how a claimed trial ended (its heartbeat already stopped): a result is finished in the store;
-        on shutdown (``_Abort``) or a store outage the trial goes back to the queue; a cancelled study's trial is
-        finished ``failed`` (not retried); after a lost lease nothing is written; any other error fails the trial
-        with its reason and traceback. Returns the state written, or None."""
-        if isinstance(outcome, _StudyCancelled) and not lost.is_set():
-            logger.info("trial %d of %s stopped: its study was cancelled", claim.number, claim.study_name)
-            return "failed" if finish(self.store, claim, "failed", None, {}, str(outcome)) else None
-        if isinstance(outcome, _Abort | StoreUnavailable):  # a store outage: not the trial's fault, run it again
-            give_back(self.store, claim, lost, outcome)
-            return None
-        if isinstance(outcome, LeaseLost):  # our lease expired (e.g. a long stall): another worker owns the trial now
-            logger.warning("%s", outcome)
-            return None
-        if isinstance(outcome, Exception):  # a bug or a broken workload: record it, don't retry the same thing forever
-            logger.error("trial %d of %s failed", claim.number, claim.study_name, exc_info=outcome)
-            reason = f"{type(outcome).__name__}: {outcome}"[:2000]
-            trace = "".join(traceback.format_exception(outcome))[-4000:]
-            return "failed" if finish(self.store, claim, "failed", None, {"traceback": trace}, reason) else None
-        result = outcome
-        state = {"complete": "complete", "pruned": "pruned", "failed_sanity": "failed_sanity"}[result.status]
-        value = result.value if state != "failed_sanity" else None
-        if state == "complete" and (value is None or value != value):
-            state, value = "failed", None
-            result.reason = "the objective was not finite in any epoch"
-        values: float | list[float] | None = value
-        ctx = self._contexts.get(claim.study_id)
-        if state == "complete" and ctx is not None and ctx.spec.objective.multi:  # a Pareto study: every objective
-            try:
-                values = trial_values(ctx.spec.objective.metrics(), result)
-            except ValueError as exc:
-                state, values, result.reason = "failed", None, str(exc)
-        written = finish(self.store, claim, state, values, result.to_dict(), result.reason)
-        self.trials_run += 1
-        return state if written else None
 
 
 def _stop_when_orphaned(parent: int, stop: threading.Event, every_s: float = 1.0) -> None:

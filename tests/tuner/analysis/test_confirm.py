@@ -33,7 +33,7 @@ from tuner.analysis.confirm import (
 from tuner.analysis.stats import BETTER, NO_DIFFERENCE
 from tuner.cli.main import app
 from tuner.engine.prepared import prepare
-from tuner.execution.runs import execute_run, run_spec
+from tuner.engine.runs import execute_run, run_spec
 from tuner.execution.submit import create_or_resume
 from tuner.execution.worker import Worker, WorkerConfig
 from tuner.spec import parse_spec

@@ -17,11 +17,12 @@ from tuner.cli.main import app
 from tuner.engine.callbacks import trial_callbacks
 from tuner.engine.callbacks.affinity import AffinityProbe, affinity_probe
 from tuner.engine.callbacks.base import TrainStep
-from tuner.engine.loop import TrialResult, run_trial
+from tuner.engine.loop import run_trial
 from tuner.engine.losses import MAIN, compute_losses
 from tuner.engine.prepared import PreparedStudy, prepare
 from tuner.execution.submit import create_or_resume
 from tuner.execution.worker import Worker, WorkerConfig
+from tuner.results import TrialResult
 from tuner.spec import StudySpec, parse_spec
 
 TASKS = [{"name": "helpful", "loss": "bce"}, {"name": "neutral", "loss": "bce"}, {"name": "harmful", "loss": "mse"}]

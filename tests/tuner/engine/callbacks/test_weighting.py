@@ -15,7 +15,7 @@ from tuner.engine.callbacks.base import TrainStep
 from tuner.engine.callbacks.weighting import DynamicWeightAverage, GradNorm, UncertaintyWeighting
 from tuner.engine.losses import MAIN, compute_losses
 from tuner.engine.prepared import prepare
-from tuner.execution.runs import execute_run, run_spec
+from tuner.engine.runs import execute_run, run_spec
 from tuner.execution.submit import create_or_resume
 from tuner.execution.worker import Worker, WorkerConfig
 from tuner.spec import ArmSpec, StudySpec, parse_spec
