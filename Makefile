@@ -29,11 +29,13 @@ test: install
 	test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium)  # dashboard tests (Playwright)
 	$(BIN)/ruff check tuner api storage tests bench examples
 	$(BIN)/mypy tuner storage api
+	$(BIN)/lint-imports  # the floors (pyproject.toml [tool.importlinter], README Layout)
 	$(BIN)/python -m pytest -q -n 3 --durations=15  # xdist: most tests wait on real processes, so 3 share 2 cores well
 
 lint: install
 	$(BIN)/ruff check tuner api storage tests bench examples
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: install
 	$(BIN)/python bench/sanity_cost.py

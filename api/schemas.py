@@ -1,7 +1,8 @@
 """What the API sends and accepts (pydantic), apart from the store's records and ORM models.
 
 Naming follows the template: ``XCreate`` (request), ``XPublic`` (one item), ``XsPublic`` (a page:
-``data`` + ``count`` = how many match in all). The study definition itself is ``tuner.spec.StudySpec``.
+``data`` + ``count`` = how many match in all). The study definition itself is ``tuner.spec.StudySpec``; the
+Pareto documents (``ParetoSoFar``, ``ParetoPublic``) are ``tuner.analysis.pareto``'s, which the CLI prints too.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from tuner.analysis.pareto import ParetoSoFar
 
 
 class ErrorItem(BaseModel):
@@ -23,15 +26,6 @@ class ErrorResponse(BaseModel):
 
 
 # -- studies -------------------------------------------------------------------------------------------------
-class ParetoSoFar(BaseModel):
-    """A multi-objective study's answer so far, in short: how many trials are on its Pareto front."""
-
-    metrics: list[str] = Field(description="the objectives, the primary first")
-    directions: list[str]
-    count: int = Field(description="trials on the Pareto front so far (GET …/pareto lists them)")
-    complete: int = Field(description="complete trials the front was taken from")
-
-
 class StudyPublic(BaseModel):
     id: int
     name: str

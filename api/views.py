@@ -8,7 +8,6 @@ from typing import Any
 from api.schemas import (
     BestSoFar,
     EpochPublic,
-    ParetoSoFar,
     SanityPublic,
     StudyDetailPublic,
     StudyPublic,
@@ -17,6 +16,7 @@ from api.schemas import (
     WorkerPublic,
 )
 from storage import BestTrial, EpochRecord, SanityRecord, StudyRecord, TrialRecord, WorkerRecord
+from tuner.analysis.pareto import ParetoSoFar
 from tuner.execution.liveness import no_worker_warning, worker_alive
 from tuner.spec import primary_metric
 from tuner.spec.transfer import lambda_params

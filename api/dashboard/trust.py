@@ -1,10 +1,10 @@
 """The study page's "Trust" panel: the confirmation, the task affinity and the error analysis (issue #7).
 
 Built from a ``StudySnapshot`` (its confirmation runs and affinity report) with the same functions as
-``GET …/confirmation`` and ``GET …/affinity`` (``tuner.analysis.confirm``, ``tuner.analysis.affinity_report``), so the
-page, the
-report and the REST answers always agree. ``trust_panel`` returns the panel's tables and its figures apart:
-the figures join the study page's other figures (drawn only when their key changed), the tables its JSON.
+``GET …/confirmation`` and ``GET …/affinity`` (``tuner.analysis.confirm``, ``tuner.analysis.affinity_report``;
+the figures: ``api.dashboard.trust_figures``), so the page, the report and the REST answers always agree.
+``trust_panel`` returns the panel's tables and its figures apart: the figures join the study page's other
+figures (drawn only when their key changed), the tables its JSON.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 from api.config import API_PREFIX
 from api.dashboard.snapshot import StudySnapshot
-from tuner.analysis.affinity_report import affinity_figure
+from api.dashboard.trust_figures import affinity_figure, confirmation_figure, confusion_figure
 from tuner.analysis.confirm import CONFIRMABLE_STATUSES, confirmation_report, verdict_line
 
 #: What a panel shows of each arm and comparison (the rest of the report is in ``GET …/confirmation``).
@@ -35,21 +35,6 @@ def confirmation_request(snapshot: StudySnapshot) -> dict[str, str]:
     return {"cli": cli, "api": api, "text": text}
 
 
-def confirmation_figure(report: dict[str, Any]) -> dict[str, Any]:
-    """Plotly figure (JSON): every arm side by side, mean ± std over its seeds of the validation and test metric."""
-    arms = [a["arm"] for a in report["arms"]]
-    data = []
-    for split, metric in (("val", report["val_metric"]), ("test", report["metric"])):
-        data.append({"type": "bar", "name": metric, "x": arms, "y": [a[split]["mean"] for a in report["arms"]],
-                     "error_y": {"type": "data", "array": [a[split]["std"] or 0.0 for a in report["arms"]],
-                                 "visible": True},
-                     "customdata": [a[split]["n"] for a in report["arms"]],
-                     "hovertemplate": "%{x}: %{y:.4f} ± %{error_y.array:.4f} (%{customdata} seeds)"})
-    return {"data": data, "layout": {
-        "title": {"text": f"Confirmation over {report['seeds']} seeds: mean ± std per arm"}, "barmode": "group",
-        "xaxis": {"title": {"text": "arm"}}, "yaxis": {"title": {"text": report["metric"]}}}}
-
-
 def _confirmation(snapshot: StudySnapshot) -> tuple[dict[str, Any] | None, dict[str, Any]]:
     if not snapshot.runs:
         return None, {}
@@ -62,7 +47,7 @@ def _confirmation(snapshot: StudySnapshot) -> tuple[dict[str, Any] | None, dict[
     errors = report["error_analysis"]
     if errors is not None:
         panel["error_analysis"] = {k: errors[k] for k in _ERROR_KEYS}
-        figures["confusion"] = errors["figure"]
+        figures["confusion"] = confusion_figure(errors)
     else:
         panel["error_analysis"] = None
     return panel, figures

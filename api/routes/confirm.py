@@ -12,11 +12,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body
 
+from api.dashboard.trust_figures import affinity_figure, confirmation_document
 from api.deps import OwnedStudy, StoreDep
 from api.errors import ApiError, error_responses
 from api.schemas import AffinityPublic, ConfirmationPublic, ConfirmCreate
 from storage import StudyRecord
-from tuner.analysis.affinity_report import affinity_figure, affinity_report
+from tuner.analysis.affinity_report import affinity_report
 from tuner.analysis.confirm import ConfirmError, confirmation_report, request_confirmation, stored_confirmation
 
 router = APIRouter(prefix="/studies/{study_id}", tags=["confirmation"])
@@ -40,7 +41,7 @@ def create_confirmation(
         runs = request_confirmation(store, study, body.seeds, body.top_k)
     except ConfirmError as exc:
         raise ApiError(409, f"study {study.id}: {exc}", ["path", "study_id"], exc.kind) from None
-    return ConfirmationPublic.model_validate(confirmation_report(study, runs))
+    return ConfirmationPublic.model_validate(confirmation_document(confirmation_report(study, runs)))
 
 
 @router.get("/confirmation", response_model=ConfirmationPublic, responses=error_responses(*_AUTH, 409, 422))
@@ -50,7 +51,7 @@ def read_confirmation(study: OwnedStudy, store: StoreDep) -> ConfirmationPublic:
     report = stored_confirmation(store, study)
     if report is None:
         raise _no_result(study, "confirmation", f"queue one with POST /api/v1/studies/{study.id}/confirm")
-    return ConfirmationPublic.model_validate(report)
+    return ConfirmationPublic.model_validate(confirmation_document(report))
 
 
 @router.get("/affinity", response_model=AffinityPublic, responses=error_responses(*_AUTH, 409, 422))

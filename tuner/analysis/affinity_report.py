@@ -82,17 +82,3 @@ def advice_lines(summary: Sequence[dict[str, Any]]) -> list[str]:
                          f"{row['affinity']:+.3g}, negative in {row['negative_in']}/{row['trials']} trials): {KEEP}")
     return lines
 
-
-def affinity_figure(report: dict[str, Any]) -> dict[str, Any]:
-    """Plotly figure (JSON) of the mean affinity matrix Z_{source→target}, as in TAG's figures."""
-    tasks = report["tasks"]
-    z = [[report["matrix"][src][dst] for dst in tasks] for src in tasks]
-    text = [["" if v is None else f"{v:+.2e}" for v in row] for row in z]
-    return {
-        "data": [{"type": "heatmap", "z": z, "x": tasks, "y": tasks, "text": text, "texttemplate": "%{text}",
-                  "colorscale": "RdBu", "zmid": 0, "colorbar": {"title": {"text": "Z"}}}],
-        "layout": {"title": {"text": "Task affinity Z(source → target): > 0 a step on the source lowers the "
-                                     "target's loss"},
-                   "xaxis": {"title": {"text": "target task"}},
-                   "yaxis": {"title": {"text": "source task (the lookahead step)"}, "autorange": "reversed"}},
-    }

@@ -21,7 +21,7 @@ from typing import Any
 
 from storage import RunPlan, RunRecord, Store, StudyRecord, TrialRecord
 from tuner.analysis import stats
-from tuner.analysis.error_analysis import compare_confusions, confusion_figure
+from tuner.analysis.error_analysis import compare_confusions
 from tuner.spec import ConfirmSpec, StudySpec, primary_metric, stored_spec
 from tuner.spec.transfer import TRUNK_MODE_PARAM, lambda_params
 
@@ -162,14 +162,14 @@ def error_analysis(by_arm: dict[str, list[RunRecord]]) -> dict[str, Any] | None:
         return None
     names = next((r.result.get("class_names") for r in by_arm[BEST] if r.result and r.result.get("class_names")),
                  None)
-    analysis = compare_confusions(_matrices(by_arm[BASELINE]), _matrices(by_arm[BEST]), names)
-    if analysis is not None:
-        analysis["figure"] = confusion_figure(analysis)
-    return analysis
+    return compare_confusions(_matrices(by_arm[BASELINE]), _matrices(by_arm[BEST]), names)
 
 
 def confirmation_report(study: StudyRecord, runs: Sequence[RunRecord]) -> dict[str, Any]:
-    """Everything a confirmation says so far: per arm mean ± std, comparisons, the verdict, error analysis."""
+    """Everything a confirmation says so far: per arm mean ± std, comparisons, the verdict, error analysis.
+
+    No figure: where the report is served, ``api.dashboard.trust_figures.confirmation_document`` adds it.
+    """
     metric = primary_metric(study.spec)
     test_metric = metric.replace("val_", "test_")  # val_accuracy → test_accuracy, target_val_loss → target_test_loss
     by_arm: dict[str, list[RunRecord]] = {}

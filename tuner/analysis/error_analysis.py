@@ -50,19 +50,3 @@ def compare_confusions(
             "best": new, "baseline_rates": base_rates, "best_rates": new_rates, "change": delta,
             "pairs": pairs, "per_class": per_class}
 
-
-def confusion_figure(analysis: dict[str, Any]) -> dict[str, Any]:
-    """Plotly figure (JSON) of the change of confusion rates off the diagonal, best − baseline: red where best
-    confuses more."""
-    names = analysis["classes"]
-    # The diagonal (correct predictions) is left blank: there a rise is good, off it a rise is bad.
-    z = [[None if i == j else x for j, x in enumerate(row)] for i, row in enumerate(analysis["change"])]
-    text = [["" if x is None else f"{x:+.1%}" for x in row] for row in z]
-    return {
-        "data": [{"type": "heatmap", "z": z, "x": names, "y": names, "text": text,
-                  "texttemplate": "%{text}", "colorscale": "RdBu", "reversescale": True, "zmid": 0,
-                  "colorbar": {"title": {"text": "Δ rate"}}}],
-        "layout": {"title": {"text": "Confusion change on the test split (best − baseline, per true class)"},
-                   "xaxis": {"title": {"text": "predicted"}}, "yaxis": {"title": {"text": "true"},
-                                                                       "autorange": "reversed"}},
-    }

@@ -17,10 +17,18 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from api.schemas import ParetoSoFar
 from storage import ParetoTrial, Store, StudyRecord
 from tuner.spec import SpecError, StudySpec, stored_spec
 from tuner.spec.transfer import lambda_params
+
+
+class ParetoSoFar(BaseModel):
+    """A multi-objective study's answer so far, in short: how many trials are on its Pareto front."""
+
+    metrics: list[str] = Field(description="the objectives, the primary first")
+    directions: list[str]
+    count: int = Field(description="trials on the Pareto front so far (GET …/pareto lists them)")
+    complete: int = Field(description="complete trials the front was taken from")
 
 
 class ParetoTrialPublic(BaseModel):

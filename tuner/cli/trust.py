@@ -124,7 +124,9 @@ def confirm(
         err_console.print("stopped: running runs went back to the queue; run the same command to resume")
         raise typer.Exit(130) from None
     if as_json:
-        print(json.dumps(report))
+        from api.dashboard.trust_figures import confirmation_document
+
+        print(json.dumps(confirmation_document(report)))  # the document GET …/confirmation sends
     else:
         show_confirmation(report)
     if report["state"] != "complete":

@@ -21,6 +21,7 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
+from api.dashboard.trust_figures import confusion_figure
 from storage import Store, TrialRecord
 from tuner.analysis.confirm import (
     CONFIRM_SEED_BASE,
@@ -86,7 +87,7 @@ def test_the_helpful_study_is_confirmed_better(tmp_path: Path) -> None:
     assert errors["classes"] == ["s1-s2-", "s1-s2+", "s1+s2-", "s1+s2+"]
     assert sum(map(sum, errors["baseline"])) == sum(map(sum, errors["best"])) == 10 * 1000  # test split × seeds
     assert errors["pairs"] and abs(errors["pairs"][0]["change"]) >= abs(errors["pairs"][-1]["change"])
-    assert errors["figure"]["data"][0]["type"] == "heatmap"
+    assert confusion_figure(errors)["data"][0]["type"] == "heatmap"  # drawn where the report is served
 
     cli = CliRunner()  # the same commands in this process: a second torch start-up would prove nothing more
     best = cli.invoke(app, ["best", "helpful", "--db", url, "--json"])

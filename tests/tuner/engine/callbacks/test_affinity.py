@@ -11,8 +11,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from api.dashboard.trust_figures import affinity_figure
 from storage import Store
-from tuner.analysis.affinity_report import DROP, KEEP, affinity_figure, affinity_report
+from tuner.analysis.affinity_report import DROP, KEEP, affinity_report
 from tuner.cli.main import app
 from tuner.engine.callbacks import trial_callbacks
 from tuner.engine.callbacks.affinity import AffinityProbe, affinity_probe
