@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.tuner.test_study_run import _wait, spec_dict, worker_proc
 
 from storage import Store, TrialRecord
+from tests.tuner.execution.test_study_run import _wait, spec_dict, worker_proc
 from tuner.execution.submit import create_or_resume
 from tuner.spec import parse_spec
 

@@ -9,9 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.tuner.test_study_run import ROOT, spec_dict, write_spec
-
 from storage import Store
+from tests.tuner.execution.test_study_run import ROOT, spec_dict, write_spec
 
 
 def auxtune(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

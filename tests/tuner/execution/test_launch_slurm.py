@@ -14,10 +14,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.tuner.test_study_run import ROOT, _wait, spec_dict
 from typer.testing import CliRunner
 
 from storage import Store, StudyRecord, WorkerRecord
+from tests.tuner.execution.test_study_run import ROOT, _wait, spec_dict
 from tuner.cli.main import app
 from tuner.execution.slurm import LaunchError, LaunchPlan, parse_time, slurm_parameters
 from tuner.execution.submit import create_or_resume

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.tuner.test_study_run import spec_dict, worker_proc
 
 from storage import RunPlan, Store
+from tests.tuner.execution.test_study_run import spec_dict, worker_proc
 from tuner.execution.submit import create_or_resume
 from tuner.spec import parse_spec
 

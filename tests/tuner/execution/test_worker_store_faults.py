@@ -8,9 +8,9 @@ import time
 import optuna
 from optuna.trial import TrialState
 from sqlalchemy import create_engine, text
-from tests.tuner.test_study_run import spec_dict, worker_proc
 
 from storage import Store
+from tests.tuner.execution.test_study_run import spec_dict, worker_proc
 from tuner.execution.submit import create_or_resume
 from tuner.spec import parse_spec
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from tests.tuner.test_study_run import _wait, spec_dict, worker_proc
 
 from storage import Store
+from tests.tuner.execution.test_study_run import _wait, spec_dict, worker_proc
 from tuner.execution.faults import worker_stream
 from tuner.execution.submit import create_or_resume
 from tuner.spec import parse_spec
