@@ -18,11 +18,9 @@ from api.config import Settings
 from api.datasets import DatasetFiles
 from api.errors import ApiError, error_item, spec_field_loc
 from storage import Store, StudyConflict, StudyNotFound, StudyRecord
-from tuner.execution.submit import store_study
-from tuner.search import make_backend
+from tuner.execution.submit import checked_backend, store_study
 from tuner.spec import SpecError, parse_spec
 from tuner.spec.limits import MAX_TRIALS, unstorable_values
-from tuner.spec.references import check_references
 
 
 def submit_study(store: Store, datasets: DatasetFiles, settings: Settings, principal: Principal,
@@ -39,9 +37,8 @@ def submit_study(store: Store, datasets: DatasetFiles, settings: Settings, princ
     document = datasets.resolve_references(document, principal, settings.allow_server_paths)
     try:
         spec = parse_spec(document)
-        backend = make_backend(spec)
         # A saved trunk or kd teacher this store cannot serve, or of another owner's study: refused, not stored.
-        check_references(store, spec, principal.may_access)
+        backend = checked_backend(store, spec, principal.may_access)
     except SpecError as e:  # messages name files: uploads by their reference, not where they are kept
         raise ApiError.many(422, [error_item(spec_field_loc(field), datasets.hide_paths(msg), "invalid_spec")
                                   for field, msg in e.errors]) from None

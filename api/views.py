@@ -15,11 +15,10 @@ from api.schemas import (
     TrialPublic,
     WorkerPublic,
 )
-from storage import BestTrial, EpochRecord, SanityRecord, StudyRecord, TrialRecord, WorkerRecord
+from storage import EpochRecord, SanityRecord, StudyRecord, TrialRecord, WorkerRecord
 from tuner.analysis.pareto import ParetoSoFar
 from tuner.execution.liveness import no_worker_warning, worker_alive
 from tuner.spec import primary_metric
-from tuner.spec.transfer import lambda_params
 
 
 def study_public(study: StudyRecord, pareto: ParetoSoFar | None = None) -> StudyPublic:
@@ -34,16 +33,14 @@ def study_public(study: StudyRecord, pareto: ParetoSoFar | None = None) -> Study
     )
 
 
-def study_detail(study: StudyRecord, counts: dict[str, int], best: BestTrial | None,
-                 pareto: ParetoSoFar | None = None, workers_alive: int = 0) -> StudyDetailPublic:
+def study_detail(study: StudyRecord, status: dict[str, Any], workers_alive: int = 0) -> StudyDetailPublic:
+    """The study with where it stands (``tuner.analysis.documents.study_status``) and the live workers."""
+    pareto = None if status["pareto"] is None else ParetoSoFar.model_validate(status["pareto"])
     public = study_public(study, pareto)
-    # On a multi-objective study the best so far is the primary objective's alone: labelled so.
-    primary = public.metric if len(study.directions) > 1 else None
     return StudyDetailPublic(
-        **public.model_dump(exclude={"pareto"}), pareto=pareto, spec=study.spec, counts=counts,
+        **public.model_dump(exclude={"pareto"}), pareto=pareto, spec=study.spec, counts=status["counts"],
         workers_alive=workers_alive, warning=no_worker_warning(study.status, workers_alive),
-        best=None if best is None else BestSoFar(trial=best.number, value=best.value,
-                                                 lambdas=lambda_params(best.params), primary_objective=primary),
+        best=None if status["best"] is None else BestSoFar.model_validate(status["best"]),
     )
 
 

@@ -12,11 +12,10 @@ from api.schemas import BestPublic, StudiesPublic, StudyDetailPublic, StudyPubli
 from api.submission import submit_study
 from api.views import study_detail, study_public
 from storage import FINISHED_TRIAL_STATES, Store, StudyRecord
-from tuner.analysis.confirm import confirmation_summary, stored_confirmation
-from tuner.analysis.pareto import ParetoPublic, pareto_public, pareto_so_far
+from tuner.analysis.documents import best_document, study_status
+from tuner.analysis.pareto import ParetoPublic, pareto_so_far
 from tuner.execution.liveness import count_alive
-from tuner.spec import SpecError, StudySpec, primary_metric, stored_spec
-from tuner.spec.transfer import TRUNK_MODE_PARAM, lambda_params
+from tuner.spec import StudySpec
 
 router = APIRouter(prefix="/studies", tags=["studies"])
 
@@ -53,9 +52,7 @@ def read_study(study: OwnedStudy, store: StoreDep, settings: SettingsDep) -> Stu
     """The study: its spec, status, trials per state and best trial so far; a multi-objective study: how many
     trials are on its Pareto front so far (``pareto``), its best being the primary objective's alone; how many
     workers are alive, and a ``warning`` while it waits with none alive to take it."""
-    return study_detail(study, store.counts_by_state(study.id), store.best_trial(study.id),
-                        pareto_so_far(store, [study]).get(study.id),
-                        count_alive(store.workers(), settings.worker_alive_s))
+    return study_detail(study, study_status(store, study), count_alive(store.workers(), settings.worker_alive_s))
 
 
 @router.get("/{study_id}/best", response_model=BestPublic | ParetoPublic,
@@ -63,8 +60,8 @@ def read_study(study: OwnedStudy, store: StoreDep, settings: SettingsDep) -> Stu
 def read_best(study: OwnedStudy, store: StoreDep) -> BestPublic | ParetoPublic:
     """The best λ set so far (every aux task's λ, fixed ones included); 409 while no trial has completed.
     A multi-objective study has no single best: it answers with its Pareto front and how to pick a trial."""
-    top = store.best_trial(study.id)
-    if top is None:
+    doc = best_document(store, study)
+    if doc is None:
         counts = store.counts_by_state(study.id)
         finished = sum(counts[s] for s in FINISHED_TRIAL_STATES)
         why = f" ({study.status_reason})" if study.status_reason else ""
@@ -73,18 +70,8 @@ def read_best(study: OwnedStudy, store: StoreDep) -> BestPublic | ParetoPublic:
                             f"{study.status}{why}); ask again once a trial has completed", ["path", "study_id"],
                        "no_result_yet")
     if len(study.directions) > 1:
-        return pareto_public(store, study)
-    searched = lambda_params(top.params)
-    try:
-        spec = stored_spec(study.spec)
-        lambdas, metric = spec.complete_lambdas(searched), str(spec.objective.metric)
-    except SpecError:  # a spec stored by another version: report the λ as they were run
-        lambdas, metric = searched, primary_metric(study.spec)
-    confirmation = stored_confirmation(store, study)
-    mode = top.params.get(TRUNK_MODE_PARAM)
-    return BestPublic(lambdas=lambdas, value=top.value, trial=top.number, metric=metric, direction=top.direction,
-                      confirmation=None if confirmation is None else confirmation_summary(confirmation),
-                      trunk_mode=None if mode is None else str(mode))
+        return ParetoPublic.model_validate(doc)
+    return BestPublic.model_validate(doc)
 
 
 def _public(store: Store, study: StudyRecord) -> StudyPublic:

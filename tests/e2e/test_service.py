@@ -63,7 +63,7 @@ class Service:
 
     def start_worker(self) -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tuner.execution.worker", "--db", self.db, "--forever", "--threads", "1",
+            [sys.executable, "-m", "tuner.cli", "worker", "--db", self.db, "--forever", "--threads", "1",
              "--lease-timeout", "3", "--heartbeat", "0.3", "--stream", str(len(self.workers))],
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.workers.append(proc)

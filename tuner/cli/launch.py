@@ -12,14 +12,22 @@ from typing import Annotated
 
 import typer
 
+from tuner.cli.common import EXIT_CHECK_FAILED, fail, find_study, open_store
+from tuner.cli.options import (
+    LEASE_TIMEOUT_S,
+    DbOption,
+    ForeverOption,
+    LeaseTimeoutOption,
+    PopulationOption,
+    StudiesOption,
+)
+
 launch_app = typer.Typer(no_args_is_help=True, help="Start workers elsewhere: on a Slurm cluster (launch slurm).")
 
 
 @launch_app.command()
 def slurm(
-    db: Annotated[str | None, typer.Option(
-        "--db", help="store URL every task reaches (default: $AUXTUNE_DB or sqlite:///./auxtune.db; "
-                     "on a Slurm cluster a PostgreSQL URL)")] = None,
+    db: DbOption = None,
     gpus: Annotated[int | None, typer.Option(help="array tasks, one GPU each (each runs one worker on it)")] = None,
     workers: Annotated[int | None, typer.Option(help="array tasks of one CPU worker each")] = None,
     partition: Annotated[str | None, typer.Option(help="Slurm partition (default: the cluster's)")] = None,
@@ -33,23 +41,20 @@ def slurm(
     requeue: Annotated[bool, typer.Option(
         help="on timeout or preemption (SIGUSR2), give the trial back and requeue the task")] = False,
     wait: Annotated[bool, typer.Option(help="wait for the Slurm jobs to end (--cluster local always waits)")] = False,
-    study: Annotated[list[str] | None, typer.Option(help="serve only this study (repeatable)")] = None,
-    forever: Annotated[bool, typer.Option(
-        help="keep polling for new studies until the time limit (default: end once there is no work)")] = False,
-    lease_timeout: Annotated[float, typer.Option(
-        min=1.0, help="seconds without heartbeat before a task's trial is requeued")] = 60.0,
+    study: StudiesOption = None,
+    forever: ForeverOption = False,
+    lease_timeout: LeaseTimeoutOption = LEASE_TIMEOUT_S,
     cpus_per_task: Annotated[int | None, typer.Option(min=1, help="CPUs per task (Slurm), torch threads")] = None,
-    population: Annotated[int | None, typer.Option(
-        min=1, help="trials of one study each task trains together (default: the spec's)")] = None,
+    population: PopulationOption = None,
     signal_delay: Annotated[int, typer.Option(
         help="seconds before the time limit that Slurm sends SIGUSR2: one epoch must fit in them")] = 90,
     sbatch: Annotated[list[str] | None, typer.Option(
         help="extra sbatch option KEY=VALUE (repeatable), e.g. --sbatch account=myproject")] = None,
 ) -> None:
-    """Run N workers as a Slurm job array (one task per GPU, or per CPU worker) on the store at --db."""
+    """Run N workers as a Slurm job array (one task per GPU, or per CPU worker) on the store at --db, which every
+    task must reach (on a Slurm cluster: a PostgreSQL URL)."""
     from storage import StoreError
     from storage.database import resolve_url, safe_url, sqlite_path
-    from tuner.cli.main import EXIT_CHECK_FAILED, _fail, _store, _study
     from tuner.engine.threads import thread_count
     from tuner.execution.slurm import (
         LaunchError,
@@ -65,7 +70,7 @@ def slurm(
     try:
         url = resolve_url(db)
     except StoreError as exc:
-        raise _fail([f"--db: {exc}"]) from None
+        raise fail([f"--db: {exc}"]) from None
     try:
         plan = plan_launch(url=url.render_as_string(hide_password=False), gpus=gpus, workers=workers,
                            cluster=cluster, is_sqlite=sqlite_path(url) is not None, time=time,
@@ -75,11 +80,11 @@ def slurm(
                            sbatch=parse_sbatch(sbatch or []))
         check_cluster(plan)
     except LaunchError as exc:
-        raise _fail([str(exc)]) from None
-    store = _store(plan.url)  # one clear line now if the tasks could not open it; migrations run once, here
+        raise fail([str(exc)]) from None
+    store = open_store(plan.url)  # one clear line now if the tasks could not open it; migrations run once, here
     try:
         for name in plan.studies:
-            _study(store, name)
+            find_study(store, name)
     finally:
         store.close()
     # Local jobs start from this process: without SIGINT they ignore a Ctrl-C in this terminal (which would
@@ -123,9 +128,4 @@ def slurm(
     if interrupted:
         raise typer.Exit(130)
     if not all(ok for _, ok, _ in ended):
-        raise _fail([f"a job ended with an error: see its log in {plan.log_dir}"], EXIT_CHECK_FAILED)
-
-
-def register(app: typer.Typer) -> None:
-    """Add the ``launch`` group (``auxtune launch slurm``) to the ``auxtune`` command line."""
-    app.add_typer(launch_app, name="launch")
+        raise fail([f"a job ended with an error: see its log in {plan.log_dir}"], EXIT_CHECK_FAILED)

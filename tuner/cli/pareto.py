@@ -1,7 +1,7 @@
 """What ``auxtune best`` prints for a multi-objective study: its Pareto front, not one trial.
 
-The document is the one ``GET /studies/{id}/best`` answers (``tuner.analysis.pareto.ParetoPublic``): read from the local
-store with ``local_front`` or fetched from a service by ``tuner.cli``; ``--json`` prints it unchanged, else
+The document is the one ``GET /studies/{id}/best`` answers (``tuner.analysis.pareto.ParetoPublic``): built from the
+local store or fetched from a service (``tuner.cli.source``); ``--json`` prints it unchanged, else
 ``print_front`` prints a table (trial, each objective, each λ, the objectives it is best on) and how to pick.
 
 Where ``status``, ``studies`` and ``run`` summarise such a study, they give the front's size so far instead of its
@@ -54,13 +54,6 @@ def print_so_far(console: Console, doc: dict[str, Any], best_command: str) -> No
     if top is not None:
         console.print(f"best on the primary objective alone: {doc['metric']} = {top['value']:.4f} "
                       f"({doc['direction']}) at trial {top['trial']}", highlight=False, soft_wrap=True)
-
-
-def local_front(store: Store, study: StudyRecord) -> dict[str, Any]:
-    """The front of ``study`` as ``/best`` answers it, from the store."""
-    from tuner.analysis.pareto import pareto_public
-
-    return pareto_public(store, study).model_dump(mode="json")
 
 
 def print_front(console: Console, study: str, doc: dict[str, Any], as_json: bool) -> None:

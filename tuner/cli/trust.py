@@ -1,24 +1,22 @@
-"""``auxtune confirm`` and ``auxtune affinity``: trust the answer of a study (issue #7), from the local store.
-
-Registered on the main app by ``tuner.cli`` (``register(app)``); the shared helpers (``_store``, ``_study``,
-``_fail``, ``console``) are taken from ``tuner.cli`` when a command runs, and the engine (store, statistics) is
-imported there too, so ``auxtune`` starts as fast as before for every other command.
+"""``auxtune confirm`` and ``auxtune affinity``: can the answer of a study be trusted (issue #7)? From the local
+store, or from a service with --url (``tuner.cli.source``); and ``auxtune run``'s confirmation of a spec that asks
+for one.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
+from tuner.cli.common import EXIT_CHECK_FAILED, console, fail
+from tuner.cli.options import DbOption, JsonOption, StudyArgument, TokenOption, UrlOption, WorkersOption
+from tuner.cli.source import confirm_with_workers, study_source
+
 if TYPE_CHECKING:
     from storage import Store, StudyRecord
-
-DbOption = Annotated[str | None, typer.Option("--db", help="store URL (default: $AUXTUNE_DB or sqlite:///./auxtune.db)")]
-JsonOption = Annotated[bool, typer.Option("--json", help="print as JSON")]
 
 
 def _fmt(value: float | None, spec: str = ".4f") -> str:
@@ -41,7 +39,6 @@ def _params(arm: dict[str, Any]) -> str:
 def show_confirmation(report: dict[str, Any]) -> None:
     """Print a confirmation report: arms, comparisons, the verdict, and the most changed confusions."""
     from tuner.analysis.confirm import verdict_line
-    from tuner.cli.main import console
 
     arms = Table(title=f"confirmation of {report['study']} ({report['state']}, {report['seeds']} seeds per arm)")
     for col in ("arm", "λ", "runs", f"{report['val_metric']}", f"{report['metric']}"):
@@ -71,58 +68,22 @@ def show_confirmation(report: dict[str, Any]) -> None:
     console.print(verdict_line(report), highlight=False, soft_wrap=True)
 
 
-def confirm_with_workers(store: Store, study: StudyRecord, workers: int, seeds: int | None = None,
-                         top_k: int | None = None, lease_timeout_s: float = 60.0) -> dict[str, Any]:
-    """Queue the confirmation of ``study`` and run its unfinished runs with local worker processes.
-
-    Resumable: runs already stored complete are kept. Returns the report.
-    """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from tuner.analysis.confirm import confirmation_report, request_confirmation
-    from tuner.cli.main import console
-    from tuner.execution.local import start_workers, stop_workers
-
-    runs = request_confirmation(store, study, seeds, top_k)
-    if any(r.state in ("queued", "running") for r in runs):
-        procs = start_workers(store.url, workers, "--study", study.name, "--lease-timeout", str(lease_timeout_s))
-        with Progress(TextColumn("confirmation runs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=console, transient=True) as bar:
-            task = bar.add_task("runs", total=len(runs))
-            try:
-                while any(p.poll() is None for p in procs):
-                    counts = store.run_counts(study.id)
-                    bar.update(task, completed=counts["complete"] + counts["failed"])
-                    time.sleep(0.5)
-            except KeyboardInterrupt:
-                stop_workers(procs)
-                raise
-    return confirmation_report(store.get_study(study.id), store.runs(study.id))
-
-
 def confirm(
-    name: Annotated[str, typer.Argument(help="study name or id")],
+    study: StudyArgument,
     seeds: Annotated[int | None, typer.Option(min=2, max=1000, help="seeds per arm (default: the spec's, else 10)")]
     = None,
     top_k: Annotated[int | None, typer.Option(
         "--top-k", min=1, max=20, help="how many of the best λ sets to retrain (default: the spec's, else 1)")] = None,
     db: DbOption = None,
-    workers: Annotated[int, typer.Option(min=1, help="local worker processes")] = 1,
+    workers: WorkersOption = 1,
+    url: UrlOption = None,
+    token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Retrain the best λ set and the λ = 0 baseline over fresh seeds and say whether best really is better."""
-    from tuner.analysis.confirm import ConfirmError
-    from tuner.cli.main import EXIT_CHECK_FAILED, _existing_store, _fail, _study, err_console
-
-    store = _existing_store(db)
-    study = _study(store, name)
-    try:
-        report = confirm_with_workers(store, study, workers, seeds, top_k)
-    except ConfirmError as exc:
-        raise _fail([str(exc)], EXIT_CHECK_FAILED) from None
-    except KeyboardInterrupt:
-        err_console.print("stopped: running runs went back to the queue; run the same command to resume")
-        raise typer.Exit(130) from None
+    """Retrain the best λ set and the λ = 0 baseline over fresh seeds and say whether best really is better; with
+    --url the service's workers retrain them and this follows them until done."""
+    with study_source(url, token, db) as source:
+        report = source.confirm(study, seeds, top_k, workers)
     if as_json:
         from api.dashboard.trust_figures import confirmation_document
 
@@ -130,29 +91,24 @@ def confirm(
     else:
         show_confirmation(report)
     if report["state"] != "complete":
-        raise _fail([f"{report['counts']['queued'] + report['counts']['running']} run(s) unfinished (see the "
-                     "workers' log lines above); run the same command to resume"], EXIT_CHECK_FAILED)
+        raise fail([f"{report['counts']['queued'] + report['counts']['running']} run(s) unfinished (see the "
+                    "workers' log lines above); run the same command to resume"], EXIT_CHECK_FAILED)
 
 
 def affinity(
-    name: Annotated[str, typer.Argument(help="study name or id")],
+    study: StudyArgument,
     db: DbOption = None,
+    url: UrlOption = None,
+    token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Task affinity of a study's aux tasks to the main task (TAG lookahead), and which ones to drop."""
-    from tuner.analysis.affinity_report import affinity_report
-    from tuner.cli.main import EXIT_CHECK_FAILED, _existing_store, _fail, _study, console
-
-    store = _existing_store(db)
-    study = _study(store, name)
-    report = affinity_report(store.trials(study.id, limit=100000))
-    if report is None:
-        raise _fail([f"no trial of {study.name!r} measured task affinity yet (affinity.every: 0 turns the probe "
-                     "off)"], EXIT_CHECK_FAILED)
+    with study_source(url, token, db) as source:
+        name, report = source.affinity(study)
     if as_json:
         print(json.dumps(report))
         return
-    table = Table(title=f"task affinity to the main task in {study.name} (mean over trials that trained the task)")
+    table = Table(title=f"task affinity to the main task in {name} (mean over trials that trained the task)")
     for col in ("aux task", "affinity", "std", "trials", "negative in", "advice"):
         table.add_column(col)
     for row in report["summary"]:
@@ -163,17 +119,10 @@ def affinity(
         console.print(line, highlight=False, soft_wrap=True)
 
 
-def register(app: typer.Typer) -> None:
-    """Add ``confirm`` and ``affinity`` to the ``auxtune`` command line."""
-    app.command()(confirm)
-    app.command()(affinity)
-
-
 def confirm_after_run(store: Store, study: StudyRecord, workers: int, lease_timeout_s: float) -> None:
     """``auxtune run``'s last step for a spec with a ``confirm`` block or ``arms``: the confirmation (its runs
     mostly ran already: the workers take them once the trials are done), then its report."""
     from tuner.analysis.confirm import ConfirmError, wants_confirmation
-    from tuner.cli.main import EXIT_CHECK_FAILED, _fail
     from tuner.spec import stored_spec
 
     if not wants_confirmation(stored_spec(study.spec)):
@@ -181,17 +130,7 @@ def confirm_after_run(store: Store, study: StudyRecord, workers: int, lease_time
     try:
         report = confirm_with_workers(store, study, workers, lease_timeout_s=lease_timeout_s)
     except ConfirmError as exc:
-        raise _fail([f"confirmation: {exc}"], EXIT_CHECK_FAILED) from None
+        raise fail([f"confirmation: {exc}"], EXIT_CHECK_FAILED) from None
     show_confirmation(report)
     if report["state"] != "complete":
-        raise _fail(["confirmation runs unfinished; run `auxtune confirm` on the study to resume"], EXIT_CHECK_FAILED)
-
-
-def confirmation_for_best(store: Store, study: StudyRecord) -> tuple[dict[str, Any] | None, str | None]:
-    """What ``auxtune best`` adds once a confirmation was queued: its summary (for --json) and verdict line."""
-    from tuner.analysis.confirm import confirmation_summary, stored_confirmation, verdict_line
-
-    report = stored_confirmation(store, study)
-    if report is None:
-        return None, None
-    return confirmation_summary(report), verdict_line(report)
+        raise fail(["confirmation runs unfinished; run `auxtune confirm` on the study to resume"], EXIT_CHECK_FAILED)

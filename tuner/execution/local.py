@@ -1,7 +1,7 @@
 """``auxtune run``: a whole study on this machine, N worker processes sharing the store.
 
 The runner creates the study (or resumes it by name when the spec is the same), starts N real worker processes
-(``python -m tuner.execution.worker``; ``run_workers``), reports progress from the store through a callback (the
+(``python -m tuner.cli worker``; ``run_workers``), reports progress from the store through a callback (the
 CLI draws it), and on Ctrl-C asks the workers to stop: each gives its running trial back to the queue, so a
 rerun resumes where this one stopped. With one worker the worker runs in this process instead (same ``Worker``,
 same store, same Ctrl-C behaviour): a second process would only import torch a second time.
@@ -64,13 +64,13 @@ class ProgressReader:
 
 
 def start_worker(url: str, stream: int, *args: str) -> subprocess.Popen:
-    """Start one local worker process (``python -m tuner.execution.worker ... ARGS``) on the store at ``url`` with
-    sampler
-    seed stream ``stream``; it stops if this process dies. Its torch threads follow ``tuner.engine.threads`` (``ARGS``'
-    ``--threads``, else the inherited ``$AUXTUNE_THREADS``, else 1): a share of ``cpu_count`` per worker
-    oversubscribed a loaded machine and made results depend on the machine's core count."""
-    return subprocess.Popen([sys.executable, "-m", "tuner.execution.worker", "--db", url, "--stream", str(stream),
-                             "--parent", str(os.getpid()), *args], start_new_session=True)
+    """Start one local worker process (``python -m tuner.cli worker ... ARGS``) on the store at ``url`` with sampler
+    seed stream ``stream``; it stops if this process dies, and once it finds no work unless ``ARGS`` say
+    ``--forever``. Its torch threads follow ``tuner.engine.threads`` (``ARGS``' ``--threads``, else the inherited
+    ``$AUXTUNE_THREADS``, else 1): a share of ``cpu_count`` per worker oversubscribed a loaded machine and made
+    results depend on the machine's core count."""
+    return subprocess.Popen([sys.executable, "-m", "tuner.cli", "worker", "--db", url, "--stream", str(stream),
+                             "--parent", str(os.getpid()), "--no-forever", *args], start_new_session=True)
 
 
 def start_workers(url: str, n: int, *args: str) -> list[subprocess.Popen]:

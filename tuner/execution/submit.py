@@ -1,6 +1,8 @@
-"""Submitting a study: the stored spec document and the study row with its budget and controls.
+"""Submitting a study: the spec checked against the store, then stored as a study with its budget and controls.
 
-Torch-free, so the API submits through it too (``api.submission``).
+One sequence for ``auxtune run`` (:func:`create_or_resume`) and ``POST /studies`` (``api.submission``, which
+parses the document and adds its own limits and name rule around :func:`checked_backend` and :func:`store_study`).
+Torch-free, so the API submits through it.
 """
 
 from __future__ import annotations
@@ -8,11 +10,24 @@ from __future__ import annotations
 from storage import Store, StudyRecord
 from tuner.search import SearchBackend, make_backend
 from tuner.spec import StudySpec
+from tuner.spec.references import MayUse, check_references
 
 
 def spec_document(spec: StudySpec) -> dict:
     """The spec as stored: every default filled in, aliases as users write them (``lambda``)."""
     return spec.model_dump(mode="json", by_alias=True)
+
+
+def checked_backend(store: Store, spec: StudySpec, may_use: MayUse | None = None) -> SearchBackend:
+    """The spec's search backend, once the spec can run on ``store``: the backend accepts it (something to search,
+    a grid that fits) and the store serves every saved trunk or kd teacher it names (of a study ``may_use`` allows).
+
+    Raises:
+        SpecError: one ``(field, message)`` per problem; nothing is stored.
+    """
+    backend = make_backend(spec)
+    check_references(store, spec, may_use)
+    return backend
 
 
 def store_study(store: Store, spec: StudySpec, backend: SearchBackend, owner: str | None = None) -> StudyRecord:
@@ -29,10 +44,11 @@ def create_or_resume(store: Store, spec: StudySpec) -> StudyRecord:
     so the gate runs again. A cancelled or done study stays as it is.
 
     Raises:
-        SpecError: the search backend refuses the spec (nothing to search, a package missing).
+        SpecError: the search backend refuses the spec (nothing to search, a package missing), or the store cannot
+            serve a saved model it names.
         StudyConflict: a study of this name exists with another definition.
     """
-    study = store_study(store, spec, make_backend(spec))
+    study = store_study(store, spec, checked_backend(store, spec))
     started = any(n for state, n in store.counts_by_state(study.id).items() if state != "queued")
     if study.status == "paused" or (study.status == "failed" and not started):
         # A study that never got past its study-level gate goes back to ``queued`` so the gate runs again

@@ -14,10 +14,8 @@ and ``tuner.execution.runs``, both on the one lease skeleton (``tuner.execution.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
-import signal
 import socket
 import threading
 import uuid
@@ -28,7 +26,7 @@ from typing import cast
 from storage import DEFAULT_LEASE_TIMEOUT_S, Claim, Store, StoreError, StudyRecord
 from storage.retry import DEFAULT_RETRY_BUDGET_S, RetryingStore
 from tuner.engine.sanity import GateStopped, study_gate
-from tuner.engine.threads import ThreadsError, apply_thread_policy, thread_count
+from tuner.engine.threads import apply_thread_policy
 from tuner.execution.faults import DEFAULT_OUTAGE_S, StoreOutage, fail_study, is_store_fault, worker_stream
 from tuner.execution.runs import RunWorker
 from tuner.execution.study_watch import StudyWatch
@@ -214,85 +212,13 @@ class Worker:
         return False
 
 
-def _stop_when_orphaned(parent: int, stop: threading.Event, every_s: float = 1.0) -> None:
-    """Set ``stop`` once ``parent`` is no longer this process's parent (it died, even by SIGKILL).
-
-    Workers run in their own session (Ctrl-C in a terminal reaches only ``auxtune run``, which stops them in
-    order), so nothing else would end them if their ``auxtune serve``/``run`` died: they would poll forever.
-    """
-    while not stop.wait(every_s):
-        if os.getppid() != parent:
-            logger.warning("the process that started this worker (pid %d) is gone: stopping", parent)
-            stop.set()
-
-
 def setup_worker_process(log_level: str = "WARNING") -> None:
-    """What every worker process sets up before its loop (``python -m tuner.execution.worker``, a Slurm array task): log
-    lines that name the worker's pid, and Optuna's and Ax's INFO chatter off. Torch threads are not set here:
-    ``Worker.run`` applies the one thread policy (``tuner.engine.threads``)."""
+    """What every worker process sets up before its loop (``auxtune worker``, a Slurm array task): log lines that name
+    the worker's pid (in place of the command line's), and Optuna's and Ax's INFO chatter off. Torch threads are not
+    set here: ``Worker.run`` applies the one thread policy (``tuner.engine.threads``)."""
     logging.basicConfig(level=os.environ.get("AUXTUNE_LOG", log_level),
-                        format="%(asctime)s %(levelname)s worker %(process)d %(name)s: %(message)s")
+                        format="%(asctime)s %(levelname)s worker %(process)d %(name)s: %(message)s", force=True)
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("ax").setLevel(logging.WARNING)  # Ax logs INFO lines on import
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m tuner.execution.worker``: one worker process (``auxtune run`` starts N of these)."""
-    parser = argparse.ArgumentParser(description="auxtune worker: pull and run trials from the store")
-    parser.add_argument("--db", default=None, help="store URL (default: $AUXTUNE_DB or sqlite:///./auxtune.db)")
-    parser.add_argument("--study", action="append", default=None, help="serve only this study (repeatable)")
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--stream", type=int, default=None,
-                        help="sampler seed stream (default: derived from the worker id, so distinct per worker)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads (default: $AUXTUNE_THREADS, else 1; see tuner.engine.threads)")
-    parser.add_argument("--lease-timeout", type=float, default=60.0)
-    parser.add_argument("--heartbeat", type=float, default=5.0)
-    parser.add_argument("--max-attempts", type=int, default=3)
-    parser.add_argument("--epoch-flush", type=float, default=1.0,
-                        help="seconds between writes of a trial's epochs to the store")
-    parser.add_argument("--forever", action="store_true", help="keep polling when there is no work")
-    parser.add_argument("--population", type=int, default=None,
-                        help="trials of one study to train together (default: the spec's population.size)")
-    parser.add_argument("--parent", type=int, default=None,
-                        help="stop (as on SIGTERM) once the process with this pid is gone (auxtune run/serve set it)")
-    args = parser.parse_args(argv)
-    setup_worker_process()
-    try:
-        thread_count(args.threads)  # a bad count is refused before the store is opened
-    except ThreadsError as exc:
-        parser.error(str(exc))
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    if args.parent is not None:
-        threading.Thread(target=_stop_when_orphaned, args=(args.parent, stop), daemon=True).start()
-    if args.population is not None and args.population < 1:
-        parser.error("--population must be ≥ 1")
-    if args.epoch_flush < 0:
-        parser.error("--epoch-flush must be ≥ 0 (seconds; 0 writes every epoch)")
-    config = WorkerConfig(lease_timeout_s=args.lease_timeout, heartbeat_s=args.heartbeat,
-                          max_attempts=args.max_attempts, device=args.device, population=args.population,
-                          epoch_flush_s=args.epoch_flush, threads=args.threads)
-    try:
-        store = Store(args.db)
-    except StoreError as exc:
-        print(f"error: {exc}")
-        return 2
-    worker = Worker(store, config=config, stop=stop, stream=args.stream)
-    try:
-        worker.run(args.study, exit_when_idle=not args.forever)
-    except StoreError as exc:  # the store failed for store_outage_s in a row
-        print(f"error: {exc}")
-        return 3
-    finally:
-        store.close()
-    return 0
-
-
-if __name__ == "__main__":
-    from tuner.execution.exiting import exit_now
-
-    exit_now(main())

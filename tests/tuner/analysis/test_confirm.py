@@ -190,8 +190,8 @@ def test_a_killed_worker_s_run_is_finished_by_another(tmp_path: Path) -> None:
         study = create_or_resume(store, spec)
         Worker(store, config=WorkerConfig(poll_s=0.02)).run(["crash"])  # the two controls: λ = 0 and λ = 1
         request_confirmation(store, store.get_study(study.id), seeds=2)
-        cmd = [sys.executable, "-m", "tuner.execution.worker", "--db", url, "--study", "crash", "--threads", "1",
-               "--lease-timeout", "1.5", "--heartbeat", "0.2"]
+        cmd = [sys.executable, "-m", "tuner.cli", "worker", "--no-forever", "--db", url, "--study", "crash",
+               "--threads", "1", "--lease-timeout", "1.5", "--heartbeat", "0.2"]
         victim = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
         while not store.run_counts(study.id)["running"]:

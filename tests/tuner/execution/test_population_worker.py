@@ -75,7 +75,7 @@ LEASE_S = 2.0
 
 def worker_proc(url: str, study: str, population: int) -> subprocess.Popen[str]:
     """A worker process; it writes epochs every 0.05 s (not every second), so a test sees them train at once."""
-    cmd = [sys.executable, "-m", "tuner.execution.worker", "--db", url, "--study", study, "--threads", "1",
+    cmd = [sys.executable, "-m", "tuner.cli", "worker", "--no-forever", "--db", url, "--study", study, "--threads", "1",
            "--lease-timeout", str(LEASE_S), "--heartbeat", "0.2", "--epoch-flush", "0.05",
            "--population", str(population)]
     return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -1,4 +1,4 @@
-"""A whole λ study through the store with real worker processes (``auxtune run``, ``python -m tuner.execution.worker``),
+"""A whole λ study through the store with real worker processes (``auxtune run``, ``python -m tuner.cli worker``),
 on a real SQLite file and a real PostgreSQL database."""
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def worker_proc(url: str, study: str, stream: int | None, lease_timeout: float =
                 ) -> subprocess.Popen[str]:
     """A worker process that writes its epochs every 0.05 s (not every 1 s), so a test sees a trial training.
     ``stream`` None: the worker derives its own, as one started by hand does."""
-    cmd = [sys.executable, "-m", "tuner.execution.worker", "--db", url, "--study", study,
+    cmd = [sys.executable, "-m", "tuner.cli", "worker", "--no-forever", "--db", url, "--study", study,
            *(["--stream", str(stream)] if stream is not None else []),
            "--threads", "1", "--lease-timeout", str(lease_timeout), "--heartbeat", "0.3", "--epoch-flush", "0.05",
            *extra]

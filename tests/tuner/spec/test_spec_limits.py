@@ -16,7 +16,8 @@ import yaml
 from typer.testing import CliRunner
 
 from tests.spec_catalog import HOSTILE_SPECS, HostileSpec
-from tuner.cli.main import EXIT_BAD_INPUT, app
+from tuner.cli.common import EXIT_BAD_INPUT
+from tuner.cli.main import app
 from tuner.search import make_backend
 from tuner.spec import SpecError, load_spec, parse_spec
 from tuner.spec.limits import MAX_GRID_SIZE, MAX_SEED, MAX_TRIALS

@@ -1,0 +1,35 @@
+"""``auxtune serve``: the REST API and its embedded local workers on one store."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from tuner.cli.common import check_threads, open_store
+from tuner.cli.options import DbOption, DeviceOption, ThreadsOption
+
+
+def serve(
+    db: DbOption = None,
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    workers: Annotated[int, typer.Option(min=0, help="embedded local worker processes (0: API only)")] = 1,
+    no_auth: Annotated[bool, typer.Option("--no-auth", help="no tokens: for localhost demos only")] = False,
+    device: DeviceOption = None,
+    threads: ThreadsOption = None,
+) -> None:
+    """Run the REST API and N embedded local workers on one store (default: the SQLite file ./auxtune.db); a worker
+    that dies is restarted (after 1 s, doubling up to 60 s while it keeps dying)."""
+    from api.__main__ import main as api_main
+    from storage import resolve_url
+    from tuner.execution.local import threads_args
+    from tuner.execution.supervisor import WorkerSupervisor
+
+    url = resolve_url(db).render_as_string(hide_password=False)  # --db, else $AUXTUNE_DB, else ./auxtune.db
+    open_store(url).close()  # one clear line now if the database cannot be opened; migrations run once, here
+    # A worker that dies is restarted, with backoff (tuner.execution.supervisor); stopping the service stops them all.
+    with WorkerSupervisor(url, workers, "--forever", *(["--device", device] if device else []),
+                          *threads_args(check_threads(threads))):
+        code = api_main(["--host", host, "--port", str(port), "--db", url, *(["--no-auth"] if no_auth else [])])
+    raise typer.Exit(code)
