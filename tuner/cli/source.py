@@ -9,6 +9,7 @@ server error (5xx) exits 1; an unreachable server exits 2 (check --url).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -87,14 +88,20 @@ def open_client(url: str, token: str | None) -> AuxtuneClient:
         raise api_fail(exc) from None
 
 
-def _follow_runs(total: int, finished: Callable[[], int | None], poll_s: float) -> None:
-    """A bar of the confirmation runs finished out of ``total``, read every ``poll_s`` by ``finished`` (None once
-    there is nothing more to wait for)."""
+@contextlib.contextmanager
+def _runs_bar(total: int) -> Iterator[Callable[[int], None]]:
+    """A bar of the confirmation runs finished out of ``total``; yields the function that moves it."""
     with Progress(TextColumn("confirmation runs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as bar:
         task = bar.add_task("runs", total=total)
+        yield lambda done: bar.update(task, completed=done)
+
+
+def _follow_runs(total: int, finished: Callable[[], int | None], poll_s: float) -> None:
+    """The runs bar, read every ``poll_s`` by ``finished`` (None once there is nothing more to wait for)."""
+    with _runs_bar(total) as show:
         while (done := finished()) is not None:
-            bar.update(task, completed=done)
+            show(done)
             time.sleep(poll_s)
 
 
@@ -105,23 +112,16 @@ def confirm_with_workers(store: Store, study: StudyRecord, workers: int, seeds: 
     Resumable: runs already stored complete are kept. Returns the report.
     """
     from tuner.analysis.confirm import confirmation_report, request_confirmation
-    from tuner.execution.local import start_workers, stop_workers
+    from tuner.execution.local import run_workers
 
     runs = request_confirmation(store, study, seeds, top_k)
     if any(r.state in ("queued", "running") for r in runs):
-        procs = start_workers(store.url, workers, "--study", study.name, "--lease-timeout", str(lease_timeout_s))
+        with _runs_bar(len(runs)) as show:
+            def poll() -> None:
+                counts = store.run_counts(study.id)
+                show(counts["complete"] + counts["failed"])
 
-        def finished() -> int | None:
-            if all(p.poll() is not None for p in procs):
-                return None
-            counts = store.run_counts(study.id)
-            return counts["complete"] + counts["failed"]
-
-        try:
-            _follow_runs(len(runs), finished, 0.5)
-        except KeyboardInterrupt:
-            stop_workers(procs)
-            raise
+            run_workers(store.url, study.name, workers, poll, lease_timeout_s=lease_timeout_s, poll_s=0.5)
     return confirmation_report(store.get_study(study.id), store.runs(study.id))
 
 
