@@ -95,3 +95,12 @@ def test_read_only_commands_refuse_a_missing_store_instead_of_creating_one(tmp_p
     r = auxtune("studies", "--db", f"sqlite:///{elsewhere}", cwd=tmp_path)
     assert r.returncode == 2 and "no store at ./nested/other.db" in r.stderr, r.stderr
     assert not any(tmp_path.iterdir())  # nothing created: no empty auxtune.db, no folder
+
+
+def test_the_cli_lease_default_is_the_store_s() -> None:
+    """options.py writes the 60 s as a number (importing the store would slow every command's start): it must stay
+    the store's one default."""
+    from storage import DEFAULT_LEASE_TIMEOUT_S
+    from tuner.cli.options import LEASE_TIMEOUT_S
+
+    assert LEASE_TIMEOUT_S == DEFAULT_LEASE_TIMEOUT_S
