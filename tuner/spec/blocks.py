@@ -6,7 +6,7 @@ puts them together.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -32,7 +32,23 @@ METRIC_DIRECTIONS: dict[str, str] = EPOCH_METRICS
 
 
 class _Strict(BaseModel):
+    """Base of every block: unknown fields refused, no NaN or infinity, fields added later kept out of documents.
+
+    A field added after the first release goes in its block's ``added_later``: the stored document leaves it out
+    while it is at its default, so a study stored before the field existed keeps the same spec (and digest) and
+    resumes instead of conflicting.
+    """
+
     model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
+    added_later: ClassVar[tuple[str, ...]] = ()
+
+    @model_serializer(mode="wrap")
+    def _omit_added_at_default(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        for name in self.added_later:
+            if getattr(self, name) == type(self).model_fields[name].get_default(call_default_factory=True):
+                data.pop(name, None)
+        return data
 
 
 class LambdaSpec(_Strict):
@@ -65,6 +81,7 @@ class LambdaSpec(_Strict):
 
 
 class AuxTaskSpec(_Strict):
+    added_later = ("teacher",)
     name: str = Field(min_length=1, max_length=64, description="letters, digits, _ and -; not main or total")
     loss: LossName
     lambda_: LambdaSpec = Field(default_factory=LambdaSpec, alias="lambda")
@@ -83,12 +100,6 @@ class AuxTaskSpec(_Strict):
             raise ValueError(f"teacher is for a kd task; set loss: kd or drop teacher (loss is {loss!r})")
         return check_trial_ref(teacher)
 
-    @model_serializer(mode="wrap")
-    def _omit_teacher_when_none(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        data: dict[str, Any] = handler(self)
-        if self.teacher is None:  # a task stored before ``teacher`` existed keeps its document (and spec hash)
-            data.pop("teacher", None)
-        return data
 
 
 class WorkloadSpec(_Strict):
@@ -150,6 +161,8 @@ class ObjectiveSpec(_Strict):
     Written as a mapping, or as a list of ``{metric, direction}`` whose first item is the primary objective.
     """
 
+    added_later = ("also",)
+
     metric: Literal["val_accuracy", "val_loss", "target_val_accuracy", "target_val_loss"] = "val_accuracy"
     direction: Literal["maximize", "minimize"] | None = None
     also: list[ObjectiveTerm] = Field(default_factory=list, description="more objectives: a Pareto study")
@@ -167,12 +180,6 @@ class ObjectiveSpec(_Strict):
             raise ValueError(f"metric(s) {dupes} listed more than once; list each objective once")
         return self
 
-    @model_serializer(mode="wrap")
-    def _omit_also_when_empty(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        data: dict[str, Any] = handler(self)
-        if not self.also:  # a single-objective spec stores as it did before ``also`` existed
-            data.pop("also", None)
-        return data
 
     def metrics(self) -> list[str]:
         """Every objective's metric, the primary first."""

@@ -11,11 +11,9 @@ from typing import Any
 
 from pydantic import (
     Field,
-    SerializerFunctionWrapHandler,
     ValidationError,
     ValidationInfo,
     field_validator,
-    model_serializer,
 )
 
 from tuner.spec import limits
@@ -36,14 +34,11 @@ from tuner.spec.errors import SpecError, format_validation_error
 from tuner.spec.objectives import aux_task_of
 from tuner.spec.transfer import TRUNK_MODE_PARAM, ArtifactsSpec, TrunkSpec
 
-#: Blocks added after the first release, left out of the stored document while at their default, so a study
-#: stored before they existed still has the same spec (and resumes instead of conflicting).
-_OMITTED_AT_DEFAULT: dict[str, Any] = {"affinity": AffinitySpec(), "confirm": None, "arms": [],
-                                       "population": PopulationSpec(), "trunk": None, "artifacts": ArtifactsSpec()}
-
 
 class StudySpec(_Strict):
     """A whole λ study: workload, aux tasks and their λ bounds, search, training, objective."""
+
+    added_later = ("affinity", "confirm", "arms", "population", "trunk", "artifacts")
 
     name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
     workload: WorkloadSpec
@@ -70,14 +65,6 @@ class StudySpec(_Strict):
         if dupes:
             raise ValueError(f"arm(s) {dupes} listed more than once; list each arm once")
         return out
-
-    @model_serializer(mode="wrap")
-    def _omit_new_blocks_at_default(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        data: dict[str, Any] = handler(self)
-        for key, default in _OMITTED_AT_DEFAULT.items():
-            if getattr(self, key) == default:
-                data.pop(key, None)
-        return data
 
     @field_validator("objective", mode="before")
     @classmethod
