@@ -54,6 +54,28 @@ def load_image(root: str, name: str, size: int) -> np.ndarray:
         raise ImageReadError(f"{P}.root: cannot read image {name!r}: {exc}; replace or remove the file") from None
 
 
+def check_headers(root: str, files: Sequence[str]) -> None:
+    """Open every image's header (no pixel is decoded; ~50 µs an image), so an unreadable file fails the build
+    naming itself rather than a trial in its middle.
+
+    Raises:
+        ImageReadError: naming ``workload.params.root`` and the first unreadable file.
+    """
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+    for name in files:
+        path = Path(root) / name
+        try:
+            if path.stat().st_size > MAX_IMAGE_BYTES:
+                raise ValueError(f"the file is over {MAX_IMAGE_BYTES // 2**20} MiB")
+            with Image.open(path) as im:
+                if im.width * im.height > MAX_IMAGE_PIXELS:
+                    raise ValueError(f"{im.width}×{im.height} pixels is over the limit of {MAX_IMAGE_PIXELS}")
+        except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as exc:
+            raise ImageReadError(f"{P}.root: cannot read image {name!r}: {exc}; replace or remove the file") from None
+
+
 def _jitter(img: np.ndarray, rng: random.Random, strength: float) -> np.ndarray:
     img = img * np.float32(rng.uniform(1 - strength, 1 + strength))
     mean = img.mean()

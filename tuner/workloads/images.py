@@ -29,7 +29,7 @@ from pydantic import Field, model_validator
 
 from tuner.workloads._base import TaskInfo, Workload, WorkloadData, WorkloadError, WorkloadParams
 from tuner.workloads._limits import Seed
-from tuner.workloads.image_data import ImageFolderData, channel_statistics
+from tuner.workloads.image_data import ImageFolderData, ImageReadError, channel_statistics, check_headers
 from tuner.workloads.image_files import (
     MAX_CLASSES,
     MAX_IMAGES,
@@ -183,6 +183,11 @@ class ImagesWorkload(Workload):
                 aux[name] = np.asarray(values, dtype=np.float32)[at]
         train, val, test = self.split_indices(labels)
         names = folders.files
+        try:
+            check_headers(p.root, names)
+        except ImageReadError as exc:
+            field, _, message = str(exc).partition(": ")
+            raise WorkloadError(field, message) from None
         mean, std = channel_statistics(p.root, [names[i] for i in train], p.image_size, p.normalise_images,
                                        p.split_seed)
         augment = (p.augment.crop_padding, p.augment.flip, p.augment.jitter)
