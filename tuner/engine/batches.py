@@ -71,11 +71,13 @@ class _Keyed(Dataset[Any]):
             return self.dataset[index]
         if self.seeded is not None:
             return self.seeded(index, seed)
+        # The CPU generator only (items are read on the host); torch.manual_seed would also queue a seeding of
+        # every GPU, which costs milliseconds a call.
         if get_worker_info() is not None:  # a worker process: its generator is its own
-            torch.manual_seed(seed)
+            torch.default_generator.manual_seed(seed)
             return self.dataset[index]
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+            torch.default_generator.manual_seed(seed)
             return self.dataset[index]
 
 
