@@ -12,11 +12,12 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from functools import partial
 
 import torch
 
+from tuner.engine.batches import chunks
 from tuner.engine.best_epoch import BestEpoch
 from tuner.engine.callbacks.base import TrainStep, TrialCallback, TrialPruned, dispatch, stop_requested
 from tuner.engine.domain import target_metrics
@@ -33,15 +34,16 @@ logger = logging.getLogger(__name__)
 
 
 @torch.no_grad()
-def evaluate(prep: PreparedStudy, model: MultiTaskModel, split: Split, lambdas: dict[str, float],
-             chunk: int = 4096) -> tuple[dict[str, float], float]:
-    """Per-task mean losses (plus weighted ``total``) and main-task accuracy over ``split``."""
+def evaluate(prep: PreparedStudy, model: MultiTaskModel, split: Split | Iterable[Split],
+             lambdas: dict[str, float]) -> tuple[dict[str, float], float]:
+    """Per-task mean losses (plus weighted ``total``) and main-task accuracy over ``split`` (tensors, or the batches
+    of a split: ``prep.batches("val")``)."""
     model.eval()
     sums: dict[str, float] = {}
     correct = 0
-    n = len(split)
-    for start in range(0, n, chunk):
-        part = split.take(torch.arange(start, min(start + chunk, n), device=split.x.device))
+    n = 0
+    for part in chunks(split) if isinstance(split, Split) else split:
+        n += len(part)
         out = model(part.x)
         bd = compute_losses(out, part.y, part.aux, prep.task_losses, lambdas, prep.temperatures)
         for k, v in bd.detached().items():
@@ -57,6 +59,7 @@ def run_trial(
     seed: int | None = None,
     callbacks: Sequence[TrialCallback] = (),
     trunk_mode: str | None = None,
+    data_seed: int | None = None,
 ) -> TrialResult:
     """Run one trial of ``prep.spec`` with ``lambdas`` (complete: fixed λ filled in by the caller or here).
 
@@ -64,6 +67,8 @@ def run_trial(
     the trial with status ``failed_sanity`` and its reason, and costs no full training. ``trunk_mode`` (a trunk
     started from a saved model) defaults to the spec's first mode. Only ``callbacks`` run: pass
     ``tuner.engine.callbacks.trial_callbacks(prep, ...)`` for the ones the spec asks for (the affinity probe).
+    ``data_seed`` seeds the minibatch order and augmentation (default: ``prep.data_seed(seed)``). The gate draws
+    from generators of its own, so a trial trains the same with the gate on or off.
     """
     spec = prep.spec
     lambdas = spec.complete_lambdas(lambdas)
@@ -87,17 +92,13 @@ def run_trial(
             return result
 
     opt = make_optimizer(model.param_groups(spec.training.lr), spec.training, spec.training.lr)
-    train = prep.data.train
-    gen = torch.Generator().manual_seed(seed)
-    bs = spec.training.batch_size
+    train = prep.batches("train").restart(prep.data_seed(seed) if data_seed is None else data_seed)
     best: BestEpoch[dict[str, torch.Tensor]] = BestEpoch(result, spec.training.patience)
     steps = 0
     for epoch in range(spec.training.epochs):
         t0 = time.perf_counter()
-        order = torch.randperm(len(train), generator=gen).to(prep.device)
         sums: dict[str, float] = {}
-        for i in range(0, len(train), bs):
-            batch = train.take(order[i:i + bs])
+        for batch in train.epoch():
             bd = compute_losses(model(batch.x), batch.y, batch.aux, prep.task_losses, lambdas,
                                 prep.temperatures)
             step = TrainStep(steps, epoch, model, batch, bd, bd.total)
@@ -109,7 +110,7 @@ def run_trial(
             for k, v in bd.terms.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach()) * len(batch)
             sums["total"] = sums.get("total", 0.0) + float(bd.total.detach()) * len(batch)
-        val_loss, val_acc = evaluate(prep, model, prep.data.val, lambdas)
+        val_loss, val_acc = evaluate(prep, model, prep.batches("val"), lambdas)
         m = EpochMetrics(epoch=epoch, train_loss={k: v / len(train) for k, v in sums.items()},
                          val_loss=val_loss, val_accuracy=val_acc, seconds=time.perf_counter() - t0,
                          target=target_metrics(model, prep.data.target, "val"))
@@ -125,7 +126,7 @@ def run_trial(
     if best.state is not None:
         model.load_state_dict(best.state)
     dispatch(callbacks, "on_train_end", model)
-    result.test_loss, result.test_accuracy = evaluate(prep, model, prep.data.test, lambdas)
+    result.test_loss, result.test_accuracy = evaluate(prep, model, prep.batches("test"), lambdas)
     result.target_test = target_metrics(model, prep.data.target, "test")
     dispatch(callbacks, "on_test_end", result)
     result.seconds = time.perf_counter() - start

@@ -27,11 +27,17 @@ def mlp_trunk(in_features: int, hidden: int, depth: int = 2) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def cnn_trunk(channels: int, hidden: int) -> nn.Sequential:
-    """A small CNN for small images (8×8 digits and the like)."""
+def cnn_trunk(channels: int, hidden: int, size: int = 8) -> nn.Sequential:
+    """A small CNN for small images (8×8 digits, the ``images`` workload's 16–256 px): two 3×3 convolutions, each
+    of stride 2 while the image is larger than 16 px (so a 64×64 image is pooled from 16×16 maps, and 8–16 px
+    images keep their full resolution), then an average pooling to 4×4 and a Linear layer of width ``hidden``."""
+    strides = []
+    for _ in range(2):
+        strides.append(2 if size > 16 else 1)
+        size = (size - 1) // strides[-1] + 1
     return nn.Sequential(
-        nn.Conv2d(channels, 16, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(channels, 16, 3, stride=strides[0], padding=1), nn.ReLU(),
+        nn.Conv2d(16, 32, 3, stride=strides[1], padding=1), nn.ReLU(),
         nn.AdaptiveAvgPool2d(4), nn.Flatten(),
         nn.Linear(32 * 16, hidden), nn.ReLU(),
     )
@@ -40,7 +46,7 @@ def cnn_trunk(channels: int, hidden: int) -> nn.Sequential:
 def default_trunk(input_shape: tuple[int, ...], hidden: int) -> nn.Module:
     """MLP for flat/tabular input (one dim), CNN for image input (channels, height, width)."""
     if len(input_shape) == 3:
-        return cnn_trunk(input_shape[0], hidden)
+        return cnn_trunk(input_shape[0], hidden, max(input_shape[1:]))
     n = 1
     for d in input_shape:
         n *= d

@@ -7,12 +7,14 @@ them), and the single and the population paths both build their models from it.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Literal
 
 import torch
 from torch import nn
 
+from tuner.engine.batches import SplitBatches
 from tuner.engine.domain import with_target_domain
 from tuner.engine.model import MultiTaskModel, build_model, resolve_device
 from tuner.engine.saved import SavedModel, rebuild_trunk, start_trunk, tie_kd_heads
@@ -27,6 +29,8 @@ class PreparedStudy:
 
     ``trunk`` is the saved model whose trunk new models start from, and a kd task with a teacher has the
     teacher's predictions among the splits' targets: both are filled by ``tuner.engine.transfer.with_saved_models``.
+    Each split's batches come from ``batches(name)`` (``tuner.engine.batches``: tensors or a DataLoader, made once
+    and kept, so a loader's persistent workers serve every trial of the study).
     """
 
     spec: StudySpec
@@ -34,6 +38,7 @@ class PreparedStudy:
     data: WorkloadData
     device: torch.device
     trunk: SavedModel | None = None
+    _batches: dict[str, SplitBatches] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def task_losses(self) -> dict[str, str]:
@@ -65,11 +70,28 @@ class PreparedStudy:
             model = start_trunk(model, self.trunk, mode, spec.trunk.lr_factor)
         return model.to(self.device)
 
+    def batches(self, split: Literal["train", "val", "test"]) -> SplitBatches:
+        """The batches of one split: ``train`` in a seeded random order (``restart`` it per trial), the others in
+        order."""
+        if split not in self._batches:
+            training = self.spec.training
+            self._batches[split] = SplitBatches(getattr(self.data, split), self.device, training.batch_size,
+                                                training.loader, split == "train", self.data.input_shape)
+        return self._batches[split]
+
+    def data_seed(self, seed: int) -> int:
+        """The seed of a trial's minibatch order (and augmentation): the trial's own ``seed`` on in-memory splits;
+        on data-set splits the study's ``training.seed``, shared by every trial of the study, so that a population
+        reads and decodes each batch once for all its members (and λ sets are compared on the same batches). A
+        confirmation run passes its own seed instead (``tuner.engine.runs``)."""
+        return seed if self.data.in_memory else self.spec.training.seed
+
     def sanity_batch(self, seed: int) -> Split:
+        """The sanity gate's one fixed minibatch, drawn from its own generator seeded with ``seed`` (un-augmented;
+        reading it leaves torch's global generator as it was)."""
         g = torch.Generator().manual_seed(seed)
         n = min(self.spec.sanity.batch_size, len(self.data.train))
-        index = torch.randperm(len(self.data.train), generator=g)[:n].to(self.device)
-        return self.data.train.take(index)
+        return self.batches("train").take(torch.randperm(len(self.data.train), generator=g)[:n])
 
 
 @lru_cache(maxsize=8)

@@ -1,8 +1,9 @@
 """Training one confirmation or reference-arm run (issue #7): a trial of its study on fresh seeds.
 
 A run trains like a trial of its study (same data, epochs, optimiser), without the sanity gate (its λ set
-already passed it in the search) and without the affinity probe; it also records the test split's confusion
-matrix for the error analysis. Leasing and storing runs is ``tuner.execution.runs``'s.
+already passed it in the search) and without the affinity probe, its fresh seed setting both the initial weights
+and the minibatch order (also on a data-set workload, whose search trials share one order); it also records the
+test split's confusion matrix for the error analysis. Leasing and storing runs is ``tuner.execution.runs``'s.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def execute_run(prep: PreparedStudy, kind: str, params: dict[str, Any], seed: in
     kinds train with the fixed λ set ``params``.
     """
     spec = prep.spec
-    confusion = ConfusionRecorder(prep.data.test, prep.data.n_classes)
+    confusion = ConfusionRecorder(prep.batches("test"), prep.data.n_classes)
     extra: list[TrialCallback] = [confusion]
     weighting: LearnedWeighting | None = None
     if kind == "weighting":
@@ -67,7 +68,7 @@ def execute_run(prep: PreparedStudy, kind: str, params: dict[str, Any], seed: in
     else:
         lambdas = lambda_params(params)
     result = run_trial(prep, lambdas, seed=seed, callbacks=trial_callbacks(prep, *extra, *(callbacks or [])),
-                       trunk_mode=spec.trunk_mode_of(params))
+                       trunk_mode=spec.trunk_mode_of(params), data_seed=seed)
     doc = result.to_dict()
     doc["confusion"] = confusion.matrix
     doc["class_names"] = list(prep.data.class_names)

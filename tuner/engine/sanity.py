@@ -10,12 +10,13 @@ must not outlive the process's reason to run it.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import math
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -47,6 +48,10 @@ def check_stop(should_stop: Callable[[], bool] | None, step: int) -> None:
         raise GateStopped(f"the sanity gate was stopped at step {step}")
 
 
+def own_rng(device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """A fork of torch's global generators (the CPU's, and ``device``'s when it is a GPU), restored on exit: what
+    the gate draws (dropout, a trunk's own noise) never moves the trial's random streams."""
+    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
 
 
 def _nonzero_grad(grads: tuple[torch.Tensor | None, ...]) -> bool:
@@ -168,8 +173,16 @@ def sanity_gate(
 ) -> SanityResult:
     """Train a copy of ``model`` on ``batch`` and report whether the set-up can learn at all.
 
-    ``should_stop`` is asked before every step; when it answers True the gate raises ``GateStopped``.
+    ``should_stop`` is asked before every step; when it answers True the gate raises ``GateStopped``. The gate runs
+    in a fork of torch's generators (``own_rng``): the caller's random streams are where they were.
     """
+    with own_rng(batch.x.device):
+        return _gate(model, batch, task_losses, lambdas, training, sanity, temperatures, should_stop)
+
+
+def _gate(model: MultiTaskModel, batch: Split, task_losses: dict[str, str], lambdas: dict[str, float],
+          training: TrainingSpec, sanity: SanitySpec, temperatures: dict[str, float] | None,
+          should_stop: Callable[[], bool] | None) -> SanityResult:
     start = time.perf_counter()
     net = copy.deepcopy(model)
     net.train()

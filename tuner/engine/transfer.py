@@ -35,7 +35,7 @@ from tuner.engine.model import MultiTaskModel
 from tuner.engine.saved import SavedModel, rebuild_trunk
 from tuner.spec.references import find_saved_model, saved_model_refs, shape_problem
 from tuner.spec.transfer import split_trial_ref
-from tuner.workloads import Split, TaskInfo, WorkloadData
+from tuner.workloads import Split, SplitData, TaskInfo, WorkloadData
 
 if TYPE_CHECKING:
     from storage import Store
@@ -151,6 +151,10 @@ def with_saved_models(prep: PreparedStudy, store: Store) -> PreparedStudy:
         if task.teacher is None:
             continue
         field = f"aux_tasks.{i}.teacher"
+        if not data.in_memory:
+            raise TransferError(field, f"a kd teacher predicts every input once, which needs in-memory splits; "
+                                       f"workload {spec.workload.name!r} reads its splits per item: drop the "
+                                       "teacher (or use the saved model as trunk.from_trial)")
         saved = load_saved_model(store, task.teacher, field)
         _check_shape(saved, field, data.input_shape, data.n_classes)
         teacher = teacher_model(saved).to(prep.device)
@@ -167,7 +171,8 @@ def _check_shape(saved: SavedModel, field: str, input_shape: tuple[int, ...], n_
 
 
 def _with_targets(data: WorkloadData, task: str, predict: Any) -> WorkloadData:
-    def split(s: Split) -> Split:
+    def split(s: SplitData) -> Split:
+        assert isinstance(s, Split), "with_saved_models refuses a kd teacher on data-set splits"
         return Split(s.x, s.y, {**s.aux, task: predict(s.x)})
 
     tasks = {**data.tasks, task: TaskInfo(task, "probs", data.n_classes, "the teacher's softened predictions")}

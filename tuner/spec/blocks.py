@@ -123,7 +123,20 @@ class SearchSpec(_Strict):
                               description="most trials running at once; 0 = no limit")
 
 
+class LoaderSpec(_Strict):
+    """How a workload's data-set splits are read (``tuner.engine.batches``); in-memory tensor splits ignore it."""
+
+    num_workers: int = Field(0, ge=0, le=limits.MAX_LOADER_WORKERS,
+                             description="DataLoader worker processes; 0 reads in the training process")
+    pin_memory: bool = Field(True, description="page-locked batches for a faster copy to the GPU (CUDA only)")
+    prefetch_factor: int = Field(2, ge=1, le=limits.MAX_PREFETCH_FACTOR,
+                                 description="batches each worker reads ahead (with num_workers > 0)")
+    persistent_workers: bool = Field(True, description="keep the workers alive between epochs and trials")
+
+
 class TrainingSpec(_Strict):
+    added_later = ("loader",)
+
     epochs: int = Field(20, gt=0, le=limits.MAX_EPOCHS)
     batch_size: int = Field(64, gt=0, le=limits.MAX_BATCH_SIZE)
     lr: limits.LearningRate = 1e-3
@@ -134,6 +147,7 @@ class TrainingSpec(_Strict):
     seed: limits.Seed = 0
     device: str = Field("auto", description="'auto' (cuda when present), 'cpu', 'cuda', 'cuda:N'")
     hidden: int = Field(64, gt=0, le=limits.MAX_HIDDEN, description="width of the shared trunk")
+    loader: LoaderSpec = Field(default_factory=LoaderSpec, description="how data-set splits are read")
 
     @field_validator("device")
     @classmethod

@@ -13,7 +13,9 @@ from pydantic import ValidationError
 
 from tuner.workloads._base import (
     LOSSES_FOR_KIND,
+    ItemDataset,
     Split,
+    SplitData,
     TargetDomain,
     TaskInfo,
     Workload,
@@ -22,13 +24,16 @@ from tuner.workloads._base import (
     WorkloadParams,
 )
 from tuner.workloads.digits import DigitsWorkload
+from tuner.workloads.images import ImagesWorkload
 from tuner.workloads.synthetic import SyntheticWorkload
 from tuner.workloads.table import TableWorkload
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "ItemDataset",
     "LOSSES_FOR_KIND",
     "Split",
+    "SplitData",
     "TargetDomain",
     "TaskInfo",
     "Workload",
@@ -44,7 +49,7 @@ logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "auxtune.workloads"
 _BUILTINS: dict[str, type[Workload]] = {
-    w.name: w for w in (DigitsWorkload, SyntheticWorkload, TableWorkload)
+    w.name: w for w in (DigitsWorkload, ImagesWorkload, SyntheticWorkload, TableWorkload)
 }
 
 

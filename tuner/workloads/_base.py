@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -71,6 +71,28 @@ class Split:
         return Split(self.x[index], self.y[index], {k: v[index] for k, v in self.aux.items()})
 
 
+@runtime_checkable
+class ItemDataset(Protocol):
+    """A map-style data set (``torch.utils.data.Dataset``'s protocol) a workload may give for a split instead of a
+    ``Split``: item ``i`` is ``(input tensor, main-task class, {aux task: target})`` (a target: a number or a
+    tensor of the task's ``dim``). The engine trains from a ``DataLoader`` over it (``training.loader``), so the
+    split is never held in memory at once.
+
+    It may also define ``sample(index, seed) -> item``: the item with its random augmentation drawn from
+    ``seed``. The engine then calls it on the training split with a seed per sample and epoch (a trial is
+    reproducible whatever the loader's worker count); without it, ``dataset[i]`` runs with torch's global
+    random generator seeded per sample the same way.
+    """
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> tuple[Any, Any, dict[str, Any]]: ...
+
+
+#: A split as a workload gives it: tensors in memory, or a data set read per item.
+SplitData = Split | ItemDataset
+
+
 @dataclass
 class TargetDomain:
     """A target domain for domain adaptation: unlabelled ``train`` inputs (its labels are never read) and, when
@@ -87,19 +109,32 @@ class TargetDomain:
 
 @dataclass
 class WorkloadData:
-    """Everything the engine needs to train: splits, shapes, the task list, and any target domain."""
+    """Everything the engine needs to train: splits, shapes, the task list, and any target domain.
 
-    train: Split
-    val: Split
-    test: Split
+    A split is a ``Split`` (tensors in memory: small tables, and the fastest path) or an ``ItemDataset`` (read
+    per item by a DataLoader); a workload gives all three of one kind. A target domain is tensors only.
+    """
+
+    train: SplitData
+    val: SplitData
+    test: SplitData
     input_shape: tuple[int, ...]
     n_classes: int
     tasks: dict[str, TaskInfo]
     class_names: list[str] = field(default_factory=list)
     target: TargetDomain | None = None
 
+    @property
+    def in_memory(self) -> bool:
+        """Whether the splits are tensors (``Split``), not data sets read per item."""
+        return isinstance(self.train, Split)
+
     def to(self, device: torch.device | str) -> WorkloadData:
-        return WorkloadData(self.train.to(device), self.val.to(device), self.test.to(device),
+        """The tensors moved to ``device``; data-set splits stay on the host (their batches move)."""
+        def move(split: SplitData) -> SplitData:
+            return split.to(device) if isinstance(split, Split) else split
+
+        return WorkloadData(move(self.train), move(self.val), move(self.test),
                             self.input_shape, self.n_classes, self.tasks, self.class_names,
                             self.target.to(device) if self.target is not None else None)
 
@@ -136,7 +171,8 @@ class Workload(ABC):
 
     @abstractmethod
     def build(self, aux_tasks: Sequence[str] = ()) -> WorkloadData:
-        """Load or generate the data; deterministic given the params (split seed included).
+        """Load or generate the data; deterministic given the params (split seed included). The splits are
+        ``Split`` tensors, or ``ItemDataset`` s read per item (see ``WorkloadData``).
 
         Args:
             aux_tasks: the aux tasks the study uses; a workload may need them (``table`` drops per-sample

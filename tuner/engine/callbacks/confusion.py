@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 
+from tuner.engine.batches import chunks
 from tuner.engine.callbacks.base import TrialCallback
 from tuner.engine.losses import MAIN
 from tuner.engine.model import MultiTaskModel
@@ -11,10 +14,11 @@ from tuner.workloads import Split
 
 
 class ConfusionRecorder(TrialCallback):
-    """Records the confusion matrix (rows: true class, columns: predicted) of the best epoch on a split."""
+    """Records the confusion matrix (rows: true class, columns: predicted) of the best epoch on a split (tensors,
+    or its batches: ``PreparedStudy.batches("test")``)."""
 
-    def __init__(self, split: Split, n_classes: int, chunk: int = 4096):
-        self.split, self.n_classes, self.chunk = split, n_classes, chunk
+    def __init__(self, split: Split | Iterable[Split], n_classes: int):
+        self.split, self.n_classes = split, n_classes
         self.matrix: list[list[int]] | None = None
 
     @torch.no_grad()
@@ -22,11 +26,9 @@ class ConfusionRecorder(TrialCallback):
         was_training = model.training
         model.eval()
         n = self.n_classes
-        counts = torch.zeros(n * n, dtype=torch.long, device=self.split.y.device)
-        for start in range(0, len(self.split), self.chunk):
-            index = torch.arange(start, min(start + self.chunk, len(self.split)), device=self.split.x.device)
-            part = self.split.take(index)
+        counts = torch.zeros(n * n, dtype=torch.long)
+        for part in chunks(self.split) if isinstance(self.split, Split) else self.split:
             predicted = model(part.x)[MAIN].argmax(-1)
-            counts += torch.bincount(part.y.long() * n + predicted, minlength=n * n)
+            counts += torch.bincount(part.y.long() * n + predicted, minlength=n * n).cpu()
         model.train(was_training)
         self.matrix = counts.reshape(n, n).tolist()

@@ -18,7 +18,7 @@ import torch
 
 from tuner.engine.population.optim import make_stacked_optimizer
 from tuner.engine.population.stack import MemberLosses, MemberStack
-from tuner.engine.sanity import GateJudge, check_stop, gate_lr, wiring_problem
+from tuner.engine.sanity import GateJudge, check_stop, gate_lr, own_rng, wiring_problem
 from tuner.results import SanityResult
 from tuner.spec import SanitySpec, TrainingSpec
 from tuner.workloads import Split
@@ -70,6 +70,12 @@ def population_gate(
         sanity: the gate's thresholds and step budget.
         should_stop: asked before every step; True raises ``tuner.engine.sanity.GateStopped``.
     """
+    with own_rng(batches.x.device):
+        return _gate(stack, batches, lambdas, training, sanity, should_stop)
+
+
+def _gate(stack: MemberStack, batches: Split, lambdas: dict[str, torch.Tensor], training: TrainingSpec,
+          sanity: SanitySpec, should_stop: Callable[[], bool] | None) -> list[SanityResult]:
     start = time.perf_counter()
     k = len(stack)
     device = batches.x.device

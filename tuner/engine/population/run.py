@@ -27,7 +27,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -97,6 +97,7 @@ class _PopulationRun:
         self.outcomes: list[Outcome | None] = [None] * len(self.members)
         self.results: dict[int, TrialResult] = {}
         self.best: dict[int, dict[str, torch.Tensor]] = {}  # the weights to test each member with
+        self._gens: dict[int, torch.Generator] = {}  # each member's minibatch order (in-memory splits)
 
     def run(self) -> list[Outcome]:
         live = self._check_lambdas()
@@ -160,27 +161,41 @@ class _PopulationRun:
             stack = stack.select(torch.tensor(keep, dtype=torch.long, device=self.prep.device))
         return stack, [live[row] for row in keep]
 
+    def _batches(self, live: list[int]) -> Iterator[tuple[Split, bool]]:
+        """One epoch's batches, with whether every member shares them: in-memory splits give each member its own
+        rows in its own order (``(K, B, ...)``), a data set one batch for all, read and decoded once (its order from
+        the study's data seed, ``PreparedStudy.data_seed``, as each member alone would read it)."""
+        train = self.prep.batches("train")
+        if not train.in_memory:
+            yield from ((batch, True) for batch in train.epoch())
+            return
+        split, bs = train.split, self.spec.training.batch_size
+        assert isinstance(split, Split)
+        order = torch.stack([torch.randperm(len(split), generator=self._gens[i]) for i in live]).to(self.prep.device)
+        for first in range(0, len(split), bs):
+            yield split.take(order[:, first:first + bs]), False
+
     def _train(self, stack: MemberStack, live: list[int]) -> None:
         prep, training = self.prep, self.spec.training
-        train, n, bs = prep.data.train, len(prep.data.train), training.batch_size
+        n = len(prep.data.train)
         opt = make_stacked_optimizer(training, training.lr)
-        gens = {i: torch.Generator().manual_seed(self.members[i].seed) for i in live}
+        self._gens = {i: torch.Generator().manual_seed(self.members[i].seed) for i in live}
+        if not prep.data.in_memory:
+            prep.batches("train").restart(prep.data_seed(self.members[live[0]].seed))
         tracked = {i: _Best(self.results[i], training.patience) for i in live}
         lambdas = self._lambdas(live)
         for epoch in range(training.epochs):
             t0 = time.perf_counter()
-            order = torch.stack([torch.randperm(n, generator=gens[i]) for i in live]).to(prep.device)
             sums: torch.Tensor | None = None
             names: list[str] = []
-            for first in range(0, n, bs):
-                index = order[:, first:first + bs]
-                names, table, grads = stack.loss_gradients(train.take(index), lambdas)
+            for batch, shared in self._batches(live):
+                names, table, grads = stack.loss_gradients(batch, lambdas, shared)
                 opt.step(stack.trainable(), grads)
-                weighted = table.double() * index.shape[1]
+                weighted = table.double() * (len(batch) if shared else batch.y.shape[1])
                 sums = weighted if sums is None else sums + weighted
             assert sums is not None, "an epoch needs a non-empty training split"
             train_loss = per_member(names, sums / n)
-            val_loss, val_acc = stack.evaluate(prep.data.val, lambdas)
+            val_loss, val_acc = stack.evaluate(prep.batches("val"), lambdas)
             seconds = time.perf_counter() - t0
             keep = [row for row, i in enumerate(live)
                     if self._epoch_end(i, stack, row, tracked[i],
@@ -225,7 +240,7 @@ class _PopulationRun:
         tested = [i for i in self.results if i in self.best]
         if tested:
             stack = template.with_states([self.best[i] for i in tested])
-            losses, accuracy = stack.evaluate(self.prep.data.test, self._lambdas(tested))
+            losses, accuracy = stack.evaluate(self.prep.batches("test"), self._lambdas(tested))
             for row, i in enumerate(tested):
                 self.results[i].test_loss, self.results[i].test_accuracy = losses[row], accuracy[row]
         now = time.perf_counter()

@@ -26,13 +26,14 @@ in float64) is the same arithmetic as the single-trial path (``tuner.engine.loop
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
+from tuner.engine.batches import chunks
 from tuner.engine.losses import MAIN, MEMBER_LOSSES, member_task_terms, task_terms, weighted_total
 from tuner.engine.model import MultiTaskModel
 from tuner.engine.population.forward import plan
@@ -167,9 +168,10 @@ class MemberStack:
         terms = member_task_terms(out, batch.y, batch.aux, self.task_losses, self.temperatures, shared)
         return MemberLosses(terms, weighted_total(terms, lambdas), out[MAIN].argmax(-1) == batch.y)
 
-    def loss_gradients(self, batch: Split,
-                       lambdas: dict[str, torch.Tensor]) -> tuple[list[str], torch.Tensor, list[torch.Tensor]]:
-        """One training step's figures: every member's losses on its own rows of ``batch`` (``MemberLosses.names``
+    def loss_gradients(self, batch: Split, lambdas: dict[str, torch.Tensor],
+                       shared: bool = False) -> tuple[list[str], torch.Tensor, list[torch.Tensor]]:
+        """One training step's figures: every member's losses on its own rows of ``batch`` (with ``shared``: on the
+        whole ``batch``, the same for every member, as a population on a data set trains) (``MemberLosses.names``
         and ``table()``) and the gradient of their sum with respect to each of ``trainable()``.
 
         On the explicit path of a CNN the members go through ``MEMBERS_PER_PASS`` at a time, each group's
@@ -178,7 +180,7 @@ class MemberStack:
         """
         k = len(self)
         if self.forward is None or not self.forward.images or k <= MEMBERS_PER_PASS:
-            out = self.losses(batch, lambdas)
+            out = self.losses(batch, lambdas, shared)
             return out.names, out.table(), list(torch.autograd.grad(out.total.sum(), self.trainable()))
         names: list[str] = []
         tables: list[torch.Tensor] = []
@@ -189,7 +191,8 @@ class MemberStack:
                                for name, p in self.params.items()},
                               {name: b[first:last] for name, b in self.buffers.items()})
             rows = torch.arange(first, last, device=batch.x.device)
-            out = part.losses(batch.take(rows), {name: lam[first:last] for name, lam in lambdas.items()})
+            out = part.losses(batch if shared else batch.take(rows),
+                              {name: lam[first:last] for name, lam in lambdas.items()}, shared)
             names = out.names
             tables.append(out.table())
             for into, grad in zip(grads, torch.autograd.grad(out.total.sum(), part.trainable()), strict=True):
@@ -197,25 +200,28 @@ class MemberStack:
         return names, torch.cat(tables, dim=1), [torch.cat(parts) for parts in grads]
 
     @torch.no_grad()
-    def evaluate(self, split: Split, lambdas: dict[str, torch.Tensor],
-                 chunk: int = 4096) -> tuple[list[dict[str, float]], list[float]]:
-        """Per member: mean losses per task (and weighted ``total``) and main-task accuracy over ``split``.
+    def evaluate(self, split: Split | Iterable[Split],
+                 lambdas: dict[str, torch.Tensor]) -> tuple[list[dict[str, float]], list[float]]:
+        """Per member: mean losses per task (and weighted ``total``) and main-task accuracy over ``split`` (tensors,
+        or the batches of a split: ``PreparedStudy.batches("val")``).
 
         The same chunks and sums as ``tuner.engine.loop.evaluate``; members go through in groups so that no call
         runs more than ``EVAL_ROWS`` rows (nor, on the explicit path of a CNN, more than ``MEMBERS_PER_PASS`` members).
         """
-        n, k = len(split), len(self)
-        group = max(1, EVAL_ROWS // max(1, min(chunk, n)))
-        if self.forward is not None and self.forward.images:
-            group = min(group, MEMBERS_PER_PASS)
+        k = len(self)
         sums: torch.Tensor | None = None
         names: list[str] = []
-        correct = torch.zeros(k, dtype=torch.long, device=split.x.device)
-        for start in range(0, n, chunk):
-            part = split.take(torch.arange(start, min(start + chunk, n), device=split.x.device))
+        correct: torch.Tensor | None = None
+        n = 0
+        for part in chunks(split) if isinstance(split, Split) else split:
+            n += len(part)
+            device = part.x.device
+            group = max(1, EVAL_ROWS // max(1, len(part)))
+            if self.forward is not None and self.forward.images:
+                group = min(group, MEMBERS_PER_PASS)
             tables, hits = [], []
             for first in range(0, k, group):
-                rows = torch.arange(first, min(first + group, k), device=split.x.device)
+                rows = torch.arange(first, min(first + group, k), device=device)
                 lams = {name: lam.index_select(0, rows) for name, lam in lambdas.items()}
                 out = (self if group >= k else self.select(rows)).losses(part, lams, shared=True)
                 tables.append(out.table())
@@ -223,8 +229,8 @@ class MemberStack:
                 hits.append(out.hits.sum(-1))
             weighted = torch.cat(tables, dim=1).double() * len(part)
             sums = weighted if sums is None else sums + weighted
-            correct += torch.cat(hits)
-        assert sums is not None, "evaluate needs a non-empty split"
+            correct = torch.cat(hits) if correct is None else correct + torch.cat(hits)
+        assert sums is not None and correct is not None, "evaluate needs a non-empty split"
         return per_member(names, sums / n), [c / n for c in correct.tolist()]
 
 
