@@ -286,3 +286,25 @@ def _check_file(path: Path, shown_name: str) -> None:
     if width * height > MAX_IMAGE_PIXELS:
         raise ArchiveRefused(f"image {shown} is {width}×{height} pixels; the limit is {MAX_IMAGE_PIXELS} pixels: "
                              "resize it")
+
+
+# -- packing (``auxtune submit`` of a folder param) --------------------------------------------------------
+def pack(folder: Path, archive: Path) -> tuple[int, list[str]]:
+    """Zip the images and CSV files under ``folder`` into ``archive``, with paths relative to it (images stored,
+    CSVs deflated); hidden files and folders are left out. Returns (files packed, files left out: not images or
+    CSVs)."""
+    packed, left_out = 0, []
+    with zipfile.ZipFile(archive, "w") as zf:
+        for dirpath, dirnames, filenames in os.walk(folder):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in sorted(filenames):
+                path = Path(dirpath) / name
+                inner = path.relative_to(folder).as_posix()
+                suffix = path.suffix.lower()
+                if name.startswith(".") or suffix not in IMAGE_SUFFIXES + TABLE_SUFFIXES:
+                    left_out.append(inner)
+                    continue
+                method = zipfile.ZIP_DEFLATED if suffix in TABLE_SUFFIXES else zipfile.ZIP_STORED
+                zf.write(path, inner, compress_type=method)
+                packed += 1
+    return packed, left_out
