@@ -54,6 +54,34 @@ def draw(rng: np.random.Generator, hue: float, ear: float, coat: float, body: fl
     return img
 
 
+def generate(out: Path, breeds: int = 12, per_breed: int = 40, size: int = 48, seed: int = 0,
+             make_zip: bool = False) -> Path:
+    """Write ``out/images/<breed>/*.png`` and ``out/attributes.csv`` (and ``out.zip`` with ``make_zip``); returns
+    ``out``."""
+    names = BREEDS[:max(2, min(breeds, len(BREEDS)))]
+    table = scores(len(names), seed)
+    rng = np.random.default_rng(seed + 1)
+    for i, breed in enumerate(names):
+        folder = out / "images" / breed
+        folder.mkdir(parents=True, exist_ok=True)
+        ear, coat, body = table[i]
+        for n in range(per_breed):
+            draw(rng, i / len(names), ear, coat, body, size).save(folder / f"{n:04d}.png")
+    with (out / "attributes.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["class", "ear", "coat", "body"])
+        writer.writerows([breed, *map(float, row)] for breed, row in zip(names, table, strict=True))
+    print(f"wrote {len(names)} breeds × {per_breed} images to {out}/images and {out}/attributes.csv")
+    if make_zip:
+        archive = out.with_suffix(".zip")
+        with zipfile.ZipFile(archive, "w") as zf:
+            for path in sorted(out.rglob("*")):
+                if path.is_file():
+                    zf.write(path, path.relative_to(out).as_posix())
+        print(f"wrote {archive} ({archive.stat().st_size / 1e6:.1f} MB): upload it with POST /api/v1/datasets")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--breeds", type=int, default=12, help="how many of the 37 breeds (default 12)")
@@ -63,27 +91,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "pets", help="the folder to write (default ./pets)")
     parser.add_argument("--zip", action="store_true", help="also write <out>.zip, ready to upload")
     args = parser.parse_args()
-    breeds = BREEDS[:max(2, min(args.breeds, len(BREEDS)))]
-    table = scores(len(breeds), args.seed)
-    rng = np.random.default_rng(args.seed + 1)
-    for i, breed in enumerate(breeds):
-        folder = args.out / "images" / breed
-        folder.mkdir(parents=True, exist_ok=True)
-        ear, coat, body = table[i]
-        for n in range(args.per_breed):
-            draw(rng, i / len(breeds), ear, coat, body, args.size).save(folder / f"{n:04d}.png")
-    with (args.out / "attributes.csv").open("w", newline="") as f:
-        out = csv.writer(f)
-        out.writerow(["class", "ear", "coat", "body"])
-        out.writerows([breed, *map(float, row)] for breed, row in zip(breeds, table, strict=True))
-    print(f"wrote {len(breeds)} breeds × {args.per_breed} images to {args.out}/images and {args.out}/attributes.csv")
-    if args.zip:
-        archive = args.out.with_suffix(".zip")
-        with zipfile.ZipFile(archive, "w") as zf:
-            for path in sorted(args.out.rglob("*")):
-                if path.is_file():
-                    zf.write(path, path.relative_to(args.out).as_posix())
-        print(f"wrote {archive} ({archive.stat().st_size / 1e6:.1f} MB): upload it with POST /api/v1/datasets")
+    generate(args.out, args.breeds, args.per_breed, args.size, args.seed, args.zip)
 
 
 if __name__ == "__main__":
