@@ -94,6 +94,39 @@ class Datasets:
     def ensure_root(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
 
+    def import_legacy(self) -> int:
+        """Copy into the store each upload an earlier version kept only in the data dir (``<id>.json`` beside
+        ``<id>.<csv|parquet>``), so its ``dataset:<id>`` keeps working; the files stay where they are (studies
+        stored by that version name them by path). Returns how many were imported."""
+        imported = 0
+        for meta_path in sorted(self.root.glob("*.json")):
+            dataset_id = meta_path.stem
+            if not re.match(ID_PATTERN, dataset_id):
+                continue
+            try:
+                self.store.dataset(dataset_id)
+                continue
+            except DatasetNotFound:
+                pass
+            try:
+                old = DatasetPublic.model_validate_json(meta_path.read_text())
+                data = self.root / f"{dataset_id}.{old.format}"
+                digest = hashlib.sha256()
+                with data.open("rb") as f:
+                    while chunk := f.read(_CHUNK):
+                        digest.update(chunk)
+                    f.seek(0)
+                    self.store.save_dataset(dataset_id, f, digest.hexdigest(), owner=old.owner,
+                                            filename=old.filename, fmt=old.format,
+                                            meta={"rows": old.rows, "columns": old.columns, "label": old.label})
+            except (OSError, ValueError) as exc:
+                logger.warning("dataset %s of an earlier version not imported: %s", dataset_id, exc)
+                continue
+            imported += 1
+        if imported:
+            logger.info("imported %d datasets of an earlier version from %s into the store", imported, self.root)
+        return imported
+
     # -- upload --------------------------------------------------------------------------------------------
     def save(self, source: IO[bytes], filename: str, label: str, owner: str | None, max_bytes: int,
              unlabelled: bool = False) -> DatasetPublic:

@@ -36,6 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             bootstrap_admin_token(store, settings)
             app.state.datasets = Datasets(store, settings.data_dir)
             app.state.datasets.ensure_root()
+            app.state.datasets.import_legacy()  # uploads an earlier version kept only on disk
             app.state.store = store
             yield
         finally:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from fastapi.testclient import TestClient
 
 from api.config import Settings
@@ -113,3 +116,23 @@ def test_an_unlabelled_target_domain_is_uploaded_and_used_as_target_data(client:
     r = client.post(STUDIES, json=on_target, headers=ADMIN)
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "objective"]
     assert "need target-domain labels" in r.json()["detail"][0]["msg"]
+
+
+def test_an_upload_an_earlier_version_kept_on_disk_is_imported_into_the_store(tmp_path: Path) -> None:
+    from api.main import create_app
+    from tests.api.conftest import make_settings
+
+    settings = make_settings(tmp_path)
+    settings.data_dir.mkdir()
+    legacy_id = "e" * 32
+    (settings.data_dir / f"{legacy_id}.csv").write_bytes(csv_bytes())
+    (settings.data_dir / f"{legacy_id}.json").write_text(json.dumps({
+        "id": legacy_id, "reference": f"dataset:{legacy_id}", "filename": "old.csv", "format": "csv",
+        "size_bytes": len(csv_bytes()), "sha256": "x", "rows": 30, "columns": ["weight", "large", "breed"],
+        "label": "breed", "owner": "admin", "created_at": "2026-11-01T00:00:00Z"}))
+    with TestClient(create_app(settings)) as client:
+        shown = client.get(f"{DATASETS}/{legacy_id}", headers=ADMIN).json()
+        assert shown["filename"] == "old.csv" and shown["rows"] == 30 and shown["size_bytes"] == len(csv_bytes())
+        r = client.post(STUDIES, json=table_spec("old-data", f"dataset:{legacy_id}"), headers=ADMIN)
+        assert r.status_code == 201, r.text
+    assert (settings.data_dir / f"{legacy_id}.csv").exists()  # studies of that version name it by its path
