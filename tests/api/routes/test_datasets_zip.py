@@ -81,13 +81,14 @@ def test_hostile_zips_are_refused_with_the_problem_named_and_nothing_stored(
 def test_a_zip_is_stored_as_a_folder_and_files_inside_it_are_referenced(client: TestClient,
                                                                         settings: Settings) -> None:
     content = zip_of({"pets/images/cat/1.png": PNG, "pets/images/dog/1.jpg": _jpeg(), "pets/dogs.csv": csv_bytes(),
-                      "pets/traits.csv": attributes_bytes(), "__MACOSX/pets/._dogs.csv": b"junk"})
+                      "pets/traits.csv": attributes_bytes(), "pets/classes.csv": b"class,ear\ncat,0.9\ndog,0.1\n",
+                      "__MACOSX/pets/._dogs.csv": b"junk"})
     r = send(client, content)
     assert r.status_code == 201, r.text
     ds = r.json()
     assert ds["format"] == "folder" and ds["reference"] == f"dataset:{ds['id']}" and ds["size_bytes"] == len(content)
-    assert ds["images"] == 2 and ds["tables"] == ["dogs.csv", "traits.csv"] and ds["rows"] is None
-    assert ds["contents"] == ["dogs.csv", "images/", "traits.csv"]  # the one top-level folder is the folder
+    assert ds["images"] == 2 and ds["tables"] == ["classes.csv", "dogs.csv", "traits.csv"] and ds["rows"] is None
+    assert ds["contents"] == ["classes.csv", "dogs.csv", "images/", "traits.csv"]  # its one top-level folder
     cached = settings.data_dir / f"{ds['sha256']}.d"
     assert (cached / "images" / "cat" / "1.png").read_bytes() == PNG
     assert client.get(f"{DATASETS}/{ds['id']}", headers=ADMIN).json() == ds
@@ -98,7 +99,7 @@ def test_a_zip_is_stored_as_a_folder_and_files_inside_it_are_referenced(client: 
     params = client.get(f"{STUDIES}/{created.json()['id']}", headers=ADMIN).json()["spec"]["workload"]["params"]
     assert (params["data"], params["attributes"]) == (f"{ref}/dogs.csv", f"{ref}/traits.csv")
 
-    for inner, words in (("absent.csv", "has no 'absent.csv'; its top level holds ['dogs.csv', 'images/'"),
+    for inner, words in (("absent.csv", "has no 'absent.csv'; its top level holds ['classes.csv', 'dogs.csv'"),
                          ("../dogs.csv", "plain names joined by '/'")):
         r = client.post(STUDIES, json=table_spec("bad", f"{ref}/{inner}"), headers=ADMIN)
         assert r.status_code == 422, r.text
@@ -107,6 +108,19 @@ def test_a_zip_is_stored_as_a_folder_and_files_inside_it_are_referenced(client: 
     r = client.post(STUDIES, json=table_spec("images-as-table", f"{ref}/images"), headers=ADMIN)
     assert r.status_code == 422 and str(settings.data_dir) not in r.text, r.text
     assert ref in r.text  # the checker's message names the folder by its reference
+
+    images = {"name": "pets", "workload": {"name": "images", "params": {
+        "root": f"{ref}/images", "attributes": f"{ref}/classes.csv", "image_size": 8}},
+        "aux_tasks": [{"name": "ear", "loss": "bce"}], "search": {"algorithm": "random", "n_trials": 2}}
+    r = client.post(STUDIES, json=images, headers=ADMIN)
+    assert r.status_code == 201, r.text
+    one_class = {**images, "name": "pets-2", "workload": {"name": "images", "params": {
+        "root": ref, "attributes": f"{ref}/classes.csv"}}}
+    r = client.post(STUDIES, json=one_class, headers=ADMIN)  # its top level has one folder: one class
+    assert r.status_code == 422, r.text
+    [error] = r.json()["detail"]
+    assert error["loc"] == ["body", "workload", "params", "root"] and str(settings.data_dir) not in error["msg"]
+    assert ref in error["msg"], error
 
 
 def _jpeg() -> bytes:
