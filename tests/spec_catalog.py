@@ -79,6 +79,7 @@ HOSTILE_SPECS = [
     # 10: memory
     HostileSpec("hidden huge", {"training.hidden": 10**6}, "training.hidden", (LE,)),
     HostileSpec("batch huge", {"training.batch_size": 10**9}, "training.batch_size", (LE,)),
+    HostileSpec("loader workers huge", {"training.loader.num_workers": 10**6}, "training.loader.num_workers", (LE,)),
     HostileSpec("n_train huge", {"workload.params.n_train": 10**9}, "workload.params.n_train", (LE,)),
     HostileSpec("dim huge", {"workload.params.dim": 10**6}, "workload.params.dim", (LE,)),
     HostileSpec("synthetic data too large", {"workload.params.n_train": 100_000, "workload.params.dim": 1000},

@@ -77,17 +77,28 @@ class ImagesParams(WorkloadParams):
 
 
 def _version(path: str | None) -> int:
-    """A file's or folder's modification time (0 when absent): a cache key that changes when it is edited."""
+    """A file's modification time (0 when absent): a cache key that changes when it is edited."""
     try:
         return os.stat(path).st_mtime_ns if path is not None else 0
     except OSError:
         return 0
 
 
+def _tree_version(root: str) -> int:
+    """A key that changes when a class sub-folder, or an image in one, is added, removed or renamed: the
+    modification times of ``root`` and of its sub-folders (one directory listing, no image opened)."""
+    try:
+        with os.scandir(root) as entries:
+            return hash((_version(root), *sorted(e.stat(follow_symlinks=False).st_mtime_ns
+                                                 for e in entries if e.is_dir(follow_symlinks=False))))
+    except OSError:
+        return 0
+
+
 def _listing(root: str, attributes: str | None, targets: str | None) -> tuple[ClassFolders, ScoreTable | None,
                                                                               ScoreTable | None]:
-    """The folders and tables, listed and checked once per version of the root and the CSV files."""
-    return _checked_listing(root, attributes, targets, _version(root), _version(attributes), _version(targets))
+    """The folders and tables, listed and checked once per version of the folders and the CSV files."""
+    return _checked_listing(root, attributes, targets, _tree_version(root), _version(attributes), _version(targets))
 
 
 @lru_cache(maxsize=16)
