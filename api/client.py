@@ -228,9 +228,9 @@ class AuxtuneClient:
 
     # -- datasets, catalog, workers, health ----------------------------------------------------------------
     def upload_dataset(self, path: str | Path, label: str = "label", unlabelled: bool = False) -> dict[str, Any]:
-        """Upload a CSV/Parquet table for the ``table`` workload; ``label`` names its class column (``unlabelled``:
-        it may lack it, as a target domain may). Returns the dataset; a spec refers to it by its ``reference``
-        (``"dataset:<id>"``)."""
+        """Upload a CSV/Parquet table for the ``table`` workload (``label`` names its class column; ``unlabelled``:
+        it may lack it, as a target domain may), or a .zip of a data folder. Returns the dataset; a spec refers to
+        it by its ``reference`` (``"dataset:<id>"``; a file inside a folder: ``"dataset:<id>/<path>"``)."""
         p = Path(path)
         try:
             handle = p.open("rb")

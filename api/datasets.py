@@ -1,142 +1,205 @@
-"""Uploaded data files for the ``table`` workload: checked with pandas, kept under the data dir by id.
+"""Uploaded data sets: checked on the API, kept in the store (the truth), cached on each machine by sha256.
 
-An upload is read as CSV or Parquet (by its file name's suffix) and refused unless it is a table the
-``table`` workload can use: at least one row, a ``label`` column without empty cells (an upload marked
+An upload is a table for the ``table`` workload (CSV or Parquet, by its file name's suffix) or a ``.zip`` of a data
+folder (an ``images`` root: one sub-folder of images per class, and CSV tables). A table is refused unless the
+``table`` workload can use it: at least one row, a ``label`` column without empty cells (an upload marked
 ``unlabelled``, such as a target domain's ``target_data``, may lack it), and every other column numeric (or
-boolean) without empty cells. Files are parsed, never executed or unpickled. Each dataset is
-``<data_dir>/<id>.<csv|parquet>`` plus ``<id>.json`` (what the API shows). A spec refers to one as
-``dataset:<id>`` in a workload's file params; ``resolve_references`` swaps in the stored path before the spec
-is checked.
+boolean) without empty cells. A zip is checked without trusting it (``tuner.workloads.archives``: entry count,
+sizes, compression ratios, paths, links, file types, every image opened by Pillow). Files are parsed, never executed
+or unpickled, and a refused upload leaves nothing behind: no file, no row.
+
+An accepted upload is saved in the store (``auxtune_datasets``, its bytes chunked by sha256), so a worker on any
+machine that reaches the database fetches it (``tuner.execution.datasets``); the API keeps the checked copy in its
+data dir as its own cache. A spec refers to one as ``dataset:<id>``, or to a file inside a folder as
+``dataset:<id>/<path>`` (``tuner.spec.dataset_refs``); ``resolve_references`` swaps in this machine's paths to
+check the spec, and the study is stored with the references.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
+import shutil
 import uuid
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from api.auth import Principal
 from api.errors import ApiError
 from api.schemas import DatasetPublic
+from storage import DatasetNotFound, DatasetRecord, Store
+from tuner.execution.datasets import FOLDER, DatasetCache
+from tuner.spec.dataset_refs import (
+    ID_PATTERN,
+    PREFIX,
+    is_reference,
+    parse_reference,
+    path_inside,
+    with_params,
+    workload_path_params,
+)
+from tuner.workloads.archives import ArchiveRefused, unpack
 from tuner.workloads.table_files import TableTooLarge, read_table
 
 logger = logging.getLogger(__name__)
 
-REFERENCE_PREFIX = "dataset:"
-ID_PATTERN = r"^[0-9a-f]{32}$"
-FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+REFERENCE_PREFIX = PREFIX
+FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".zip": FOLDER}
 _CHUNK = 1 << 20
+__all__ = ["ID_PATTERN", "REFERENCE_PREFIX", "Datasets", "ResolvedSpec"]
 
 
-class DatasetFiles:
-    """The datasets kept under one folder."""
+def public(record: DatasetRecord) -> DatasetPublic:
+    """What the API shows of a stored data set."""
+    meta = record.meta
+    return DatasetPublic(id=record.id, reference=REFERENCE_PREFIX + record.id, filename=record.filename,
+                         format=record.format, size_bytes=record.size, sha256=record.sha256, rows=meta.get("rows"),
+                         columns=list(meta.get("columns") or []), label=meta.get("label"),
+                         images=meta.get("images"), tables=meta.get("tables"), contents=meta.get("contents"),
+                         owner=record.owner, created_at=record.created_at)
 
-    def __init__(self, data_dir: Path) -> None:
-        self.root = Path(data_dir).expanduser().absolute()
+
+@dataclass
+class ResolvedSpec:
+    """A spec document with this machine's paths for its references (``document``, to check it), the references
+    to store in their place (``references``: param → reference), and the path each stands for (to hide it)."""
+
+    document: dict[str, Any]
+    references: dict[str, str] = field(default_factory=dict)
+    shown: dict[str, str] = field(default_factory=dict)
+    root: Path | None = None
+
+    def hide(self, text: str) -> str:
+        """``text`` with each resolved path named by its reference and the data dir as ``<data dir>``: a client
+        sent references and must not learn where (or under which account) uploads live."""
+        for path, ref in sorted(self.shown.items(), key=lambda kv: -len(kv[0])):
+            for variant in dict.fromkeys((path, str(Path(path).resolve()))):
+                text = text.replace(variant, ref)
+        if self.root is not None:
+            for root in dict.fromkeys((str(self.root), str(self.root.resolve()))):
+                text = text.replace(root, "<data dir>")
+        return text
+
+
+class Datasets:
+    """The data sets of one store, as the API uploads, checks and resolves them; cached under ``data_dir``."""
+
+    def __init__(self, store: Store, data_dir: Path) -> None:
+        self.store = store
+        self.cache = DatasetCache(store, data_dir)
+        self.root = self.cache.root
 
     def ensure_root(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
 
+    def import_legacy(self) -> int:
+        """Copy into the store each upload an earlier version kept only in the data dir (``<id>.json`` beside
+        ``<id>.<csv|parquet>``), so its ``dataset:<id>`` keeps working; the files stay where they are (studies
+        stored by that version name them by path). Returns how many were imported."""
+        imported = 0
+        for meta_path in sorted(self.root.glob("*.json")):
+            dataset_id = meta_path.stem
+            if not re.match(ID_PATTERN, dataset_id):
+                continue
+            try:
+                self.store.dataset(dataset_id)
+                continue
+            except DatasetNotFound:
+                pass
+            try:
+                old = DatasetPublic.model_validate_json(meta_path.read_text())
+                data = self.root / f"{dataset_id}.{old.format}"
+                digest = hashlib.sha256()
+                with data.open("rb") as f:
+                    while chunk := f.read(_CHUNK):
+                        digest.update(chunk)
+                    f.seek(0)
+                    self.store.save_dataset(dataset_id, f, digest.hexdigest(), owner=old.owner,
+                                            filename=old.filename, fmt=old.format,
+                                            meta={"rows": old.rows, "columns": old.columns, "label": old.label})
+            except (OSError, ValueError) as exc:
+                logger.warning("dataset %s of an earlier version not imported: %s", dataset_id, exc)
+                continue
+            imported += 1
+        if imported:
+            logger.info("imported %d datasets of an earlier version from %s into the store", imported, self.root)
+        return imported
+
     # -- upload --------------------------------------------------------------------------------------------
     def save(self, source: IO[bytes], filename: str, label: str, owner: str | None, max_bytes: int,
              unlabelled: bool = False) -> DatasetPublic:
-        """Copy, check and keep an upload (``unlabelled``: the label column may be absent); a refused upload leaves
-        nothing behind."""
+        """Copy, check, store and cache an upload (``unlabelled``: a table's label column may be absent); a refused
+        upload leaves nothing behind."""
         name = Path(filename or "").name[:200]
         suffix = Path(name).suffix.lower()
         if suffix not in FORMATS:
-            raise ApiError(422, f"cannot tell the format of {name!r}: upload a .csv or .parquet file",
-                           ["body", "file"], "unsupported_format")
+            raise ApiError(422, f"cannot tell the format of {name!r}: upload a .csv or .parquet table, or a .zip "
+                                "of a data folder", ["body", "file"], "unsupported_format")
+        fmt = FORMATS[suffix]
         self.ensure_root()
         dataset_id = uuid.uuid4().hex
-        final = self.root / f"{dataset_id}.{FORMATS[suffix]}"
-        incoming = self.root / f".incoming-{dataset_id}{final.suffix}"
+        incoming = self.root / f".incoming-{dataset_id}{suffix}"
+        unpacked = self.root / f".incoming-{dataset_id}.d"
         try:
             size, digest = _copy(source, incoming, max_bytes)
-            rows, columns = _check_table(incoming, FORMATS[suffix], name, label, unlabelled)
-            os.replace(incoming, final)
+            if fmt == FOLDER:
+                meta: dict[str, Any] = _check_folder(incoming, unpacked, name)
+                checked = unpacked
+            else:
+                rows, columns = _check_table(incoming, fmt, name, label, unlabelled)
+                meta, checked = {"rows": rows, "columns": columns, "label": label}, incoming
+            with incoming.open("rb") as f:
+                record = self.store.save_dataset(dataset_id, f, digest, owner=owner, filename=name, fmt=fmt,
+                                                 meta=meta)
+            self.cache.adopt(record, checked)
         finally:
             incoming.unlink(missing_ok=True)
-        dataset = DatasetPublic(id=dataset_id, reference=REFERENCE_PREFIX + dataset_id, filename=name,
-                                format=FORMATS[suffix], size_bytes=size, sha256=digest, rows=rows, columns=columns,
-                                label=label, owner=owner, created_at=datetime.now(UTC))
-        meta = self._meta_path(dataset_id)
-        tmp = meta.with_suffix(".json.tmp")
-        tmp.write_text(dataset.model_dump_json())
-        os.replace(tmp, meta)
-        logger.info("stored dataset %s (%s, %d rows) for %s", dataset_id, name, rows, owner)
-        return dataset
+            shutil.rmtree(unpacked, ignore_errors=True)
+        logger.info("stored dataset %s (%s, %s, %d bytes) for %s", dataset_id, name, fmt, size, owner)
+        return public(record)
 
     # -- lookup --------------------------------------------------------------------------------------------
-    def get(self, dataset_id: str, principal: Principal, loc: list[str | int]) -> DatasetPublic:
-        """The dataset ``dataset_id`` if it exists (404) and the caller may use it (403)."""
-        meta = self._meta_path(dataset_id) if re.match(ID_PATTERN, dataset_id) else None
-        if meta is None or not meta.is_file():
+    def record(self, dataset_id: str, principal: Principal, loc: list[str | int]) -> DatasetRecord:
+        """The data set ``dataset_id`` if it exists (404) and the caller may use it (403)."""
+        try:
+            record = self.store.dataset(dataset_id) if re.match(ID_PATTERN, dataset_id) else None
+        except DatasetNotFound:
+            record = None
+        if record is None:
             raise ApiError(404, f"no dataset with id {dataset_id!r}; upload one with POST /api/v1/datasets",
                            loc, "not_found")
-        dataset = DatasetPublic.model_validate_json(meta.read_text())
-        if not principal.may_access(dataset.owner):
+        if not principal.may_access(record.owner):
             raise ApiError(403, f"dataset {dataset_id} belongs to another owner", loc, "forbidden")
-        return dataset
+        return record
 
-    def path_of(self, dataset: DatasetPublic) -> Path:
-        return self.root / f"{dataset.id}.{dataset.format}"
-
-    def _meta_path(self, dataset_id: str) -> Path:
-        return self.root / f"{dataset_id}.json"
-
-    def hide_paths(self, text: str) -> str:
-        """``text`` with each stored file named by its ``dataset:<id>`` and this folder as ``<data dir>``.
-
-        A spec's file params hold stored paths once ``resolve_references`` ran, so the spec checker's messages
-        name them; a client sent references and must not learn where (or under which account) uploads live.
-        """
-        for root in dict.fromkeys((str(self.root), str(self.root.resolve()))):
-            stored = re.escape(root + os.sep) + r"([0-9a-f]{32})\.(?:csv|parquet)\b"
-            text = re.sub(stored, lambda m: REFERENCE_PREFIX + m.group(1), text).replace(root, "<data dir>")
-        return text
+    def get(self, dataset_id: str, principal: Principal, loc: list[str | int]) -> DatasetPublic:
+        return public(self.record(dataset_id, principal, loc))
 
     # -- specs ---------------------------------------------------------------------------------------------
-    def resolve_references(
-        self, spec: dict[str, Any], principal: Principal, allow_server_paths: bool
-    ) -> dict[str, Any]:
-        """``spec`` with every ``dataset:<id>`` in the workload's file params replaced by the stored file.
+    def resolve_references(self, spec: dict[str, Any], principal: Principal, allow_server_paths: bool) -> ResolvedSpec:
+        """``spec`` with every ``dataset:<id>[/<path>]`` in the workload's file params replaced by this machine's
+        copy (fetched from the store if the cache lacks it), to check the spec; the references are what is stored.
 
         Any other value there (a path on the API host) is refused (422) unless ``allow_server_paths``
         (``AUXTUNE_ALLOW_SERVER_PATHS``), and even then for admin tokens only (403 for others): the file is read
         with the API's and the workers' rights, so naming it is an operator's act, not any user's (with
-        ``auth`` off every caller is an admin). An unknown workload is left for the spec checker to report.
+        ``auth`` off every caller is an admin); such a path stays a path, so the workers must see the same file.
+        An unknown workload is left for the spec checker to report.
         """
-        from tuner.workloads import get_workload
-
-        workload = spec.get("workload")
-        if not isinstance(workload, dict) or not isinstance(workload.get("params"), dict):
-            return spec
-        try:
-            path_params = get_workload(str(workload.get("name"))).path_params
-        except KeyError:
-            return spec
-        params = dict(workload["params"])
-        for key in path_params:
+        keys = workload_path_params(spec)
+        if not keys:
+            return ResolvedSpec(spec, root=self.root)
+        params = dict(spec["workload"]["params"])
+        resolved = ResolvedSpec(spec, root=self.root)
+        for key in keys:
             value = params.get(key)
             loc: list[str | int] = ["body", "workload", "params", key]
-            if isinstance(value, str) and value.startswith(REFERENCE_PREFIX):
-                dataset_id = value[len(REFERENCE_PREFIX):]
-                if not re.match(ID_PATTERN, dataset_id):
-                    raise ApiError(422, f"{value!r} is not a dataset reference; write 'dataset:<id>' with the id "
-                                        "that POST /api/v1/datasets returned", loc, "bad_reference")
-                try:
-                    dataset = self.get(dataset_id, principal, loc)
-                except ApiError as e:
-                    if e.status_code == 404:  # a bad reference in a spec is a spec error
-                        raise ApiError.many(422, e.items) from None
-                    raise
-                params[key] = str(self.path_of(dataset))
+            if is_reference(value):
+                params[key] = self._resolve(str(value), principal, loc)
+                resolved.references[key] = str(value)
+                resolved.shown[params[key]] = str(value)
             elif isinstance(value, str) and not allow_server_paths:
                 raise ApiError(422, f"give an uploaded file as 'dataset:<id>' (upload it with POST "
                                     f"/api/v1/datasets); this server does not read paths such as {value!r}",
@@ -145,7 +208,24 @@ class DatasetFiles:
                 raise ApiError(403, "only an admin token may name a file on the API host (it is read with the "
                                     "server's rights); upload the file with POST /api/v1/datasets and give its "
                                     "'dataset:<id>' here", loc, "server_path")
-        return {**spec, "workload": {**workload, "params": params}}
+        resolved.document = with_params(spec, params)
+        return resolved
+
+    def _resolve(self, value: str, principal: Principal, loc: list[str | int]) -> str:
+        try:
+            ref = parse_reference(value)
+        except ValueError as exc:
+            raise ApiError(422, str(exc), loc, "bad_reference") from None
+        try:
+            record = self.record(ref.id, principal, loc)
+        except ApiError as e:
+            if e.status_code == 404:  # a bad reference in a spec is a spec error
+                raise ApiError.many(422, e.items) from None
+            raise
+        try:
+            return str(path_inside(self.cache.path(record), ref))
+        except ValueError as exc:
+            raise ApiError(422, str(exc), loc, "bad_reference") from None
 
 
 def _copy(source: IO[bytes], target: Path, max_bytes: int) -> tuple[int, str]:
@@ -159,6 +239,14 @@ def _copy(source: IO[bytes], target: Path, max_bytes: int) -> tuple[int, str]:
             digest.update(chunk)
             out.write(chunk)
     return size, digest.hexdigest()
+
+
+def _check_folder(archive: Path, dest: Path, name: str) -> dict[str, Any]:
+    """Unpack and check an uploaded zip (``tuner.workloads.archives``); a 422 naming the problem."""
+    try:
+        return unpack(archive, dest).as_meta()
+    except ArchiveRefused as exc:
+        raise ApiError(422, f"{name!r} {exc}", ["body", "file"], "bad_archive") from None
 
 
 def _check_table(path: Path, fmt: str, name: str, label: str, unlabelled: bool = False) -> tuple[int, list[str]]:

@@ -9,7 +9,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.auth import Principal, authenticate, check_owner
 from api.config import Settings
-from api.datasets import DatasetFiles
+from api.datasets import Datasets
 from api.errors import ApiError
 from storage import Store, StudyNotFound, StudyRecord
 
@@ -26,13 +26,13 @@ def get_store(request: Request) -> Store:
     return request.app.state.store  # type: ignore[no-any-return]
 
 
-def get_datasets(request: Request) -> DatasetFiles:
+def get_datasets(request: Request) -> Datasets:
     return request.app.state.datasets  # type: ignore[no-any-return]
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[Store, Depends(get_store)]
-DatasetsDep = Annotated[DatasetFiles, Depends(get_datasets)]
+DatasetsDep = Annotated[Datasets, Depends(get_datasets)]
 
 
 def current_principal(

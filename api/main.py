@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from api.auth import bootstrap_admin_token
 from api.config import API_PREFIX, Settings
-from api.datasets import DatasetFiles
+from api.datasets import Datasets
 from api.errors import install_error_handlers
 from api.limits import BodyLimitMiddleware
 from api.origin import LocalOnlyMiddleware
@@ -34,7 +34,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         store = Store(settings.db)
         try:
             bootstrap_admin_token(store, settings)
+            app.state.datasets = Datasets(store, settings.data_dir)
             app.state.datasets.ensure_root()
+            app.state.datasets.import_legacy()  # uploads an earlier version kept only on disk
             app.state.store = store
             yield
         finally:
@@ -49,7 +51,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url=f"{API_PREFIX}/openapi.json",
     )
     app.state.settings = settings
-    app.state.datasets = DatasetFiles(settings.data_dir)
     install_error_handlers(app)
     uploads = f"{API_PREFIX}/datasets"
 

@@ -130,14 +130,18 @@ class TrialDetailPublic(TrialPublic):
 # -- datasets ------------------------------------------------------------------------------------------------
 class DatasetPublic(BaseModel):
     id: str
-    reference: str = Field(description="what a spec writes in workload.params: 'dataset:<id>'")
+    reference: str = Field(description="what a spec writes in workload.params: 'dataset:<id>' (a file inside an "
+                                       "uploaded folder: 'dataset:<id>/<path>')")
     filename: str
-    format: str
+    format: str = Field(description="csv or parquet (a table), or folder (a .zip, unpacked)")
     size_bytes: int
-    sha256: str
-    rows: int
-    columns: list[str]
-    label: str
+    sha256: str = Field(description="of the uploaded bytes; workers fetch and cache the data set by it")
+    rows: int | None = Field(None, description="a table's data rows")
+    columns: list[str] = Field(default_factory=list, description="a table's columns")
+    label: str | None = Field(None, description="a table's class column, as uploaded")
+    images: int | None = Field(None, description="a folder's image files")
+    tables: list[str] | None = Field(None, description="a folder's CSV files, as 'dataset:<id>/<path>' names them")
+    contents: list[str] | None = Field(None, description="a folder's top-level names (folders end with '/')")
     owner: str | None
     created_at: datetime
 

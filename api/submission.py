@@ -15,7 +15,7 @@ from typing import Any
 
 from api.auth import Principal
 from api.config import Settings
-from api.datasets import DatasetFiles
+from api.datasets import Datasets
 from api.errors import ApiError, error_item, spec_field_loc
 from storage import Store, StudyConflict, StudyNotFound, StudyRecord
 from tuner.execution.submit import checked_backend, store_study
@@ -23,7 +23,7 @@ from tuner.spec import SpecError, parse_spec
 from tuner.spec.limits import MAX_TRIALS, unstorable_values
 
 
-def submit_study(store: Store, datasets: DatasetFiles, settings: Settings, principal: Principal,
+def submit_study(store: Store, datasets: Datasets, settings: Settings, principal: Principal,
                  document: dict[str, Any]) -> StudyRecord:
     """Create the study of ``document`` (already structurally valid) for ``principal``.
 
@@ -34,20 +34,21 @@ def submit_study(store: Store, datasets: DatasetFiles, settings: Settings, princ
     unstorable = list(unstorable_values(document, ["body"]))
     if unstorable:
         raise ApiError.many(422, [error_item(loc, msg, "out_of_range") for loc, msg in unstorable])
-    document = datasets.resolve_references(document, principal, settings.allow_server_paths)
+    resolved = datasets.resolve_references(document, principal, settings.allow_server_paths)
     try:
-        spec = parse_spec(document)
+        spec = parse_spec(resolved.document)
         # A saved trunk or kd teacher this store cannot serve, or of another owner's study: refused, not stored.
         backend = checked_backend(store, spec, principal.may_access)
     except SpecError as e:  # messages name files: uploads by their reference, not where they are kept
-        raise ApiError.many(422, [error_item(spec_field_loc(field), datasets.hide_paths(msg), "invalid_spec")
+        raise ApiError.many(422, [error_item(spec_field_loc(field), resolved.hide(msg), "invalid_spec")
                                   for field, msg in e.errors]) from None
     if backend.max_trials() > MAX_TRIALS:
         raise ApiError(422, f"at most {MAX_TRIALS} trials per study; lower search.n_trials",
                        ["body", "search", "n_trials"], "out_of_range")
     _refuse_taken_name(store, principal, spec.name)
     try:
-        study = store_study(store, spec, backend, owner=principal.owner)
+        # stored with its references, not this machine's paths: each worker fetches the data sets from the store
+        study = store_study(store, spec, backend, owner=principal.owner, references=resolved.references)
     except StudyConflict:  # created by someone else between our check and now
         _refuse_taken_name(store, principal, spec.name)
         raise

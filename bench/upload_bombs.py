@@ -8,6 +8,9 @@ HTTP:
 - a Parquet of ``--rows`` (40 M) constant rows, a few MB on disk (the issue's 2.2 MB file left the API at 4.2 GB);
 - a Parquet whose label is one 1 MiB text on each of 300 rows (one dictionary entry on disk, 300 MiB decoded);
 - a CSV of 300 000 columns (19 s to parse before), one with a single row of 20 M fields, one of 4 M short rows;
+- zips of a folder (``tuner.workloads.archives``): one entry of 1 GiB of zeros (1000:1), 2 000 entries of 1 MiB
+  each (under the per-entry ratio floor, 2 GiB in all), 300 000 entries (a central directory costing an object
+  each if parsed naively), and an entry whose directory and header claim 100 bytes but which inflates to 64 MiB;
 - a spec asking for a grid of ``grid_points: 1000000``;
 - a spec pasted as YAML (``POST /api/v1/dashboard/spec``) holding an integer of 900 000 digits.
 
@@ -43,10 +46,14 @@ from api_load import Server  # noqa: E402
 
 from tests.api.bomb_factories import (  # noqa: E402
     constant_parquet,
+    forged_size_zip,
     long_csv,
     long_row_csv,
     long_text_parquet,
+    many_entries_zip,
     wide_csv,
+    wide_zip_bomb,
+    zip_bomb,
 )
 from tuner.workloads.table_files import MAX_CELLS, MAX_ROWS  # noqa: E402
 
@@ -133,6 +140,10 @@ def main() -> int:
             ("CSV, 300 000 columns", wide_csv(files / "wide.csv", 300_000, rows=2)),
             ("CSV, one row of 20 M fields", long_row_csv(files / "row.csv", 20_000_000)),
             ("CSV, 4 M rows", long_csv(files / "long.csv", 4_000_000)),
+            ("zip, one 1 GiB entry of zeros", zip_bomb(files / "bomb.zip", 1 << 30)),
+            ("zip, 2 000 entries of 1 MiB", wide_zip_bomb(files / "wide.zip", 2000)),
+            ("zip, 300 000 entries", many_entries_zip(files / "many.zip", 300_000)),
+            ("zip, 64 MiB entry claiming 100 bytes", forged_size_zip(files / "forged.zip", 64 << 20)),
         ):
             bombs.append((what, lambda http, p=path: upload(http, p), path))
         bombs.append(("spec, grid_points 1000000", lambda http: http.post("/api/v1/studies", json=GRID_SPEC), None))

@@ -8,12 +8,14 @@ per-epoch metrics, sanity-gate results and workers. This package never imports `
 from storage._artifacts import ArtifactRecord
 from storage._claims import SuggestFn
 from storage._dashboard_queries import SanityFailure, SanitySummary, TrialPoint
+from storage._datasets import CHUNK_BYTES, DatasetRecord
 from storage._pareto import ParetoSize, ParetoTrial, dominates, non_dominated
 from storage._runs import RunClaim, RunPlan, RunRecord
 from storage._tokens import TokenRecord
 from storage.database import DEFAULT_URL, ENV_VAR, resolve_url
 from storage.errors import (
     ArtifactNotFound,
+    DatasetNotFound,
     LeaseLost,
     SectionBusy,
     SectionLost,
@@ -44,6 +46,7 @@ from storage.store import Store
 __all__ = [
     "ArtifactNotFound",
     "ArtifactRecord",
+    "CHUNK_BYTES",
     "CLAIMABLE_STUDY_STATUSES",
     "DEFAULT_LEASE_TIMEOUT_S",
     "DEFAULT_URL",
@@ -53,6 +56,8 @@ __all__ = [
     "TRIAL_STATES",
     "BestTrial",
     "Claim",
+    "DatasetNotFound",
+    "DatasetRecord",
     "EpochRecord",
     "LeaseLost",
     "ParetoSize",

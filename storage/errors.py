@@ -55,3 +55,7 @@ class SectionLost(StoreUnavailable):
 
     Like a crash half-way through, the store repairs what earlier steps left; the caller may retry.
     """
+
+
+class DatasetNotFound(StoreError, LookupError):
+    """No uploaded data set with that id, or no stored bytes with that digest."""

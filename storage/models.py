@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
@@ -233,4 +234,45 @@ class ArtifactModel(Base):
     format: Mapped[str] = mapped_column(String(32))
     meta: Mapped[dict[str, Any]]
     state: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime]
+
+
+class BlobModel(Base):
+    """The bytes of an uploaded data set, keyed by their SHA-256 and kept as ordered chunks (``BlobChunkModel``), so
+    a ~50 MB upload is written and read a chunk at a time on SQLite and PostgreSQL alike. Shared by every dataset
+    row with the same bytes; ``chunks`` is written last, in the transaction that wrote them."""
+
+    __tablename__ = "auxtune_blobs"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    chunks: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+
+
+class BlobChunkModel(Base):
+    __tablename__ = "auxtune_blob_chunks"
+
+    sha256: Mapped[str] = mapped_column(ForeignKey("auxtune_blobs.sha256", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class DatasetModel(Base):
+    """An uploaded data set (a table, or a folder uploaded as a zip): what ``dataset:<id>`` in a spec names.
+
+    ``meta`` holds what the upload check found (rows and columns of a table; images and tables of a folder);
+    the bytes are the blob ``sha256``, which a worker on any machine fetches and caches by that digest.
+    """
+
+    __tablename__ = "auxtune_datasets"
+    __table_args__ = (Index("ix_auxtune_datasets_sha256", "sha256"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    sha256: Mapped[str] = mapped_column(ForeignKey("auxtune_blobs.sha256"))
+    owner: Mapped[str | None] = mapped_column(String(200))
+    filename: Mapped[str] = mapped_column(String(200))
+    format: Mapped[str] = mapped_column(String(16))
+    size: Mapped[int] = mapped_column(BigInteger)
+    meta: Mapped[dict[str, Any]]
     created_at: Mapped[datetime]

@@ -1,4 +1,5 @@
-"""``/api/v1/datasets``: upload a CSV/Parquet table for the ``table`` workload; read what was stored."""
+"""``/api/v1/datasets``: upload a CSV/Parquet table (the ``table`` workload) or a .zip of a data folder (``images``);
+read what was stored."""
 
 from __future__ import annotations
 
@@ -16,15 +17,19 @@ router = APIRouter(prefix="/datasets", tags=["datasets"])
 
 @router.post("", status_code=201, response_model=DatasetPublic, responses=error_responses(401, 413, 422))
 def create_dataset(
-    file: Annotated[UploadFile, File(description="a .csv or .parquet table")],
+    file: Annotated[UploadFile, File(description="a .csv or .parquet table, or a .zip of a data folder")],
     datasets: DatasetsDep, settings: SettingsDep, principal: CurrentPrincipal,
-    label: Annotated[str, Form(min_length=1, max_length=200, description="the column holding the class")] = "label",
+    label: Annotated[str, Form(min_length=1, max_length=200,
+                               description="a table's column holding the class (ignored for a .zip)")] = "label",
     unlabelled: Annotated[bool, Form(description="the table may lack the label column (a table workload's "
                                                  "target_data: an unlabelled target domain)")] = False,
 ) -> DatasetPublic:
-    """Upload a data file, a per-class attribute table or a target domain. It is parsed (never executed) and
-    refused unless every column but ``label`` is numeric with no empty cells. Refer to it in a spec as
-    ``dataset:<id>``."""
+    """Upload a data file, a per-class attribute table, a target domain, or a .zip of a data folder (an image
+    folder with one sub-folder per class, and CSV tables). A table is parsed (never executed) and refused unless
+    every column but ``label`` is numeric with no empty cells; a zip is refused past its limits (entries, sizes,
+    compression ratio), for any absolute path, ``..``, link or duplicate, and unless it holds only images Pillow
+    opens (.png, .jpg, .jpeg) and CSVs. Refer to it in a spec as ``dataset:<id>`` (a file inside a folder:
+    ``dataset:<id>/<path>``). It is kept in the database, so every worker can fetch it."""
     return datasets.save(file.file, file.filename or "", label, principal.owner, settings.max_upload_bytes,
                          unlabelled)
 

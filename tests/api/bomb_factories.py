@@ -74,3 +74,67 @@ def long_row_csv(path: Path, fields: int) -> Path:
             left -= n
         f.write(b"husky\n")
     return path
+
+
+# -- zips (uploads of folders) ---------------------------------------------------------------------------------
+def png_bytes(color: tuple[int, int, int] = (200, 40, 40), size: int = 8) -> bytes:
+    """A small real PNG."""
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (size, size), color).save(out, "PNG")
+    return out.getvalue()
+
+
+def zip_bomb(path: Path, unpacked_bytes: int) -> Path:
+    """One CSV entry of ``unpacked_bytes`` zeros, deflated about 1000:1 (written in pieces)."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf, zf.open("pets/bomb.csv", "w", force_zip64=True) as f:
+        piece = b"0" * _PIECE
+        left = unpacked_bytes
+        while left > 0:
+            f.write(piece[:min(left, _PIECE)])
+            left -= _PIECE
+    return path
+
+
+def wide_zip_bomb(path: Path, entries: int, entry_bytes: int = 1 << 20) -> Path:
+    """``entries`` CSV entries of ``entry_bytes`` zeros each: each under the per-entry ratio floor, the whole far past
+    the archive's ratio and size limits."""
+    import zipfile
+
+    data = b"0" * entry_bytes
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for i in range(entries):
+            zf.writestr(f"pets/t{i}.csv", data)
+    return path
+
+
+def many_entries_zip(path: Path, entries: int) -> Path:
+    """``entries`` empty folder entries: a central directory that would cost a Python object each."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as zf:
+        for i in range(entries):
+            zf.writestr(f"d{i}/", b"")
+    return path
+
+
+def forged_size_zip(path: Path, unpacked_bytes: int = 4 << 20) -> Path:
+    """A deflated entry whose central directory and local header claim 100 bytes where it inflates to
+    ``unpacked_bytes``: only counting (and the checksum) while extracting can tell."""
+    import struct
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("pets/a.csv", b"1," * (unpacked_bytes // 2))
+    raw = bytearray(path.read_bytes())
+    local = raw.find(b"PK\x03\x04")
+    central = raw.find(b"PK\x01\x02")
+    struct.pack_into("<L", raw, local + 22, 100)  # uncompressed size in the local header
+    struct.pack_into("<L", raw, central + 24, 100)  # and in the central directory
+    path.write_bytes(bytes(raw))
+    return path

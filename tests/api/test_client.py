@@ -6,8 +6,10 @@ finishes trials through the store directly (claim → finish, as a worker would)
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,6 +25,7 @@ from storage import Store
 from tests.api.factories import ADMIN_TOKEN, attributes_bytes, csv_bytes, finish_trials, spec
 from tests.api.routes.test_pareto import finish as finish_vectors
 from tests.api.test_server import free_port, server
+from tests.factories.images import images_spec, write_image_folder
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -221,27 +224,59 @@ def test_submit_status_and_best_over_http(service: Service, tmp_path: Path) -> N
     assert "best val_accuracy so far = 0.9000 (maximize) at trial 1" in shown.stdout
 
 
-def test_submit_uploads_the_local_files_of_a_table_spec(service: Service, tmp_path: Path) -> None:
+def test_submit_uploads_the_local_files_and_a_worker_without_the_apis_disk_runs_them(service: Service,
+                                                                                     tmp_path: Path) -> None:
+    """The study is stored with its references; the API's data dir is then deleted, and a real worker started in
+    another folder with its own cache fetches the uploads from the database (by sha256) and finishes the study."""
     folder = tmp_path / "pets"
     folder.mkdir()
     _write(folder / "dogs.csv", csv_bytes())
     _write(folder / "traits.csv", attributes_bytes())
     path = write_spec(folder, {"name": "cli-table", "workload": {"name": "table", "params": {
         "data": "dogs.csv", "label": "breed", "attributes": "traits.csv"}},
-        "aux_tasks": [{"name": "large", "loss": "bce"}], "search": {"algorithm": "random", "n_trials": 4}})
+        "aux_tasks": [{"name": "large", "loss": "bce"}], "search": {"algorithm": "random", "n_trials": 3},
+        "training": {"epochs": 2, "batch_size": 16}, "sanity": {"enabled": False}})
     done = auxtune("submit", str(path), "--url", service.url)  # relative paths: resolved against the spec's folder
     assert done.returncode == 0, done.stderr
     assert "study cli-table submitted: id " in done.stdout and "status queued" in done.stdout
     assert done.stderr.count("uploaded ") == 2
     with AuxtuneClient(service.url) as c:
-        params = c.study(c.find_study("cli-table")["id"])["spec"]["workload"]["params"]
-    stored = service.data_dir.resolve()
-    assert Path(params["data"]).parent == stored and Path(params["attributes"]).parent == stored
-    assert Path(params["data"]).read_bytes() == csv_bytes()
+        sid = c.find_study("cli-table")["id"]
+        params = c.study(sid)["spec"]["workload"]["params"]
+    assert params["data"].startswith("dataset:") and params["attributes"].startswith("dataset:")
 
     again = auxtune("submit", str(path), "--url", service.url)
     assert again.returncode == 2 and "name: a study named 'cli-table' already exists" in again.stderr
     assert "uploaded" not in again.stderr  # refused before any file is sent
+
+    # an image folder: zipped by submit itself, its attribute table (beside it) uploaded as a folder of its own
+    root, attributes = write_image_folder(tmp_path / "imgs" / "images", per_class=6)
+    images = images_spec(Path("images"), Path(attributes.name), image_size=16)
+    images_path = write_spec(tmp_path / "imgs", {**images, "name": "cli-images", "sanity": {"enabled": False}})
+    done = auxtune("submit", str(images_path), "--url", service.url)
+    assert done.returncode == 0, done.stderr
+    assert f"zipped {root} (24 files) and uploaded it as dataset:" in " ".join(done.stderr.split()), done.stderr
+    with AuxtuneClient(service.url) as c:
+        images_id = c.find_study("cli-images")["id"]
+        params = c.study(images_id)["spec"]["workload"]["params"]
+    assert params["root"].startswith("dataset:") and params["attributes"].endswith("/images-attributes.csv")
+
+    shutil.rmtree(service.data_dir)  # the API's copies are gone: the store is the truth
+    elsewhere = tmp_path / "worker-host"
+    elsewhere.mkdir()
+    worked = subprocess.run([sys.executable, "-m", "tuner.cli", "worker", "--db", service.db, "--study", "cli-table",
+                             "--study", "cli-images", "--no-forever", "--cache-dir", str(elsewhere / "cache")],
+                            cwd=elsewhere, capture_output=True, text=True, timeout=300, env=_env(PYTHONPATH=str(ROOT)))
+    assert worked.returncode == 0, worked.stderr[-3000:]
+    with AuxtuneClient(service.url) as c:
+        for study_id, n in ((sid, 3), (images_id, 2)):
+            study = c.study(study_id)
+            assert study["status"] == "done" and study["counts"].get("complete") == n, (study, worked.stderr[-3000:])
+    cached = sorted(p.name for p in (elsewhere / "cache").iterdir())
+    assert [n for n in cached if n.endswith(".csv")] == sorted(f"{hashlib.sha256(b).hexdigest()}.csv"
+                                                               for b in (csv_bytes(), attributes_bytes()))
+    assert len([n for n in cached if n.endswith(".d")]) == 2  # the image folder and the attributes' folder
+    assert not service.data_dir.exists()
 
 
 def test_the_verbs_refuse_bad_input_with_one_line_each(service: Service, tmp_path: Path) -> None:

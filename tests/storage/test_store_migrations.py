@@ -28,7 +28,8 @@ from tests.storage.store_factories import make_study
 
 WORKER = str(Path(__file__).with_name("store_worker.py"))
 OURS = {"auxtune_studies", "auxtune_trials", "auxtune_trial_epochs", "auxtune_sanity_checks", "auxtune_workers",
-        "auxtune_runs", "auxtune_artifacts", VERSION_TABLE}
+        "auxtune_runs", "auxtune_artifacts", "auxtune_datasets", "auxtune_blobs", "auxtune_blob_chunks",
+        VERSION_TABLE}
 
 
 def tables(url: str) -> set[str]:

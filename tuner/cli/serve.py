@@ -22,6 +22,7 @@ def serve(
     """Run the REST API and N embedded local workers on one store (default: the SQLite file ./auxtune.db); a worker
     that dies is restarted (after 1 s, doubling up to 60 s while it keeps dying)."""
     from api.__main__ import main as api_main
+    from api.config import Settings
     from storage import resolve_url
     from tuner.execution.local import threads_args
     from tuner.execution.supervisor import WorkerSupervisor
@@ -29,7 +30,9 @@ def serve(
     url = resolve_url(db).render_as_string(hide_password=False)  # --db, else $AUXTUNE_DB, else ./auxtune.db
     open_store(url).close()  # one clear line now if the database cannot be opened; migrations run once, here
     # A worker that dies is restarted, with backoff (tuner.execution.supervisor); stopping the service stops them all.
-    with WorkerSupervisor(url, workers, "--forever", *(["--device", device] if device else []),
+    # The embedded workers share the API's data dir as their data set cache: one copy of each upload on this machine.
+    cache = ["--cache-dir", str(Settings().data_dir.expanduser().absolute())]
+    with WorkerSupervisor(url, workers, "--forever", *cache, *(["--device", device] if device else []),
                           *threads_args(check_threads(threads))):
         code = api_main(["--host", host, "--port", str(port), "--db", url, *(["--no-auth"] if no_auth else [])])
     raise typer.Exit(code)

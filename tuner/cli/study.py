@@ -117,16 +117,20 @@ def run(
 
 
 def _upload_local_files(client: AuxtuneClient, spec: StudySpec) -> dict[str, Any]:
-    """The spec as JSON, with every data file the workload reads (``table``: data, attributes) uploaded first
-    (POST /datasets) and replaced by its ``dataset:<id>``: the service reads no file paths of this machine."""
+    """The spec as JSON, with every data file or folder the workload reads uploaded first (POST /datasets) and
+    replaced by its reference: the service reads no file paths of this machine. A folder (an ``images`` root) is
+    zipped here (its images and CSVs) and becomes ``dataset:<id>``; a file inside it ``dataset:<id>/<path>``; in a
+    spec with a folder, any other file is uploaded as a folder of its own; else a file is uploaded as a table
+    (``table``: data, attributes, target_data), checked by the service against ``label``."""
     from api.client import ApiError
+    from tuner.spec.dataset_refs import is_reference
     from tuner.workloads import get_workload
 
     document = spec.model_dump(mode="json", by_alias=True, exclude_unset=True)
     params = dict(document.get("workload", {}).get("params") or {})
     label = str(params.get("label", "label"))
     local = [key for key in get_workload(spec.workload.name).path_params
-             if isinstance(params.get(key), str) and params[key] and not params[key].startswith("dataset:")]
+             if isinstance(params.get(key), str) and params[key] and not is_reference(params[key])]
     if local:  # a taken name would refuse the study after the upload: say so before sending any file
         try:
             taken = client.find_study(spec.name)
@@ -136,17 +140,53 @@ def _upload_local_files(client: AuxtuneClient, spec: StudySpec) -> dict[str, Any
         else:
             raise ApiError(409, [f"name: a study named {spec.name!r} already exists (id {taken['id']}, "
                                  f"{taken['status']}); give this spec another name to start a new study"])
+    folders = {params[k]: "" for k in local if Path(params[k]).is_dir()}
+    for value in folders:
+        folders[value] = _upload_folder(client, Path(value), Path(value))
     uploaded: dict[str, str] = {}
     for key in local:
         value = params[key]
+        if value in folders:
+            params[key] = folders[value]
+            continue
+        inside = next((f for f in folders if Path(value).is_relative_to(f)), None)
+        if inside is not None:
+            params[key] = f"{folders[inside]}/{Path(value).relative_to(inside).as_posix()}"
+            continue
         if value not in uploaded:
             # A target domain may be unlabelled; the table workload checks its columns against the data's.
-            uploaded[value] = client.upload_dataset(value, label=label, unlabelled=key == "target_data")["reference"]
+            uploaded[value] = (f"{_upload_folder(client, Path(value).parent, Path(value))}/{Path(value).name}"
+                               if folders else client.upload_dataset(value, label=label,
+                                                                     unlabelled=key == "target_data")["reference"])
             err_console.print(f"uploaded {key} {value} as {uploaded[value]}", highlight=False, markup=False,
                               soft_wrap=True)
         params[key] = uploaded[value]
     document["workload"] = {**document["workload"], "params": params}
     return document
+
+
+def _upload_folder(client: AuxtuneClient, folder: Path, content: Path) -> str:
+    """Zip ``content`` (a folder, or one file of ``folder``) with paths relative to ``folder``, upload it and return
+    its reference."""
+    import tempfile
+    import zipfile
+
+    from tuner.workloads.archives import pack
+
+    with tempfile.TemporaryDirectory(prefix="auxtune-upload-") as tmp:
+        archive = Path(tmp) / f"{folder.name or 'data'}.zip"
+        if content.is_dir():
+            packed, left_out = pack(content, archive)
+        else:
+            with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+                zf.write(content, content.name)
+            packed, left_out = 1, []
+        reference = str(client.upload_dataset(archive)["reference"])
+    skipped = f"; left out {len(left_out)} that are neither images nor CSVs, e.g. {left_out[0]}" if left_out else ""
+    if content.is_dir():
+        err_console.print(f"zipped {content} ({packed} files{skipped}) and uploaded it as {reference}",
+                          highlight=False, markup=False, soft_wrap=True)
+    return reference
 
 
 def submit(

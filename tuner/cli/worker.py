@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import threading
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -60,6 +61,9 @@ def worker(
         min=0.0, help="seconds between writes of a trial's epochs to the store (0: every epoch)")] = 1.0,
     stream: Annotated[int | None, typer.Option(
         help="sampler seed stream (default: derived from the worker id, so distinct per worker)")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(
+        help="where uploaded data sets are cached, fetched from the store by sha256 (default: $AUXTUNE_CACHE_DIR, "
+             "else ~/.cache/auxtune/datasets)")] = None,
     parent: Annotated[int | None, typer.Option(
         hidden=True, help="stop (as on SIGTERM) once the process with this pid is gone (auxtune run/serve set it)")
     ] = None,
@@ -76,7 +80,8 @@ def worker(
     if parent is not None:
         threading.Thread(target=_stop_when_orphaned, args=(parent, stop), daemon=True).start()
     config = WorkerConfig(lease_timeout_s=lease_timeout, heartbeat_s=heartbeat, max_attempts=max_attempts,
-                          device=device, population=population, epoch_flush_s=epoch_flush, threads=threads)
+                          device=device, population=population, epoch_flush_s=epoch_flush, threads=threads,
+                          cache_dir=cache_dir)
     store = open_store(db)
     try:
         Worker(store, config=config, stop=stop, stream=stream).run(study or None, exit_when_idle=not forever)

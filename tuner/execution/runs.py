@@ -18,6 +18,7 @@ from tuner.analysis.confirm import request_confirmation, wants_confirmation
 from tuner.engine.prepared import PreparedStudy, prepare
 from tuner.engine.runs import EpochGuard, RunOutcome, execute_run, run_spec
 from tuner.engine.transfer import with_saved_models
+from tuner.execution.datasets import DatasetCache
 from tuner.execution.lease import Lease
 from tuner.spec import stored_spec
 
@@ -56,8 +57,9 @@ class RunWorker:
 
     def __init__(self, store: Store, worker_id: str, stop: threading.Event, *,
                  lease_timeout_s: float = DEFAULT_LEASE_TIMEOUT_S, heartbeat_s: float = 5.0, max_attempts: int = 3,
-                 device: str | None = None, auto_confirm_every_s: float = 5.0):
+                 device: str | None = None, auto_confirm_every_s: float = 5.0, datasets: DatasetCache | None = None):
         self.store, self.worker_id, self.stop = store, worker_id, stop
+        self.datasets = datasets or DatasetCache(store)
         self.lease_timeout_s, self.heartbeat_s, self.max_attempts = lease_timeout_s, heartbeat_s, max_attempts
         self.device, self.auto_confirm_every_s = device, auto_confirm_every_s
         self._preps: dict[tuple[int, str], PreparedStudy] = {}
@@ -101,7 +103,7 @@ class RunWorker:
     def _prep(self, study: StudyRecord) -> PreparedStudy:
         key = (study.id, study.spec_hash)
         if key not in self._preps:
-            prep = prepare(run_spec(stored_spec(study.spec)), self.device)
+            prep = prepare(run_spec(stored_spec(self.datasets.materialize(study.spec))), self.device)
             self._preps[key] = with_saved_models(prep, self.store)
         return self._preps[key]
 

@@ -7,15 +7,21 @@ Torch-free, so the API submits through it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from storage import Store, StudyRecord
 from tuner.search import SearchBackend, make_backend
 from tuner.spec import StudySpec
 from tuner.spec.references import MayUse, check_references
 
 
-def spec_document(spec: StudySpec) -> dict:
-    """The spec as stored: every default filled in, aliases as users write them (``lambda``)."""
-    return spec.model_dump(mode="json", by_alias=True)
+def spec_document(spec: StudySpec, references: Mapping[str, str] | None = None) -> dict:
+    """The spec as stored: every default filled in, aliases as users write them (``lambda``); ``references``: the
+    ``dataset:<id>`` to store for a workload file param in place of the path the spec was checked against."""
+    document = spec.model_dump(mode="json", by_alias=True)
+    if references:
+        document["workload"]["params"] = {**document["workload"]["params"], **references}
+    return document
 
 
 def checked_backend(store: Store, spec: StudySpec, may_use: MayUse | None = None) -> SearchBackend:
@@ -30,10 +36,12 @@ def checked_backend(store: Store, spec: StudySpec, may_use: MayUse | None = None
     return backend
 
 
-def store_study(store: Store, spec: StudySpec, backend: SearchBackend, owner: str | None = None) -> StudyRecord:
+def store_study(store: Store, spec: StudySpec, backend: SearchBackend, owner: str | None = None,
+                references: Mapping[str, str] | None = None) -> StudyRecord:
     """The store's study for ``spec`` (created with its budget and controls first, or the existing one of the
-    same name and spec); raises ``StudyConflict`` for the same name with another definition."""
-    return store.create_or_resume_study(spec.name, spec_document(spec), spec.objective.directions(),
+    same name and spec); raises ``StudyConflict`` for the same name with another definition. ``references``: see
+    ``spec_document``."""
+    return store.create_or_resume_study(spec.name, spec_document(spec, references), spec.objective.directions(),
                                         backend.max_trials(), enqueue=backend.controls(), owner=owner)
 
 

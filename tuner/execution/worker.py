@@ -21,12 +21,14 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import cast
 
-from storage import DEFAULT_LEASE_TIMEOUT_S, Claim, Store, StoreError, StudyRecord
+from storage import DEFAULT_LEASE_TIMEOUT_S, Claim, DatasetNotFound, Store, StoreError, StudyRecord
 from storage.retry import DEFAULT_RETRY_BUDGET_S, RetryingStore
 from tuner.engine.sanity import GateStopped, study_gate
 from tuner.engine.threads import apply_thread_policy
+from tuner.execution.datasets import DatasetCache
 from tuner.execution.faults import DEFAULT_OUTAGE_S, StoreOutage, fail_study, is_store_fault, worker_stream
 from tuner.execution.runs import RunWorker
 from tuner.execution.study_watch import StudyWatch
@@ -57,6 +59,8 @@ class WorkerConfig:
     store_outage_s: float = DEFAULT_OUTAGE_S
     #: Torch CPU threads; None: ``$AUXTUNE_THREADS``, else 1 (``tuner.engine.threads``, the one policy of every worker).
     threads: int | None = None
+    #: Where uploaded data sets are cached, fetched from the store by sha256; None: ``default_cache_dir()``.
+    cache_dir: Path | None = None
 
 
 class Worker:
@@ -74,13 +78,16 @@ class Worker:
         self.stream = worker_stream(self.id) if stream is None else stream
         self._contexts: dict[int, StudyContext] = {}
         c = self.config
+        #: Uploaded data sets a study's spec names, fetched from the store: no filesystem shared with the API.
+        self.datasets = DatasetCache(self.store, c.cache_dir)
         #: The trials of the studies served (``tuner.execution.trials``), alone or as a population.
         self.trials = TrialWorker(self.store, self.id, self.stop, lease_timeout_s=c.lease_timeout_s,
                                   heartbeat_s=c.heartbeat_s, max_attempts=c.max_attempts, device=c.device,
                                   epoch_flush_s=c.epoch_flush_s)
         #: Confirmation and reference-arm runs (issue #7), run only when no trial can be claimed.
         self.runs = RunWorker(self.store, self.id, self.stop, lease_timeout_s=c.lease_timeout_s,
-                              heartbeat_s=c.heartbeat_s, max_attempts=c.max_attempts, device=c.device)
+                              heartbeat_s=c.heartbeat_s, max_attempts=c.max_attempts, device=c.device,
+                              datasets=self.datasets)
 
     def _context(self, study: StudyRecord) -> StudyContext | None:
         """The study's spec, backend, sampler and pruner as built here; None (and the study failed with the
@@ -88,9 +95,14 @@ class Worker:
         ctx = self._contexts.get(study.id)
         if ctx is None or ctx.record.spec_hash != study.spec_hash:
             try:
-                spec = stored_spec(study.spec, to_run=True)
+                spec = stored_spec(self.datasets.materialize(study.spec), to_run=True)
                 built = StudyContext(study, spec, make_backend(spec))
                 built.sampler, built.pruner = built.backend.sampler(self.stream), built.backend.pruner()
+            except StoreError as exc:
+                if not isinstance(exc, DatasetNotFound):
+                    raise  # an outage while fetching a data set is not the study's fault: the loop tries again
+                fail_study(self.store, study, self.id, "a data set of the study's spec is not in the store", exc)
+                return None
             except Exception as exc:  # a poison spec fails its study, not the worker (issue #14)
                 fail_study(self.store, study, self.id, "the study's spec, search backend or sampler cannot be built",
                            exc)

@@ -58,6 +58,12 @@ def read_table(path: str | Path, fmt: str | None = None) -> pd.DataFrame:
     return pd.read_csv(path, compression=None)
 
 
+def check_csv_size(path: str | Path) -> None:
+    """``TableTooLarge`` if the CSV file ``path`` is past the limits, measured without parsing it (a CSV inside an
+    uploaded zip is measured so when the zip is unpacked)."""
+    _check_csv(Path(path))
+
+
 def _check_shape(rows: int, columns: int, about: str = "") -> None:
     if columns > MAX_COLUMNS:
         raise TableTooLarge(f"has {columns} columns; the limit is {MAX_COLUMNS}: {_FIX}")

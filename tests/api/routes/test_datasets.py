@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -27,7 +28,7 @@ def test_a_csv_upload_is_checked_stored_and_readable(client: TestClient, setting
     ds = r.json()
     assert ds["reference"] == f"dataset:{ds['id']}" and ds["format"] == "csv" and ds["filename"] == "dogs.csv"
     assert ds["rows"] == 30 and ds["columns"] == ["weight", "large", "breed"] and ds["size_bytes"] == len(content)
-    assert (settings.data_dir / f"{ds['id']}.csv").read_bytes() == content
+    assert (settings.data_dir / f"{ds['sha256']}.csv").read_bytes() == content  # the API's cache of the store's copy
     assert client.get(f"{DATASETS}/{ds['id']}", headers=ADMIN).json() == ds
 
 
@@ -43,7 +44,7 @@ def test_a_spec_refers_to_uploads_by_id_and_is_checked_against_them(client: Test
     r = client.post(STUDIES, json=table_spec("dogs", data["reference"], attrs["reference"]), headers=ADMIN)
     assert r.status_code == 201, r.text
     stored = client.get(f"{STUDIES}/{r.json()['id']}", headers=ADMIN).json()["spec"]["workload"]["params"]
-    assert Path(stored["data"]) == settings.data_dir.absolute() / f"{data['id']}.csv"
+    assert stored["data"] == data["reference"]  # the reference is stored: each worker fetches the data set itself
     bad_task = {**table_spec("dogs2", data["reference"]), "aux_tasks": [{"name": "tail", "loss": "bce"}]}
     r = client.post(STUDIES, json=bad_task, headers=ADMIN)
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "aux_tasks", 0, "name"]
@@ -115,3 +116,23 @@ def test_an_unlabelled_target_domain_is_uploaded_and_used_as_target_data(client:
     r = client.post(STUDIES, json=on_target, headers=ADMIN)
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "objective"]
     assert "need target-domain labels" in r.json()["detail"][0]["msg"]
+
+
+def test_an_upload_an_earlier_version_kept_on_disk_is_imported_into_the_store(tmp_path: Path) -> None:
+    from api.main import create_app
+    from tests.api.conftest import make_settings
+
+    settings = make_settings(tmp_path)
+    settings.data_dir.mkdir()
+    legacy_id = "e" * 32
+    (settings.data_dir / f"{legacy_id}.csv").write_bytes(csv_bytes())
+    (settings.data_dir / f"{legacy_id}.json").write_text(json.dumps({
+        "id": legacy_id, "reference": f"dataset:{legacy_id}", "filename": "old.csv", "format": "csv",
+        "size_bytes": len(csv_bytes()), "sha256": "x", "rows": 30, "columns": ["weight", "large", "breed"],
+        "label": "breed", "owner": "admin", "created_at": "2026-11-01T00:00:00Z"}))
+    with TestClient(create_app(settings)) as client:
+        shown = client.get(f"{DATASETS}/{legacy_id}", headers=ADMIN).json()
+        assert shown["filename"] == "old.csv" and shown["rows"] == 30 and shown["size_bytes"] == len(csv_bytes())
+        r = client.post(STUDIES, json=table_spec("old-data", f"dataset:{legacy_id}"), headers=ADMIN)
+        assert r.status_code == 201, r.text
+    assert (settings.data_dir / f"{legacy_id}.csv").exists()  # studies of that version name it by its path

@@ -1,0 +1,38 @@
+"""Uploaded data sets in the store (``auxtune_datasets``, blobs chunked by sha256), on real SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+
+import pytest
+
+from storage import CHUNK_BYTES, DatasetNotFound, Store
+
+
+def test_a_dataset_is_saved_in_chunks_and_read_back_by_its_digest(store: Store) -> None:
+    blob = os.urandom(2 * CHUNK_BYTES + 123)  # three chunks, the last one short
+    sha = hashlib.sha256(blob).hexdigest()
+    saved = store.save_dataset("a" * 32, io.BytesIO(blob), sha, owner="alice", filename="pets.zip", fmt="folder",
+                               meta={"images": 3, "tables": ["attributes.csv"]})
+    assert (saved.sha256, saved.size, saved.owner, saved.format) == (sha, len(blob), "alice", "folder")
+    assert store.dataset("a" * 32) == saved and saved.meta == {"images": 3, "tables": ["attributes.csv"]}
+    assert store.blob_chunks(sha) == 3
+    assert b"".join(store.blob_chunk(sha, i) for i in range(3)) == blob
+
+    again = store.save_dataset("b" * 32, io.BytesIO(blob), sha, owner=None, filename="same.zip", fmt="folder", meta={})
+    assert again.sha256 == sha and store.blob_chunks(sha) == 3  # identical bytes: one blob, two datasets
+
+
+def test_bytes_that_do_not_match_their_digest_store_nothing(store: Store) -> None:
+    with pytest.raises(ValueError, match="hash to"):
+        store.save_dataset("c" * 32, io.BytesIO(b"abc"), "0" * 64, owner=None, filename="x.csv", fmt="csv", meta={})
+    with pytest.raises(DatasetNotFound):
+        store.dataset("c" * 32)
+    with pytest.raises(DatasetNotFound):
+        store.blob_chunks("0" * 64)
+    with pytest.raises(DatasetNotFound, match="no chunk 5"):
+        sha = hashlib.sha256(b"x").hexdigest()
+        store.save_dataset("d" * 32, io.BytesIO(b"x"), sha, owner=None, filename="x.csv", fmt="csv", meta={})
+        store.blob_chunk(sha, 5)
