@@ -124,6 +124,8 @@ class SearchSpec(_Strict):
 
 
 class TrainingSpec(_Strict):
+    added_later = ("deterministic",)
+
     epochs: int = Field(20, gt=0, le=limits.MAX_EPOCHS)
     batch_size: int = Field(64, gt=0, le=limits.MAX_BATCH_SIZE)
     lr: limits.LearningRate = 1e-3
@@ -134,6 +136,8 @@ class TrainingSpec(_Strict):
     seed: limits.Seed = 0
     device: str = Field("auto", description="'auto' (cuda when present), 'cpu', 'cuda', 'cuda:N'")
     hidden: int = Field(64, gt=0, le=limits.MAX_HIDDEN, description="width of the shared trunk")
+    deterministic: bool = Field(False, description="deterministic kernels: torch.use_deterministic_algorithms and "
+                                                   "cudnn.deterministic on, cudnn.benchmark off (slower on a GPU)")
 
     @field_validator("device")
     @classmethod

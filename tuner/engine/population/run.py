@@ -35,6 +35,7 @@ from torch import nn
 
 from tuner.engine.best_epoch import BestEpoch
 from tuner.engine.callbacks.base import TrialCallback, TrialPruned, dispatch, stop_requested
+from tuner.engine.gpu import apply_determinism
 from tuner.engine.population.gate import population_gate
 from tuner.engine.population.optim import make_stacked_optimizer
 from tuner.engine.population.stack import MemberStack, lambda_tensors, per_member
@@ -99,6 +100,7 @@ class _PopulationRun:
         self.best: dict[int, dict[str, torch.Tensor]] = {}  # the weights to test each member with
 
     def run(self) -> list[Outcome]:
+        apply_determinism(self.spec.training.deterministic)
         live = self._check_lambdas()
         if live:
             stack = MemberStack.of([self.prep.new_model(self.members[i].seed) for i in live], self.prep.task_losses,
