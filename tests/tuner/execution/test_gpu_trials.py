@@ -40,11 +40,15 @@ def oom_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
     _plugins.cache_clear()
 
 
-def test_out_of_memory_fails_that_trial_and_the_worker_takes_the_next(tmp_path: Path, oom_plugin: Path) -> None:
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_out_of_memory_fails_that_trial_and_the_worker_takes_the_next(tmp_path: Path, oom_plugin: Path,
+                                                                      device: str) -> None:
+    """On the CPU the error is raised as CUDA raises it; on a GPU the model really asks for too much memory."""
     url = f"sqlite:///{tmp_path / 'oom.db'}"
     doc = spec_dict("oom", n_trials=4, epochs=1)
     doc["workload"]["name"] = "oom-synthetic"
-    doc["training"]["deterministic"] = True
+    doc["workload"]["params"]["allocate"] = device == "cuda"
+    doc["training"].update(deterministic=True, device=device)
     with Store(url) as store:
         study = create_or_resume(store, parse_spec(doc))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(oom_plugin), os.environ.get("PYTHONPATH", str(ROOT))])}
@@ -57,9 +61,10 @@ def test_out_of_memory_fails_that_trial_and_the_worker_takes_the_next(tmp_path: 
     assert {n: t.state for n, t in trials.items()} == {0: "complete", 1: "failed", 2: "complete", 3: "failed"}
     for n in (1, 3):
         reason = trials[n].reason
-        assert reason.startswith("TrialOutOfMemory: out of memory on cpu at training.batch_size 32: lower "
-                                 "training.batch_size"), reason
-        assert MESSAGE in reason and trials[n].attempt == 1  # failed for good: the same batch would not fit again
+        on = "cpu" if device == "cpu" else "cuda:0 ("  # the GPU's name follows
+        assert reason.startswith(f"TrialOutOfMemory: out of memory on {on}"), reason
+        assert "at training.batch_size 32: lower training.batch_size" in reason, reason
+        assert (MESSAGE in reason) == (device == "cpu") and trials[n].attempt == 1  # failed for good
     for t in trials.values():  # the flags it trained with, beside its thread count; deterministic as the spec asks
         assert t.result is not None and t.result["torch_threads"] == 1
         assert t.result["cudnn"] == {"benchmark": False, "deterministic": True, "deterministic_algorithms": True}
