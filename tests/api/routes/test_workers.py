@@ -30,7 +30,8 @@ def test_workers_show_host_device_current_trial_and_liveness(client: TestClient,
     assert client.get("/api/v1/workers").status_code == 401
     workers = {w["id"]: w for w in client.get("/api/v1/workers", headers=ADMIN).json()["data"]}
     assert workers["gpu-0"]["host"] == "node-a" and workers["gpu-0"]["device"] == "cuda:0"
-    assert workers["gpu-0"]["gpu"] == h200 and workers["gpu-0"]["device_label"] == "GPU 2 (NVIDIA H200, 140 GiB) as cuda:0"
+    assert workers["gpu-0"]["gpu"] == h200
+    assert workers["gpu-0"]["device_label"] == "GPU 2 (NVIDIA H200, 140 GiB) as cuda:0"
     assert workers["cpu-0"]["gpu"] is None and workers["cpu-0"]["device_label"] == "cpu"
     assert workers["gpu-0"]["current_study_id"] == sid and workers["gpu-0"]["current_trial"] == claim.number
     assert workers["gpu-0"]["alive"] is True and workers["cpu-0"]["alive"] is False
