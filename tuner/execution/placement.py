@@ -119,8 +119,13 @@ def placement(gpus: str, workers_per_gpu: int = 1) -> list[int]:
 
 
 def gpu_environment(index: int) -> dict[str, str]:
-    """The environment a worker placed on host GPU ``index`` starts with: it sees that GPU alone, as ``cuda:0``."""
-    return {**os.environ, "CUDA_VISIBLE_DEVICES": str(index)}
+    """The environment a worker placed on GPU ``index`` starts with: it sees that GPU alone, as ``cuda:0``.
+
+    ``index`` counts the GPUs this process sees: the host's numbering, or, when this process was itself started
+    with ``CUDA_VISIBLE_DEVICES``, positions in that list (``--gpus 0`` under ``CUDA_VISIBLE_DEVICES=2,3`` is GPU 2).
+    """
+    visible = [p.strip() for p in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if p.strip()]
+    return {**os.environ, "CUDA_VISIBLE_DEVICES": visible[index] if index < len(visible) else str(index)}
 
 
 def _visible_indices() -> list[int] | None:

@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from storage import Store, WorkerRecord
 from tests.tuner.execution.test_study_run import ROOT, _wait
 from tuner.cli.main import app
-from tuner.execution.placement import FAKE_GPUS_ENV, PlacementError, placement, worker_device
+from tuner.execution.placement import FAKE_GPUS_ENV, PlacementError, gpu_environment, placement, worker_device
 
 FAKE = "Fake A100:40,Fake H100:80,Fake L4:24"  # three GPUs, host indices 0, 1, 2
 GIB = 1 << 30
@@ -46,6 +46,14 @@ def test_placement_lists_each_gpu_workers_per_gpu_times(monkeypatch: pytest.Monk
         assert str(info.value).startswith("--gpus: ")
     with pytest.raises(PlacementError, match="--workers-per-gpu: 0 is not from 1"):
         placement("all", workers_per_gpu=0)
+
+
+def test_placement_within_a_restricted_cuda_visible_devices_keeps_to_those_gpus(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert gpu_environment(1)["CUDA_VISIBLE_DEVICES"] == "1"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5,7")  # this process sees host GPUs 5 and 7, as its 0 and 1
+    assert gpu_environment(1)["CUDA_VISIBLE_DEVICES"] == "7"
 
 
 def test_a_placed_worker_records_its_gpu_as_the_host_numbers_it(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -87,7 +95,7 @@ def test_one_worker_per_gpu_each_seeing_its_own_and_restarted_on_it(tmp_path: Pa
             with Store(url) as s:
                 return [w for w in s.workers() if _alive(w.pid)]
 
-        _wait(lambda: len(registered()) == 2, 120, "a worker on each of GPUs 2 and 0")
+        _wait(lambda: len(registered()) == 2, 120, "a worker on each of GPUs 2 and 0", every=0.5)
         by_gpu = {w.gpu["index"]: w for w in registered() if w.gpu}
         assert set(by_gpu) == {0, 2}
         for index, w in by_gpu.items():
