@@ -30,10 +30,11 @@ class TrialOutOfMemory(Exception):
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
-    """Whether ``exc`` is a CUDA (or other accelerator) out-of-memory error."""
+    """Whether ``exc`` is an out-of-memory error: CUDA's (or another accelerator's), or the CPU allocator's."""
     if isinstance(exc, torch.cuda.OutOfMemoryError):
         return True
-    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+    message = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("out of memory" in message or "can't allocate memory" in message)
 
 
 def device_name(device: torch.device) -> str:

@@ -1,6 +1,6 @@
 """On a real CUDA GPU (marked ``gpu``: skipped without one; ``bench/gpu.py`` runs them): a trial trains on cuda,
-``training.deterministic`` repeats a trial bit for bit, memory does not grow across trials with real out-of-memory
-errors between them, and ``--gpus all`` places one real worker per GPU, each recording that GPU."""
+``training.deterministic`` repeats a trial bit for bit, memory does not grow over 100 trials with a real
+out-of-memory error after each, and ``--gpus all`` places one real worker per GPU, each recording that GPU."""
 
 from __future__ import annotations
 
@@ -36,9 +36,9 @@ def test_a_deterministic_trial_on_cuda_repeats_bit_for_bit(synthetic_spec: Calla
 
 def test_memory_does_not_grow_across_trials_and_real_out_of_memory_errors(
         synthetic_spec: Callable[..., StudySpec]) -> None:
-    prep = prepare(synthetic_spec(training={"device": "cuda", "epochs": 1}))
+    prep = prepare(synthetic_spec(training={"device": "cuda", "epochs": 1}, sanity={"enabled": False}))
     allocated = []
-    for i in range(20):
+    for i in range(100):  # 100 trials, each followed by a real out-of-memory error
         run_trial(prep, LAMBDAS, seed=i)
         with pytest.raises(torch.cuda.OutOfMemoryError) as info:
             torch.empty(1 << 50, dtype=torch.uint8, device="cuda")  # a petabyte: a real CUDA out-of-memory error
@@ -47,7 +47,7 @@ def test_memory_does_not_grow_across_trials_and_real_out_of_memory_errors(
         del info
         free_memory(prep.device)
         allocated.append(torch.cuda.memory_allocated())
-    assert max(allocated[1:]) <= allocated[0] + (1 << 20), allocated  # within a MiB of the first trial's
+    assert max(allocated[1:]) <= allocated[0] + (1 << 20), allocated[::10]  # within a MiB of the first trial's
 
 
 def test_gpus_all_places_one_worker_on_each_real_gpu(tmp_path: Path) -> None:
