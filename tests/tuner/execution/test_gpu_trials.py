@@ -81,3 +81,16 @@ def test_trials_record_the_default_cudnn_flags(tmp_path: Path) -> None:
     assert "deterministic" not in spec.model_dump()["training"]  # added later: old studies keep their digest
     run_trial(prepare(spec, "cpu"), {"helpful": 1.0, "harmful": 0.0})
     assert backend_settings() == {"benchmark": False, "deterministic": False, "deterministic_algorithms": False}
+
+
+def test_a_real_allocation_failure_names_the_batch_size_and_device() -> None:
+    import torch
+
+    from tuner.engine.gpu import is_out_of_memory, out_of_memory
+
+    with pytest.raises(RuntimeError) as info:
+        torch.empty(1 << 50, dtype=torch.uint8)  # a petabyte: more than any address space holds
+    assert is_out_of_memory(info.value) and not is_out_of_memory(ValueError("out of memory"))
+    reason = str(out_of_memory(info.value, 64, torch.device("cpu"), members=4))
+    assert reason.startswith("out of memory on cpu at training.batch_size 64 with 4 trials trained together "
+                             "(population): lower training.batch_size or population.size"), reason
