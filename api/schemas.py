@@ -167,10 +167,20 @@ class WorkloadsPublic(BaseModel):
     count: int
 
 
+class GpuPublic(BaseModel):
+    """The GPU a worker was given."""
+
+    index: int | str = Field(description="the GPU's index as its host numbers it (nvidia-smi's)")
+    name: str
+    memory_bytes: int = Field(description="total memory of the GPU")
+
+
 class WorkerPublic(BaseModel):
     id: str
     host: str
-    device: str
+    device: str = Field(description="where it trains, as it sees it: cuda:0, cpu")
+    gpu: GpuPublic | None = Field(None, description="the GPU it was given (host index, name, memory); null on the CPU")
+    device_label: str = Field("", description="one line: 'GPU 2 (NVIDIA H200, 140 GiB) as cuda:0', or 'cpu'")
     pid: int
     alive: bool
     started_at: datetime

@@ -8,6 +8,7 @@ from typing import Any
 from api.schemas import (
     BestSoFar,
     EpochPublic,
+    GpuPublic,
     SanityPublic,
     StudyDetailPublic,
     StudyPublic,
@@ -17,7 +18,7 @@ from api.schemas import (
 )
 from storage import EpochRecord, SanityRecord, StudyRecord, TrialRecord, WorkerRecord
 from tuner.analysis.pareto import ParetoSoFar
-from tuner.execution.liveness import no_worker_warning, worker_alive
+from tuner.execution.liveness import device_label, no_worker_warning, worker_alive
 from tuner.spec import primary_metric
 
 
@@ -93,6 +94,7 @@ def worker_public(worker: WorkerRecord, alive_s: float, now: datetime | None = N
     now = now or datetime.now(UTC)
     return WorkerPublic(
         id=worker.id, host=worker.host, device=worker.device, pid=worker.pid,
+        gpu=GpuPublic(**worker.gpu) if worker.gpu else None, device_label=device_label(worker.device, worker.gpu),
         alive=worker_alive(worker, alive_s, now),
         started_at=worker.started_at, last_heartbeat_at=worker.last_heartbeat_at,
         current_study_id=worker.current_study_id, current_trial=worker.current_trial_number,

@@ -98,15 +98,17 @@ class QueryOps(StoreCore):
                                 figures=dict(row.figures), created_at=as_utc(row.created_at) or utcnow())
 
     # -- workers -------------------------------------------------------------------------------------------
-    def register_worker(self, worker_id: str, host: str, device: str, pid: int) -> WorkerRecord:
-        """Register (or re-register, after a restart) a worker process."""
+    def register_worker(self, worker_id: str, host: str, device: str, pid: int,
+                        gpu: dict[str, Any] | None = None) -> WorkerRecord:
+        """Register (or re-register, after a restart) a worker process; ``device`` as it trains (``cuda:0``,
+        ``cpu``), ``gpu`` the GPU it was given as the host numbers it (``{"index", "name", "memory_bytes"}``)."""
         with self.session("registering a worker") as session:
             now = self._now()
             row = session.get(WorkerModel, worker_id)
             if row is None:
                 row = WorkerModel(id=worker_id)
                 session.add(row)
-            row.host, row.device, row.pid = host, device, pid
+            row.host, row.device, row.pid, row.gpu = host, device, pid, gpu
             row.started_at = row.last_heartbeat_at = now
             row.current_trial_id = None
         return self.get_worker(worker_id)
@@ -152,6 +154,7 @@ class QueryOps(StoreCore):
                 WorkerRecord(id=w.id, host=w.host, device=w.device, pid=w.pid,
                              started_at=as_utc(w.started_at) or utcnow(),
                              last_heartbeat_at=as_utc(w.last_heartbeat_at) or utcnow(),
-                             current_study_id=study_id, current_trial_number=number)
+                             current_study_id=study_id, current_trial_number=number,
+                             gpu=dict(w.gpu) if w.gpu is not None else None)
                 for w, study_id, number in session.execute(stmt)
             ]

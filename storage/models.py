@@ -172,6 +172,8 @@ class WorkerModel(Base):
     id: Mapped[str] = mapped_column(String(200), primary_key=True)
     host: Mapped[str] = mapped_column(String(255))
     device: Mapped[str] = mapped_column(String(64))
+    #: The GPU it was given, as the host numbers it: ``{"index", "name", "memory_bytes"}``; None on the CPU.
+    gpu: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     pid: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[datetime]
     last_heartbeat_at: Mapped[datetime]

@@ -106,6 +106,8 @@ class WorkerRecord:
     last_heartbeat_at: datetime
     current_study_id: int | None
     current_trial_number: int | None
+    #: The GPU it trains on, as the host numbers it (``{"index", "name", "memory_bytes"}``); None: the CPU.
+    gpu: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,20 @@ PG_ADMIN_URL = os.environ.get("AUXTUNE_TEST_PG", "postgresql://postgres@127.0.0.
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``gpu`` are skipped, saying so, on a machine where torch sees no CUDA GPU."""
+    gpu_tests = [item for item in items if item.get_closest_marker("gpu") is not None]
+    if not gpu_tests:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch sees none here); run bench/gpu.py on a GPU machine")
+    for item in gpu_tests:
+        item.add_marker(skip)
+
+
 def _pg_admin_engine():  # type: ignore[no-untyped-def]
     return create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
 

@@ -200,8 +200,8 @@ def test_the_commands_mirror_compose_and_parse_with_the_real_cli() -> None:
     postgres = by_kind(manifests(), "Service")["postgres"]
     assert f"@{postgres['metadata']['name']}:{postgres['spec']['ports'][0]['port']}/" in db
     assert_the_cli_parses([argv[1:] for argv in commands.values()])
-    with pytest.raises(AssertionError, match="gpus"):  # the check does refuse what the CLI does not take
-        assert_the_cli_parses([["worker", "--gpus", "1"]])
+    with pytest.raises(AssertionError, match="gpu-count"):  # the check does refuse what the CLI does not take
+        assert_the_cli_parses([["worker", "--gpu-count", "1"]])
 
     # the password: from one Secret key, as PGPASSWORD (libpq), in no URL or command line
     pods = pod_specs(manifests())

@@ -66,13 +66,14 @@ def _require_browser() -> None:
 
 @contextmanager
 def served(tmp_path: Path) -> Iterator[str]:
-    """``auxtune serve`` with auth on and one embedded worker, on a free loopback port."""
+    """``auxtune serve`` with auth on and one embedded worker, on a free loopback port: placed with ``--gpus 0`` on
+    a GPU faked by ``$AUXTUNE_FAKE_GPUS`` (it records that GPU; it trains on the CPU, as torch sees no CUDA here)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUXTUNE_")}
-    env.update(AUXTUNE_ADMIN_TOKEN=TOKEN, AUXTUNE_DATA_DIR=str(tmp_path / "data"))
+    env.update(AUXTUNE_ADMIN_TOKEN=TOKEN, AUXTUNE_DATA_DIR=str(tmp_path / "data"), AUXTUNE_FAKE_GPUS="Fake GPU:8")
     log = (tmp_path / "serve.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "tuner.cli", "serve", "--db", f"sqlite:///{tmp_path / 'dash.db'}",
-                             "--port", str(port), "--workers", "1", "--device", "cpu"],
+                             "--port", str(port), "--gpus", "0"],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -149,6 +150,7 @@ def test_dashboard_in_chromium(tmp_path: Path) -> None:
         expect(page.locator("#trials-body .badge.control").first).to_have_text("baseline λ=0")
         expect(page.locator("#best-lambdas")).to_contain_text('"helpful"')
         expect(page.locator("#sanity-counts")).to_contain_text("passed")
+        expect(page.locator("#workers-body")).to_contain_text("GPU 0 (Fake GPU, 8 GiB) as cuda:0")  # its device
         # The trust panel: no confirmation yet (it says how to ask for one), task affinity measured per task.
         expect(page.locator("#trust-confirmation")).to_contain_text("confirm")
         expect(page.locator("#trust-affinity-table-body tr")).to_have_count(2)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 if TYPE_CHECKING:
     from storage import Store, StudyRecord
@@ -53,6 +54,23 @@ def check_threads(threads: int | None) -> int | None:
     except ThreadsError as exc:
         raise fail([str(exc)]) from None
     return threads
+
+
+def check_gpus(gpus: str | None, workers_per_gpu: int, device: str | None = None) -> list[int] | None:
+    """``--gpus`` and ``--workers-per-gpu`` as the host GPU index of each worker to start (None: no ``--gpus``),
+    checked now: without CUDA here, ``--gpus`` exits 2 at once, naming the flag."""
+    from tuner.execution.placement import PlacementError, placement
+
+    if gpus is None:
+        if workers_per_gpu != 1:
+            raise fail(["--workers-per-gpu: only with --gpus (it says how many workers each listed GPU gets)"])
+        return None
+    if device is not None:
+        raise fail(["--device: leave it out with --gpus (each worker sees only its own GPU, as cuda:0)"])
+    try:
+        return placement(gpus, workers_per_gpu)
+    except PlacementError as exc:
+        raise fail([escape(str(exc))]) from None
 
 
 #: The stores opened by this command while it runs as a program (``closing_stores``), to close before it exits.

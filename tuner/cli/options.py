@@ -40,3 +40,9 @@ ForeverOption = Annotated[bool, typer.Option(
     "--forever/--no-forever", help="keep polling for new studies when idle (else end once there is no work)")]
 PopulationOption = Annotated[int | None, typer.Option(
     "--population", min=1, help="trials of one study to train together as one batched model (default: the spec's)")]
+GpusOption = Annotated[str | None, typer.Option(
+    "--gpus", help="one worker process per GPU: 'all' or host indices like 0,2,3; each sees only its GPU, as "
+                   "cuda:0 (CUDA_VISIBLE_DEVICES)")]
+WorkersPerGpuOption = Annotated[int, typer.Option(
+    "--workers-per-gpu", help="workers on each --gpus GPU, for small models (population.size batches trials on "
+                              "one GPU better)")]

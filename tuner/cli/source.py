@@ -134,16 +134,21 @@ class LocalSource:
         self.store = store
 
     def status(self, study: str) -> dict[str, Any]:
+        """The study as ``GET /studies/{id}`` answers it, with every worker as ``GET /workers`` lists it."""
         from api.config import Settings
+        from api.views import worker_public
         from tuner.analysis.documents import study_status
-        from tuner.execution.liveness import count_alive, no_worker_warning
+        from tuner.execution.liveness import no_worker_warning
 
         record = find_study(self.store, study)
         metric = primary_metric(record.spec)
-        alive = count_alive(self.store.workers(), Settings().worker_alive_s)  # the service's window for a live one
+        alive_s = Settings().worker_alive_s  # the service's window for a live one
+        workers = [worker_public(w, alive_s).model_dump(mode="json") for w in self.store.workers()]
+        alive = sum(w["alive"] for w in workers)
         return {"name": record.name, "id": record.id, "status": record.status, "status_reason": record.status_reason,
                 "n_trials": record.n_trials, "metric": metric, "direction": record.direction,
-                **study_status(self.store, record), "warning": no_worker_warning(record.status, alive)}
+                **study_status(self.store, record), "warning": no_worker_warning(record.status, alive),
+                "workers": workers}
 
     def best(self, study: str) -> tuple[str, dict[str, Any], str | None]:
         from tuner.analysis.confirm import stored_confirmation, verdict_line
@@ -192,8 +197,10 @@ class RemoteSource:
         self.client, self.flags = client, f" --url {url}"
 
     def status(self, study: str) -> dict[str, Any]:
+        """``GET /studies/{id}``, with ``GET /workers``' list."""
         found = self.client.find_study(study)  # by id: the detail already; by name: a list entry
-        return found if "counts" in found else self.client.study(found["id"])
+        detail = found if "counts" in found else self.client.study(found["id"])
+        return {**detail, "workers": self.client.workers()["data"]}
 
     def best(self, study: str) -> tuple[str, dict[str, Any], str | None]:
         from tuner.analysis.confirm import verdict_line

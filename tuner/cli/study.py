@@ -214,7 +214,8 @@ def submit(
 
 def _status_doc(d: dict[str, Any]) -> dict[str, Any]:
     """What ``status`` prints, from the study as ``GET /studies/{id}`` answers it; ``pareto``: a multi-objective
-    study's front so far, whose ``best`` is then its primary objective's alone (labelled ``primary_objective``)."""
+    study's front so far, whose ``best`` is then its primary objective's alone (labelled ``primary_objective``);
+    ``workers``: the live ones (``GET /workers``), each with its device."""
     finished = sum(n for s, n in d["counts"].items() if s not in ("queued", "running"))
     doc = {"study": d["name"], "id": d["id"], "status": d["status"], "status_reason": d.get("status_reason", ""),
            "n_trials": d["n_trials"], "finished": finished, "counts": d["counts"], "metric": d["metric"],
@@ -222,7 +223,12 @@ def _status_doc(d: dict[str, Any]) -> dict[str, Any]:
     if d.get("pareto") is not None:  # a single-objective study's document stays as it was
         doc["pareto"] = d["pareto"]
     doc["warning"] = d.get("warning")
+    doc["workers"] = [{k: w.get(k) for k in _WORKER_KEYS} for w in d.get("workers", []) if w.get("alive")]
     return doc
+
+
+#: What ``status`` shows of each live worker (from ``GET /workers``): where it runs and on what device.
+_WORKER_KEYS = ("id", "host", "device", "gpu", "device_label", "current_study_id", "current_trial")
 
 
 def status(
@@ -247,6 +253,10 @@ def status(
         console.print(f"why {doc['status']}: {doc['status_reason']}", highlight=False, soft_wrap=True)
     if doc["warning"]:
         err_console.print(f"[yellow]warning:[/yellow] {escape(doc['warning'])}", highlight=False, soft_wrap=True)
+    for w in doc["workers"]:
+        on = f", trial {w['current_trial']} of this study" if w["current_study_id"] == doc["id"] else ""
+        console.print(f"worker {w['id']} on {w['host']}: {w['device_label'] or w['device']}{on}", highlight=False,
+                      soft_wrap=True, markup=False)
     top_doc = doc["best"]
     if "pareto" in doc:
         cli_pareto.print_so_far(console, doc, f"auxtune best {doc['study']}{source.flags}")

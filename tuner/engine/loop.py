@@ -21,6 +21,7 @@ from tuner.engine.batches import chunks
 from tuner.engine.best_epoch import BestEpoch
 from tuner.engine.callbacks.base import TrainStep, TrialCallback, TrialPruned, dispatch, stop_requested
 from tuner.engine.domain import target_metrics
+from tuner.engine.gpu import apply_determinism
 from tuner.engine.losses import MAIN, compute_losses
 from tuner.engine.model import MultiTaskModel
 from tuner.engine.optim import make_optimizer
@@ -79,6 +80,7 @@ def run_trial(
     if spec.trunk is not None:
         result.trunk_mode = spec.trunk_mode_of({} if trunk_mode is None else {TRUNK_MODE_PARAM: trunk_mode})
 
+    apply_determinism(spec.training.deterministic)
     model = prep.new_model(seed, result.trunk_mode)
     if spec.sanity.enabled:
         result.sanity = sanity_gate(model, prep.sanity_batch(seed), prep.task_losses, lambdas,

@@ -16,6 +16,7 @@ import threading
 import time
 
 from storage import Claim, LeaseLost, Store, StoreError, StoreUnavailable, StudyRecord
+from tuner.engine.gpu import backend_settings
 from tuner.engine.threads import threads_in_use
 
 logger = logging.getLogger(__name__)
@@ -95,7 +96,8 @@ def finish(store: Store, claim: Claim, state: str, value: float | list[float] | 
     A result the store could not take is not turned into a failed trial: the lease runs out and the trial is
     trained again (issue #14: a database restart left trials ``failed`` forever, and killed the worker).
     """
-    result = {**result, "torch_threads": threads_in_use()}  # results compare only at the same thread count
+    # results compare only at the same thread count, and on a GPU only with the same cuDNN/determinism flags
+    result = {**result, "torch_threads": threads_in_use(), "cudnn": backend_settings()}
     try:
         store.finish_trial(claim, state, value, result, reason)
     except LeaseLost as exc:

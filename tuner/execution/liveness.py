@@ -13,6 +13,7 @@ import socket
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from storage import WorkerRecord
 
@@ -58,3 +59,11 @@ def no_worker_warning(status: str, alive: int) -> str | None:
         return None
     return (f"no live worker can take this {status} study: start one (`auxtune worker --db <this store>`) or run "
             "the service with embedded workers (`auxtune serve --workers 1`)")
+
+
+def device_label(device: str, gpu: dict[str, Any] | None) -> str:
+    """One line for a worker's device: ``GPU 2 (NVIDIA H200, 140 GiB) as cuda:0`` (the host's index), or ``cpu``."""
+    if not gpu:
+        return device
+    gib = int(gpu.get("memory_bytes") or 0) / (1 << 30)
+    return f"GPU {gpu.get('index')} ({gpu.get('name')}, {gib:.0f} GiB) as {device}"

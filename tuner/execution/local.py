@@ -14,10 +14,11 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from storage import DEFAULT_LEASE_TIMEOUT_S, BestTrial, ParetoSize, Store, StudyRecord
+from tuner.execution.placement import gpu_environment
 from tuner.spec.transfer import lambda_params
 
 
@@ -63,19 +64,25 @@ class ProgressReader:
                         best_lambdas=lambda_params(best.params) if best else None, pareto=self._pareto)
 
 
-def start_worker(url: str, stream: int, *args: str) -> subprocess.Popen:
+def start_worker(url: str, stream: int | None, *args: str, gpu: int | None = None) -> subprocess.Popen:
     """Start one local worker process (``python -m tuner.cli worker ... ARGS``) on the store at ``url`` with sampler
-    seed stream ``stream``; it stops if this process dies, and once it finds no work unless ``ARGS`` say
-    ``--forever``. Its torch threads follow ``tuner.engine.threads`` (``ARGS``' ``--threads``, else the inherited
-    ``$AUXTUNE_THREADS``, else 1): a share of ``cpu_count`` per worker oversubscribed a loaded machine and made
-    results depend on the machine's core count."""
-    return subprocess.Popen([sys.executable, "-m", "tuner.cli", "worker", "--db", url, "--stream", str(stream),
-                             "--parent", str(os.getpid()), "--no-forever", *args], start_new_session=True)
+    seed stream ``stream`` (None: from its worker id, distinct across machines); it stops if this process dies, and
+    once it finds no work unless ``ARGS`` say ``--forever``. Its torch threads follow ``tuner.engine.threads``
+    (``ARGS``' ``--threads``, else the inherited ``$AUXTUNE_THREADS``, else 1): a share of ``cpu_count`` per worker
+    oversubscribed a loaded machine and made results depend on the machine's core count. ``gpu``: the host GPU it
+    is placed on (``CUDA_VISIBLE_DEVICES``; it sees it as ``cuda:0``, see ``tuner.execution.placement``)."""
+    seed = [] if stream is None else ["--stream", str(stream)]
+    env = None if gpu is None else gpu_environment(gpu)
+    return subprocess.Popen([sys.executable, "-m", "tuner.cli", "worker", "--db", url, *seed,
+                             "--parent", str(os.getpid()), "--no-forever", *args], start_new_session=True, env=env)
 
 
-def start_workers(url: str, n: int, *args: str) -> list[subprocess.Popen]:
-    """Start ``n`` local worker processes (see :func:`start_worker`), each with its own sampler seed stream."""
-    return [start_worker(url, i, *args) for i in range(n)]
+def start_workers(url: str, n: int, *args: str, gpus: Sequence[int] | None = None,
+                  seeded: bool = True) -> list[subprocess.Popen]:
+    """Start ``n`` local worker processes (see :func:`start_worker`), each with its own sampler seed stream (``i``;
+    not ``seeded``: from its worker id); ``gpus``: one worker per entry instead, the i-th on host GPU ``gpus[i]``."""
+    places: list[int | None] = list(gpus) if gpus is not None else [None] * n
+    return [start_worker(url, i if seeded else None, *args, gpu=g) for i, g in enumerate(places)]
 
 
 def threads_args(threads: int | None) -> list[str]:
@@ -98,19 +105,20 @@ def stop_workers(procs: list[subprocess.Popen], timeout_s: float = 120.0) -> Non
 
 def run_workers(url: str, study: str, workers: int, on_poll: Callable[[], None], *,
                 lease_timeout_s: float = DEFAULT_LEASE_TIMEOUT_S, heartbeat_s: float | None = None,
-                threads: int | None = None, poll_s: float = 1.0) -> None:
+                threads: int | None = None, poll_s: float = 1.0, gpus: Sequence[int] | None = None) -> None:
     """Start ``workers`` local worker processes on the study named ``study`` and wait until all have exited.
 
     The workers run whatever the study has queued: its trials, then its confirmation and reference-arm runs.
     ``on_poll`` is called every ``poll_s`` seconds while they work (to read and show progress; the caller
     reads what it needs from the store). ``heartbeat_s``/``threads``: the workers' ``--heartbeat``/``--threads``
-    (None: their default). KeyboardInterrupt stops the workers cleanly (each gives its running trial or run back
+    (None: their default). ``gpus``: one worker per entry instead, placed on that host GPU (``start_workers``).
+    KeyboardInterrupt stops the workers cleanly (each gives its running trial or run back
     to the queue) and re-raises.
     """
     args = ["--study", study, "--lease-timeout", str(lease_timeout_s)]
     if heartbeat_s is not None:
         args += ["--heartbeat", str(heartbeat_s)]
-    procs = start_workers(url, workers, *args, *threads_args(threads))
+    procs = start_workers(url, workers, *args, *threads_args(threads), gpus=gpus)
     try:
         while alive := [p for p in procs if p.poll() is None]:
             on_poll()

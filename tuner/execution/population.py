@@ -67,7 +67,7 @@ def run_population_claims(trials: TrialWorker, ctx: StudyContext, first: Claim, 
     for lease in leases:
         lease.end()
     for lease, outcome in zip(leases, outcomes, strict=True):
-        trials.conclude(lease, outcome)
+        trials.conclude(lease, outcome, len(leases))
 
 
 def _flushed(lease: TrialLease, outcome: Outcome) -> Outcome:

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from storage import Store, StoreError
@@ -44,28 +45,38 @@ def exit_reason(returncode: int) -> str:
 
 @dataclass
 class _Slot:
-    """One embedded worker: its sampler seed stream, its process, and when to start its next one."""
+    """One embedded worker: its sampler seed stream, its process, and when to start its next one; ``gpu``: the host
+    GPU it is placed on, kept by every restart (``tuner.execution.placement``)."""
 
     stream: int
     proc: subprocess.Popen | None
     started: float
+    gpu: int | None = None
     backoff_s: float = FIRST_BACKOFF_S
     restart_at: float | None = None
 
 
 class WorkerSupervisor:
     """Starts ``n`` worker processes (``tuner.execution.local.start_worker``) and restarts each one that exits until
-    :meth:`stop`; use it as a context manager around the service."""
+    :meth:`stop`; use it as a context manager around the service.
 
-    def __init__(self, url: str, n: int, *args: str):
-        self.url, self.args = url, args
+    ``gpus``: one worker per entry instead, the i-th placed on host GPU ``gpus[i]`` (and restarted there).
+    ``seeded``: worker i gets sampler seed stream i (reproducible on one machine); False: each its own, from its
+    worker id (workers started on several machines must not propose the same λ).
+    """
+
+    def __init__(self, url: str, n: int, *args: str, gpus: Sequence[int] | None = None, seeded: bool = True):
+        self.url, self.args, self.seeded = url, args, seeded
         now = time.monotonic()
-        self._slots = [_Slot(i, start_worker(url, i, *args), now) for i in range(n)]
+        places: list[int | None] = list(gpus) if gpus is not None else [None] * n
+        self._slots = [_Slot(i, None, now, gpu) for i, gpu in enumerate(places)]
+        for slot in self._slots:
+            slot.proc = self._start(slot)
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._store: Store | None = None
         self._thread = threading.Thread(target=self._watch, name="worker-supervisor", daemon=True)
-        if n:
+        if self._slots:
             self._thread.start()
 
     def __enter__(self) -> WorkerSupervisor:
@@ -89,6 +100,9 @@ class WorkerSupervisor:
         if self._store is not None:
             self._store.close()
 
+    def _start(self, slot: _Slot) -> subprocess.Popen:
+        return start_worker(self.url, slot.stream if self.seeded else None, *self.args, gpu=slot.gpu)
+
     def _watch(self) -> None:
         while not self._stop.wait(WATCH_S):
             for slot in self._slots:
@@ -101,7 +115,7 @@ class WorkerSupervisor:
         now = time.monotonic()
         if slot.proc is None:
             if slot.restart_at is not None and now >= slot.restart_at and not self._stop.is_set():
-                proc = start_worker(self.url, slot.stream, *self.args)
+                proc = self._start(slot)
                 with self._lock:
                     slot.proc, slot.started, slot.restart_at = proc, now, None
                 logger.warning("embedded worker %d restarted (pid %d)", slot.stream, proc.pid)

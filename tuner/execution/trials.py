@@ -17,8 +17,9 @@ from typing import Any
 from storage import Claim, Store, StudyRecord
 from tuner.engine.callbacks import trial_callbacks
 from tuner.engine.callbacks.keeper import ModelKeeper
+from tuner.engine.gpu import free_memory, is_out_of_memory, out_of_memory
 from tuner.engine.loop import run_trial
-from tuner.engine.model import MultiTaskModel
+from tuner.engine.model import MultiTaskModel, resolve_device
 from tuner.engine.prepared import PreparedStudy, prepare
 from tuner.engine.transfer import save_trial_model, with_saved_models
 from tuner.execution.faults import fail_study, finish, give_back, is_store_fault
@@ -147,8 +148,17 @@ class TrialWorker:
         if self.conclude(lease, outcome) == "complete" and keeper.model is not None:
             self.save_model(ctx, claim, keeper.model)
 
-    def conclude(self, lease: TrialLease, outcome: TrialResult | Exception) -> str | None:
-        """Write how a leased trial ended (``TrialLease.conclude``); returns the state written, or None."""
+    def conclude(self, lease: TrialLease, outcome: TrialResult | Exception, members: int = 1) -> str | None:
+        """Write how a leased trial ended (``TrialLease.conclude``); returns the state written, or None.
+
+        Out of device memory (``tuner.engine.gpu``): the trial fails with a reason naming its batch size and
+        device (``members``: trials trained together with it), and what it held is freed before the next one.
+        """
+        if isinstance(outcome, Exception) and is_out_of_memory(outcome):
+            spec = lease.ctx.spec
+            device = lease.ctx.prep.device if lease.ctx.prep is not None else resolve_device(spec.training.device)
+            outcome = out_of_memory(outcome, spec.training.batch_size, device, members)
+            free_memory(device)
         state = lease.conclude(outcome)
         if not isinstance(outcome, Exception):
             self.trials_run += 1

@@ -30,6 +30,7 @@ from tuner.engine.sanity import GateStopped, study_gate
 from tuner.engine.threads import apply_thread_policy
 from tuner.execution.datasets import DatasetCache
 from tuner.execution.faults import DEFAULT_OUTAGE_S, StoreOutage, fail_study, is_store_fault, worker_stream
+from tuner.execution.placement import worker_device
 from tuner.execution.runs import RunWorker
 from tuner.execution.study_watch import StudyWatch
 from tuner.execution.trials import StudyContext, TrialWorker
@@ -181,11 +182,11 @@ class Worker:
         apply_thread_policy(self.config.threads)  # every kind of worker comes through here
         outage = StoreOutage(self.config.store_outage_s)
         registered = False
+        device, gpu = worker_device(self.config.device)  # the GPU it was given, as the host numbers it, or the CPU
         while not self.stop.is_set():
             try:
                 if not registered:
-                    self.store.register_worker(self.id, socket.gethostname(), self.config.device or "auto",
-                                               os.getpid())
+                    self.store.register_worker(self.id, socket.gethostname(), device, os.getpid(), gpu)
                     registered = True
                 if not self._turn(names, exit_when_idle):
                     break

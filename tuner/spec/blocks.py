@@ -135,7 +135,7 @@ class LoaderSpec(_Strict):
 
 
 class TrainingSpec(_Strict):
-    added_later = ("loader",)
+    added_later = ("loader", "deterministic")
 
     epochs: int = Field(20, gt=0, le=limits.MAX_EPOCHS)
     batch_size: int = Field(64, gt=0, le=limits.MAX_BATCH_SIZE)
@@ -148,6 +148,8 @@ class TrainingSpec(_Strict):
     device: str = Field("auto", description="'auto' (cuda when present), 'cpu', 'cuda', 'cuda:N'")
     hidden: int = Field(64, gt=0, le=limits.MAX_HIDDEN, description="width of the shared trunk")
     loader: LoaderSpec = Field(default_factory=LoaderSpec, description="how data-set splits are read")
+    deterministic: bool = Field(False, description="deterministic kernels: torch.use_deterministic_algorithms and "
+                                                   "cudnn.deterministic on, cudnn.benchmark off (slower on a GPU)")
 
     @field_validator("device")
     @classmethod

@@ -229,11 +229,24 @@
     await plot("fig-curves", curves.figure);
   }
 
+  // -- the live workers and their devices (GET /workers: they change without changing the study) ----------------
+  async function refreshWorkers() {
+    const live = (await AUX.get("/workers")).data.filter((w) => w.alive);
+    const text = JSON.stringify(live.map((w) => [w.id, w.device_label, w.current_study_id, w.current_trial]));
+    if (text === view.workersDrawn) return;
+    view.workersDrawn = text;
+    $("workers-summary").textContent = live.length ? `${live.length} live worker${live.length > 1 ? "s" : ""}` : "no live worker";
+    $("workers-body").replaceChildren(...live.map((w) => el("tr", { dataset: { worker: w.id } },
+      el("td", { text: w.id }), el("td", { text: w.host }), el("td", { class: "device", text: w.device_label || w.device }),
+      el("td", { class: "num", text: w.current_study_id === ID && w.current_trial !== null ? w.current_trial : "" }))));
+    $("workers-table").hidden = !live.length;
+  }
+
   // -- one poll ---------------------------------------------------------------------------------------------------
   // First the numbers and the table (no plotly needed: "auxtune:shown"), then the figures and the curves
   // ("auxtune:rendered"); later polls redraw only what changed.
   async function step() {
-    const [changed] = await Promise.all([refreshState(), refreshTable()]);
+    const [changed] = await Promise.all([refreshState(), refreshTable(), refreshWorkers().catch(AUX.showError)]);
     if (!view.shown) {
       view.shown = true;
       mark("auxtune:shown", "shown");

@@ -19,7 +19,8 @@ from tests.api.factories import ADMIN, create_study, suggest_all
 
 def test_workers_show_host_device_current_trial_and_liveness(client: TestClient, store: Store) -> None:
     sid = create_study(client)["id"]
-    store.register_worker("gpu-0", "node-a", "cuda:0", 4242)
+    h200 = {"index": 2, "name": "NVIDIA H200", "memory_bytes": 150_000_000_000}  # GPU 2 of node-a, seen as cuda:0
+    store.register_worker("gpu-0", "node-a", "cuda:0", 4242, h200)
     store.register_worker("cpu-0", "node-b", "cpu", 77)
     claim = store.claim_trial(sid, "gpu-0", suggest_all)
     assert claim is not None
@@ -29,6 +30,9 @@ def test_workers_show_host_device_current_trial_and_liveness(client: TestClient,
     assert client.get("/api/v1/workers").status_code == 401
     workers = {w["id"]: w for w in client.get("/api/v1/workers", headers=ADMIN).json()["data"]}
     assert workers["gpu-0"]["host"] == "node-a" and workers["gpu-0"]["device"] == "cuda:0"
+    assert workers["gpu-0"]["gpu"] == h200
+    assert workers["gpu-0"]["device_label"] == "GPU 2 (NVIDIA H200, 140 GiB) as cuda:0"
+    assert workers["cpu-0"]["gpu"] is None and workers["cpu-0"]["device_label"] == "cpu"
     assert workers["gpu-0"]["current_study_id"] == sid and workers["gpu-0"]["current_trial"] == claim.number
     assert workers["gpu-0"]["alive"] is True and workers["cpu-0"]["alive"] is False
     assert "auxtune_workers_alive 1\n" in client.get("/metrics").text

@@ -35,6 +35,7 @@ from torch import nn
 
 from tuner.engine.best_epoch import BestEpoch
 from tuner.engine.callbacks.base import TrialCallback, TrialPruned, dispatch, stop_requested
+from tuner.engine.gpu import apply_determinism
 from tuner.engine.population.gate import population_gate
 from tuner.engine.population.optim import make_stacked_optimizer
 from tuner.engine.population.stack import MemberStack, lambda_tensors, per_member
@@ -100,6 +101,7 @@ class _PopulationRun:
         self._gens: dict[int, torch.Generator] = {}  # each member's minibatch order (in-memory splits)
 
     def run(self) -> list[Outcome]:
+        apply_determinism(self.spec.training.deterministic)
         live = self._check_lambdas()
         if live:
             stack = MemberStack.of([self.prep.new_model(self.members[i].seed) for i in live], self.prep.task_losses,
