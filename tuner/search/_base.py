@@ -87,6 +87,10 @@ class SearchBackend(abc.ABC):
     #: Whether the sampler searches a categorical dimension (the trunk mode) next to the λ.
     categorical: ClassVar[bool] = True
 
+    #: Random (or space-filling) trials before the model takes over, controls included; None where the
+    #: algorithm has no start-up phase. A bench may set it on an instance to compare start-ups.
+    startup_trials: int | None = None
+
     def __init__(self, spec: StudySpec) -> None:
         self.spec = spec
         self._searched = spec.searched_tasks()

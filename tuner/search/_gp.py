@@ -12,6 +12,8 @@ class GPBackend(SearchBackend):
 
     algorithm = "gp"
     requires = ("torch", "scipy")
+    startup_trials = 10
 
     def sampler(self, stream: int = 0) -> BaseSampler:
-        return GPSampler(seed=self._seed(stream), deterministic_objective=False)
+        return GPSampler(seed=self._seed(stream), deterministic_objective=False,
+                         n_startup_trials=self.startup_trials or 1)
