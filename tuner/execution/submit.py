@@ -7,9 +7,10 @@ Torch-free, so the API submits through it.
 
 from __future__ import annotations
 
-from storage import Store, StudyRecord
+from storage import Store, StudyNotFound, StudyRecord
 from tuner.search import SearchBackend, make_backend
 from tuner.spec import StudySpec
+from tuner.spec.stored import keep_stored_defaults
 from tuner.spec.references import MayUse, check_references
 
 
@@ -32,7 +33,14 @@ def checked_backend(store: Store, spec: StudySpec, may_use: MayUse | None = None
 
 def store_study(store: Store, spec: StudySpec, backend: SearchBackend, owner: str | None = None) -> StudyRecord:
     """The store's study for ``spec`` (created with its budget and controls first, or the existing one of the
-    same name and spec); raises ``StudyConflict`` for the same name with another definition."""
+    same name and spec); raises ``StudyConflict`` for the same name with another definition.
+
+    A field whose default changed since the study was stored, left out of ``spec``, keeps its stored value
+    (``keep_stored_defaults``): the spec file that made the study resumes it."""
+    try:
+        spec = keep_stored_defaults(spec, store.get_study(spec.name).spec)
+    except StudyNotFound:
+        pass
     return store.create_or_resume_study(spec.name, spec_document(spec), spec.objective.directions(),
                                         backend.max_trials(), enqueue=backend.controls(), owner=owner)
 

@@ -11,6 +11,7 @@ from tuner.search._multi import NSGA2Backend, NSGA3Backend
 from tuner.search._qmc import QMCBackend
 from tuner.search._random import RandomBackend
 from tuner.search._registry import BACKENDS, make_backend
+from tuner.search._snapshot import WARMUP_FRACTION, SnapshotPruner, first_pruning_step, warmup_epochs
 from tuner.search._tpe import TPEBackend
 
 __all__ = [
@@ -28,7 +29,11 @@ __all__ = [
     "QMCBackend",
     "RandomBackend",
     "SearchBackend",
+    "SnapshotPruner",
     "TPEBackend",
+    "WARMUP_FRACTION",
+    "first_pruning_step",
     "make_backend",
     "pruning_step",
+    "warmup_epochs",
 ]

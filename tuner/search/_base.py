@@ -27,6 +27,7 @@ from optuna.pruners import BasePruner
 from optuna.samplers import BaseSampler
 from optuna.trial import BaseTrial, Trial
 
+from tuner.search._snapshot import warmup_epochs
 from tuner.spec import AuxTaskSpec, SpecError, StudySpec
 from tuner.spec.transfer import TRUNK_MODE_PARAM
 
@@ -214,20 +215,23 @@ class SearchBackend(abc.ABC):
 
         - ``none``: never prunes.
         - ``median``: prunes a trial whose value at a step is worse than the median of earlier trials at that
-          step, from 5 finished trials on, never before ``warmup_epochs`` epochs are done.
+          step, from 5 finished trials on, never before the warm-up is done: ``warmup_epochs`` epochs, by default
+          30 % of ``training.epochs`` (``tuner.search.warmup_epochs``).
         - ``hyperband``: resource = epochs, from 1 to ``training.epochs``, reduction factor 3
           (``warmup_epochs`` is not used: the brackets decide).
         - ``wilcoxon``: Optuna's pruner is meant for per-instance scores (one step per problem instance); we
           report one step per epoch, so it pairs the trial's validation curve with the best trial's, epoch by
           epoch, and prunes when a Wilcoxon signed-rank test (p < 0.1) says the curve is below the best one.
           Epochs are not independent instances, so read the p-value as a heuristic, not a calibrated test.
-          Pruning starts after ``warmup_epochs`` epochs (and never before 2, which the test needs).
+          Pruning starts after the warm-up (and never before 2 epochs, which the test needs).
+
+        A worker asks it through ``SnapshotPruner``: in memory, with no write per epoch.
         """
         cfg = self.spec.search.pruner
         if cfg.name == "none":
             return optuna.pruners.NopPruner()
         if cfg.name == "median":
-            return optuna.pruners.MedianPruner(n_warmup_steps=cfg.warmup_epochs)
+            return optuna.pruners.MedianPruner(n_warmup_steps=warmup_epochs(self.spec))
         if cfg.name == "hyperband":
             return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=self.spec.training.epochs)
         if cfg.name == "wilcoxon":
@@ -235,7 +239,7 @@ class SearchBackend(abc.ABC):
             if missing:
                 raise SpecError([("search.pruner.name", "'wilcoxon' needs scipy: pip install scipy")])
             with quiet_experimental():
-                return optuna.pruners.WilcoxonPruner(n_startup_steps=cfg.warmup_epochs)
+                return optuna.pruners.WilcoxonPruner(n_startup_steps=max(2, warmup_epochs(self.spec)))
         raise SpecError([("search.pruner.name", f"unknown pruner {cfg.name!r}; allowed: none, median, "
                           "hyperband, wilcoxon")])
 

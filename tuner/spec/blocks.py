@@ -41,6 +41,10 @@ class _Strict(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
     added_later: ClassVar[tuple[str, ...]] = ()
+    #: Fields whose default changed after studies were stored with the old one written out: field → old default.
+    #: A resubmitted spec that leaves such a field out takes the stored value when it is the old default
+    #: (``tuner.spec.study.keep_stored_defaults``), so ``auxtune run spec.yaml`` resumes instead of conflicting.
+    changed_defaults: ClassVar[dict[str, Any]] = {}
 
     @model_serializer(mode="wrap")
     def _omit_added_at_default(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -108,8 +112,12 @@ class WorkloadSpec(_Strict):
 
 
 class PrunerSpec(_Strict):
+    changed_defaults = {"warmup_epochs": 2}
+
     name: Literal["none", "median", "hyperband", "wilcoxon"] = "none"
-    warmup_epochs: int = Field(2, ge=0, le=limits.MAX_EPOCHS)
+    warmup_epochs: int | None = Field(None, ge=0, le=limits.MAX_EPOCHS, description=(
+        "epochs before a trial may be pruned; default: 30 % of training.epochs, at least 2 "
+        "(tuner.search.warmup_epochs)"))
 
 
 class SearchSpec(_Strict):
