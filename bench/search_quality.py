@@ -160,7 +160,8 @@ def bench_workload(workload: str, args: argparse.Namespace, sink: Any) -> None:
     base = truth({t["name"]: 0.0 for t in WORKLOADS[workload]["aux_tasks"]})
     print(f"\n{workload}: true test accuracy (%) of the chosen λ, mean ± se over {args.study_seeds} study seeds "
           f"({args.fresh_seeds} fresh seeds each, {args.epochs} epochs); λ = 0 baseline: {100 * base:.1f}")
-    print(f"{'algorithm':<10}" + "".join(f"{f'{b} trials':>15}" for b in budgets) + f"{'shown at ' + str(budgets[-1]):>16}")
+    head = "".join(f"{f'{b} trials':>15}" for b in budgets)
+    print(f"{'algorithm':<10}{head}{'shown at ' + str(budgets[-1]):>16}")
     for algo, by_budget in rows.items():
         print(f"{algo:<10}" + "".join(f"{mean_se(by_budget[b]):>15}" for b in budgets) + f"{mean_se(shown[algo]):>16}")
     print(flush=True)

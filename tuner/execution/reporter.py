@@ -24,9 +24,9 @@ class StoreReporter(TrialCallback):
     Epochs are written in batches, at most every ``flush_s`` seconds and before the trial is reported: a
     transaction per epoch would cost more than a short epoch itself. With a pruner (``pruning``), each epoch's
     objective is decided on in memory against a snapshot of the other trials (``SnapshotPruner``, read at most
-    every ``flush_s``) and goes to Optuna's ledger with the batched epochs: pruning adds no write. The study's status is read at most every
-    ``study_check_s`` seconds (between gate steps and epochs), so ``POST /cancel`` or ``/pause`` stops a long
-    trial within about that time instead of after its last epoch.
+    every ``flush_s``) and goes to Optuna's ledger with the batched epochs: pruning adds no write. The study's
+    status is read at most every ``study_check_s`` seconds (between gate steps and epochs), so ``POST /cancel``
+    or ``/pause`` stops a long trial within about that time instead of after its last epoch.
     """
 
     def __init__(self, store: Store, claim: Claim, metric: str, lease: Lease, pruning: SnapshotPruner | None,

@@ -10,8 +10,8 @@ from __future__ import annotations
 from storage import Store, StudyNotFound, StudyRecord
 from tuner.search import SearchBackend, make_backend
 from tuner.spec import StudySpec
-from tuner.spec.stored import keep_stored_defaults
 from tuner.spec.references import MayUse, check_references
+from tuner.spec.stored import keep_stored_defaults
 
 
 def spec_document(spec: StudySpec) -> dict:
