@@ -11,6 +11,7 @@ from storage._dashboard_queries import SanityFailure, SanitySummary, TrialPoint
 from storage._pareto import ParetoSize, ParetoTrial, dominates, non_dominated
 from storage._runs import RunClaim, RunPlan, RunRecord
 from storage._tokens import TokenRecord
+from storage.candidates import Candidate
 from storage.database import DEFAULT_URL, ENV_VAR, resolve_url
 from storage.errors import (
     ArtifactNotFound,
@@ -52,6 +53,7 @@ __all__ = [
     "STUDY_STATUSES",
     "TRIAL_STATES",
     "BestTrial",
+    "Candidate",
     "Claim",
     "EpochRecord",
     "LeaseLost",

@@ -10,6 +10,7 @@ from tuner.search._grid import GridBackend, LambdaGridSampler
 from tuner.search._multi import NSGA2Backend, NSGA3Backend
 from tuner.search._qmc import QMCBackend
 from tuner.search._random import RandomBackend
+from tuner.search._reevaluate import REEVALUATES_ATTR, reevaluation_due
 from tuner.search._registry import BACKENDS, make_backend
 from tuner.search._snapshot import WARMUP_FRACTION, SnapshotPruner, first_pruning_step, warmup_epochs
 from tuner.search._tpe import TPEBackend
@@ -18,6 +19,7 @@ __all__ = [
     "AX_INIT_TRIALS",
     "BACKENDS",
     "CONTROL_ATTR",
+    "REEVALUATES_ATTR",
     "AxBackend",
     "AxSampler",
     "CmaEsBackend",
@@ -35,5 +37,6 @@ __all__ = [
     "first_pruning_step",
     "make_backend",
     "pruning_step",
+    "reevaluation_due",
     "warmup_epochs",
 ]

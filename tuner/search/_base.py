@@ -27,6 +27,7 @@ from optuna.pruners import BasePruner
 from optuna.samplers import BaseSampler
 from optuna.trial import BaseTrial, Trial
 
+from tuner.search._reevaluate import REEVALUATES_ATTR, reevaluation_due
 from tuner.search._snapshot import warmup_epochs
 from tuner.spec import AuxTaskSpec, SpecError, StudySpec
 from tuner.spec.transfer import TRUNK_MODE_PARAM
@@ -102,6 +103,12 @@ class SearchBackend(abc.ABC):
                 f"{self.algorithm!r} searches continuous λ only and cannot search the trunk mode; choose tpe, "
                 "random, grid, gp, nsga2 or nsga3, or give one mode",
             )])
+        if spec.search.reevaluate is not None and spec.objective.multi:
+            raise SpecError([(
+                "search.reevaluate",
+                "re-evaluation ranks one objective's mean; a multi-objective study answers with its Pareto front: "
+                "drop search.reevaluate or objective.also",
+            )])
         if not self._searched and not self._modes:
             raise SpecError([(
                 "aux_tasks",
@@ -157,7 +164,9 @@ class SearchBackend(abc.ABC):
     def suggest(self, trial: Trial) -> dict[str, Any]:
         """Give ``trial`` its searched λ through ``trial.suggest_float`` (an enqueued or requeued trial gets
         its stored values back) and return every aux task's λ (and a searched ``trunk_mode``): the store's
-        ``SuggestFn`` for claims."""
+        ``SuggestFn`` for claims. With ``search.reevaluate``, a new trial may instead repeat a leading candidate's
+        λ (``tuner.search._reevaluate``): then the sampler is not asked."""
+        self._maybe_reevaluate(trial)
         for name, dist in self.search_space().items():
             if isinstance(dist, FloatDistribution):
                 trial.suggest_float(name, dist.low, dist.high, log=dist.log)
@@ -165,6 +174,20 @@ class SearchBackend(abc.ABC):
         if self._modes:
             out[TRUNK_MODE_PARAM] = trial.suggest_categorical(TRUNK_MODE_PARAM, self._modes)
         return out
+
+    def _maybe_reevaluate(self, trial: Trial) -> None:
+        cfg = self.spec.search.reevaluate
+        if cfg is None or trial.params or trial._fixed_params:  # a requeued or enqueued trial keeps its λ
+            return
+        due = reevaluation_due(trial.study.get_trials(deepcopy=False), cfg, self.max_trials(),
+                               str(self.spec.objective.direction))
+        if due is None:
+            return
+        number, params = due
+        # As ``enqueue_trial`` fixes a waiting trial's λ: ``suggest_*`` answers with them, the sampler is not asked.
+        trial._fixed_params = dict(params)
+        trial.storage.set_trial_system_attr(trial._trial_id, "fixed_params", dict(params))
+        trial.set_user_attr(REEVALUATES_ATTR, number)
 
     def lambdas_of(self, trial: BaseTrial) -> dict[str, float]:
         """Every aux task's λ for ``trial``: the searched ones from its params, the others from the spec."""

@@ -22,6 +22,7 @@ from typing import Any
 
 import optuna
 from optuna.pruners import BasePruner
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.spec import StudySpec
@@ -97,7 +98,9 @@ class SnapshotPruner:
         self.reads += 1
         self._read_at = time.monotonic()
         storage = optuna.storages.InMemoryStorage()
-        study = optuna.create_study(storage=storage, study_name=self.study_name, direction=self.direction)
+        study = optuna.create_study(storage=storage, study_name=self.study_name,
+                                    direction=StudyDirection.MAXIMIZE if self.direction == "maximize"
+                                    else StudyDirection.MINIMIZE)
         for n in range(max([self.number, *snapshot]) + 1):
             if n in snapshot:
                 storage.create_new_trial(study._study_id, template_trial=snapshot[n])

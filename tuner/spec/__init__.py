@@ -16,6 +16,7 @@ from tuner.spec.blocks import (
     ObjectiveSpec,
     PopulationSpec,
     PrunerSpec,
+    ReevaluateSpec,
     SanitySpec,
     SearchSpec,
     TrainingSpec,
@@ -28,7 +29,7 @@ from tuner.spec.study import StudySpec
 
 __all__ = [
     "ALGORITHMS", "LOSSES", "METRIC_DIRECTIONS", "PRUNERS", "WEIGHTINGS", "AffinitySpec", "ArmSpec", "AuxTaskSpec",
-    "ConfirmSpec", "LambdaSpec", "ObjectiveSpec", "PopulationSpec", "PrunerSpec", "SanitySpec", "SearchSpec",
-    "SpecError", "StudySpec", "TrainingSpec", "WorkloadSpec", "format_validation_error", "load_spec", "parse_spec",
-    "primary_metric", "stored_spec",
+    "ConfirmSpec", "LambdaSpec", "ObjectiveSpec", "PopulationSpec", "PrunerSpec", "ReevaluateSpec", "SanitySpec",
+    "SearchSpec", "SpecError", "StudySpec", "TrainingSpec", "WorkloadSpec", "format_validation_error", "load_spec",
+    "parse_spec", "primary_metric", "stored_spec",
 ]

@@ -120,7 +120,18 @@ class PrunerSpec(_Strict):
         "(tuner.search.warmup_epochs)"))
 
 
+class ReevaluateSpec(_Strict):
+    """Noise-aware selection (``tuner.search.reevaluation_due``): the leading λ sets are trained again on more seeds
+    during the search, and the study's answer is the best mean."""
+
+    top_k: int = Field(3, ge=1, le=limits.MAX_REEVALUATE_TOP_K, description="leading λ sets to re-evaluate")
+    seeds: int = Field(3, ge=2, le=limits.MAX_REEVALUATE_SEEDS,
+                       description="evaluations of each leading λ set, the first included (each on its own seed)")
+
+
 class SearchSpec(_Strict):
+    added_later = ("reevaluate",)
+
     algorithm: Literal["tpe", "gp", "cmaes", "qmc", "random", "grid", "ax", "nsga2", "nsga3"] = "tpe"
     n_trials: int = Field(30, gt=0, le=limits.MAX_TRIALS)
     seed: limits.Seed = 0
@@ -129,6 +140,8 @@ class SearchSpec(_Strict):
     pruner: PrunerSpec = Field(default_factory=PrunerSpec)
     max_parallel: int = Field(0, ge=0, le=limits.MAX_PARALLEL,
                               description="most trials running at once; 0 = no limit")
+    reevaluate: ReevaluateSpec | None = Field(None, description=(
+        "re-run the leading λ sets on more seeds during the search (counted in n_trials) and rank by the mean"))
 
 
 class TrainingSpec(_Strict):

@@ -1,0 +1,130 @@
+"""Pruning without a write per epoch (issue #18): a worker's reporter decides against a snapshot of the other
+trials, in memory, and writes the reported values with its batched epochs. On a real SQLite store, counting the
+statements every engine sends (SQLAlchemy events); and the warm-up that follows ``training.epochs``."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from optuna.trial import TrialState
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from storage import Store, StudyConflict
+from tuner.engine.callbacks.base import TrialPruned
+from tuner.execution.submit import create_or_resume
+from tuner.execution.trials import StudyContext, TrialLease
+from tuner.results import EpochMetrics
+from tuner.search import make_backend, warmup_epochs
+from tuner.spec import parse_spec
+
+EPOCHS = 10
+
+
+def pruned_spec_doc(name: str = "snap", **pruner: object) -> dict:
+    return {
+        "name": name,
+        "workload": {"name": "synthetic", "params": {"n_train": 64, "n_val": 64, "n_test": 64}},
+        "aux_tasks": [{"name": "helpful", "loss": "bce"}],
+        "search": {"algorithm": "random", "n_trials": 8, "seed": 0, "controls": False,
+                   "pruner": {"name": "median", **pruner}},
+        "training": {"epochs": EPOCHS},
+    }
+
+
+class WriteCounter:
+    """Counts the write statements (INSERT, UPDATE, DELETE) every engine of this process sends."""
+
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+
+    def __call__(self, conn: object, cursor: object, statement: str, *args: object) -> None:
+        if statement.lstrip().split(None, 1)[0].upper() in ("INSERT", "UPDATE", "DELETE"):
+            self.writes.append(statement)
+
+
+@pytest.fixture
+def writes() -> Iterator[WriteCounter]:
+    counter = WriteCounter()
+    event.listen(Engine, "before_cursor_execute", counter)
+    try:
+        yield counter
+    finally:
+        event.remove(Engine, "before_cursor_execute", counter)
+
+
+def metrics(epoch: int, accuracy: float) -> EpochMetrics:
+    return EpochMetrics(epoch=epoch, train_loss={"total": 1.0}, val_loss={"main": 1.0}, val_accuracy=accuracy,
+                        seconds=0.01)
+
+
+def test_a_pruned_trial_writes_nothing_per_epoch_and_waits_for_the_warm_up(tmp_path: Path,
+                                                                           writes: WriteCounter) -> None:
+    spec = parse_spec(pruned_spec_doc())
+    warmup = warmup_epochs(spec)
+    assert warmup == 3  # 30 % of 10 epochs
+    with Store(f"sqlite:///{tmp_path / 'p.db'}") as store:
+        record = create_or_resume(store, spec)
+        backend = make_backend(spec)
+        ctx = StudyContext(record, spec, backend, backend.sampler(0), backend.pruner())
+
+        def lease() -> TrialLease:
+            claim = store.claim_trial(record.id, "w", backend.suggest, sampler=ctx.sampler, pruner=ctx.pruner)
+            assert claim is not None
+            return TrialLease(store, ctx, claim, threading.Event(), heartbeat_s=600, flush_s=600)
+
+        for _ in range(5):  # the median pruner's 5 start-up trials: curves rising to 0.86
+            done = lease()
+            for epoch in range(EPOCHS):
+                done.reporter.on_epoch_end(metrics(epoch, 0.5 + 0.04 * epoch))
+            done.reporter.flush()
+            store.finish_trial(done.claim, "complete", 0.86)
+            done.end()
+
+        bad = lease()  # at chance from the first epoch on
+        before = len(writes.writes)
+        pruned_at = None
+        for epoch in range(EPOCHS):
+            try:
+                bad.reporter.on_epoch_end(metrics(epoch, 0.25))
+            except TrialPruned:
+                pruned_at = epoch
+                break
+            assert len(writes.writes) == before, f"epoch {epoch} wrote {writes.writes[before:]}"
+        # Not before the warm-up (a 2-epoch one pruned the eventual winner); at its end, at once.
+        assert pruned_at == warmup - 1
+        assert bad.reporter.pruning is not None and bad.reporter.pruning.reads == 1
+        flushed = writes.writes[before:]  # the one flush at the prune: epochs and reported values together
+        assert any("trial_intermediate_values" in s for s in flushed)
+        assert len({s for s in flushed if s.lstrip().upper().startswith("INSERT INTO AUXTUNE_EPOCHS")}) <= 1
+        store.finish_trial(bad.claim, "pruned", None)
+        bad.end()
+        frozen = store.optuna_storage.get_trial(bad.claim.optuna_trial_id)
+        assert frozen.state == TrialState.PRUNED
+        assert frozen.intermediate_values == {1: 0.25, 2: 0.25, 3: 0.25}
+        assert frozen.value == 0.25  # a pruned trial's value: its last report, as Optuna's tell gives it
+        assert len(store.epochs(record.id, bad.claim.number)) == warmup
+
+
+def test_the_warm_up_follows_the_epochs_unless_given() -> None:
+    doc = pruned_spec_doc()
+    for epochs, expected in ((1, 1), (4, 2), (10, 3), (40, 12)):
+        doc["training"]["epochs"] = epochs
+        assert warmup_epochs(parse_spec(doc)) == expected
+    assert warmup_epochs(parse_spec(pruned_spec_doc(warmup_epochs=0))) == 0
+    assert warmup_epochs(parse_spec(pruned_spec_doc(warmup_epochs=7))) == 7
+
+
+def test_a_study_stored_with_the_old_default_warm_up_resumes_from_its_spec_file(tmp_path: Path) -> None:
+    doc = pruned_spec_doc("old")
+    with Store(f"sqlite:///{tmp_path / 'o.db'}") as store:
+        old = parse_spec(doc).model_dump(mode="json", by_alias=True)
+        old["search"]["pruner"]["warmup_epochs"] = 2  # as every study stored before the default changed
+        first = store.create_or_resume_study("old", old, ["maximize"], 8)
+        assert create_or_resume(store, parse_spec(doc)).id == first.id  # the same spec file resumes it
+        assert store.get_study("old").spec == old
+        with pytest.raises(StudyConflict):  # a spec that says another warm-up is another study
+            create_or_resume(store, parse_spec(pruned_spec_doc("old", warmup_epochs=5)))
