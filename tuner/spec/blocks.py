@@ -131,8 +131,11 @@ class ReevaluateSpec(_Strict):
 
 class SearchSpec(_Strict):
     added_later = ("reevaluate",)
+    changed_defaults = {"algorithm": "tpe"}
 
-    algorithm: Literal["tpe", "gp", "cmaes", "qmc", "random", "grid", "ax", "nsga2", "nsga3"] = "tpe"
+    algorithm: Literal["auto", "tpe", "gp", "cmaes", "qmc", "random", "grid", "ax", "nsga2", "nsga3"] = Field(
+        "auto", description="'auto' (the default): gp on a small λ space, else tpe (tuner.spec.study."
+                            "default_algorithm); stored as the algorithm it resolved to")
     n_trials: int = Field(30, gt=0, le=limits.MAX_TRIALS)
     seed: limits.Seed = 0
     controls: bool = Field(True, description="enqueue λ=0 (baseline) and λ=1 (equal weights) first")

@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from storage import Store, StudyConflict
+from storage import Store
 from tuner.engine.callbacks.base import TrialPruned
 from tuner.execution.submit import create_or_resume
 from tuner.execution.trials import StudyContext, TrialLease
@@ -117,14 +117,3 @@ def test_the_warm_up_follows_the_epochs_unless_given() -> None:
     assert warmup_epochs(parse_spec(pruned_spec_doc(warmup_epochs=0))) == 0
     assert warmup_epochs(parse_spec(pruned_spec_doc(warmup_epochs=7))) == 7
 
-
-def test_a_study_stored_with_the_old_default_warm_up_resumes_from_its_spec_file(tmp_path: Path) -> None:
-    doc = pruned_spec_doc("old")
-    with Store(f"sqlite:///{tmp_path / 'o.db'}") as store:
-        old = parse_spec(doc).model_dump(mode="json", by_alias=True)
-        old["search"]["pruner"]["warmup_epochs"] = 2  # as every study stored before the default changed
-        first = store.create_or_resume_study("old", old, ["maximize"], 8)
-        assert create_or_resume(store, parse_spec(doc)).id == first.id  # the same spec file resumes it
-        assert store.get_study("old").spec == old
-        with pytest.raises(StudyConflict):  # a spec that says another warm-up is another study
-            create_or_resume(store, parse_spec(pruned_spec_doc("old", warmup_epochs=5)))
