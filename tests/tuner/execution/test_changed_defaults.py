@@ -14,10 +14,11 @@ from tuner.spec.study import GP_MAX_DIMENSIONS, validate_structure
 
 
 def spec_doc(n_tasks: int = 2, **search: object) -> dict:
+    names = ["helpful", "neutral", *(f"t{i}" for i in range(n_tasks))][:n_tasks]
     return {
         "name": "old",
         "workload": {"name": "synthetic", "params": {"n_train": 64, "n_val": 64, "n_test": 64}},
-        "aux_tasks": [{"name": n, "loss": "bce"} for n in ["helpful", "neutral", *(f"t{i}" for i in range(n_tasks))][:n_tasks]],
+        "aux_tasks": [{"name": n, "loss": "bce"} for n in names],
         "search": {"n_trials": 8, "pruner": {"name": "median"}, **search},
     }
 
