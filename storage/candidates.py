@@ -46,7 +46,7 @@ class Candidate:
 
 def group(rows: Iterable[tuple[int, dict[str, Any], float | None, bool]]) -> list[Candidate]:
     """Candidates from ``(number, params, value, pending)`` rows: ``value`` of a complete trial (else None),
-    ``pending`` for a trial queued or running."""
+    ``pending`` for a trial that counts as an evaluation without a value (queued, running, or ended without one)."""
     by_key: dict[str, Candidate] = {}
     for number, params, value, pending in sorted(rows, key=lambda r: r[0]):
         cand = by_key.setdefault(candidate_key(params), Candidate(params=dict(params), first=number))

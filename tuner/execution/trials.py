@@ -26,7 +26,7 @@ from tuner.execution.faults import fail_study, finish, give_back, is_store_fault
 from tuner.execution.lease import Lease, LeaseAborted
 from tuner.execution.reporter import StoreReporter, StudyCancelled
 from tuner.results import TrialResult, trial_values
-from tuner.search import SearchBackend, SnapshotPruner, first_pruning_step
+from tuner.search import REEVALUATES_ATTR, SearchBackend, SnapshotPruner, first_pruning_step
 from tuner.spec import StudySpec
 from tuner.spec.transfer import lambda_params
 
@@ -64,7 +64,9 @@ class TrialLease(Lease[TrialResult]):
         super().__init__(stop, heartbeat_s, f"trial {claim.number} of {claim.study_name}")
         #: Writes the trial's sanity result and epochs to the store and asks the pruner.
         spec = ctx.spec
-        pruning = None if spec.search.pruner.name == "none" else SnapshotPruner(
+        # A re-evaluation (``search.reevaluate``) measures a leader on one more seed: it is never pruned.
+        again = claim.trial is not None and REEVALUATES_ATTR in claim.trial.user_attrs
+        pruning = None if spec.search.pruner.name == "none" or again else SnapshotPruner(
             ctx.pruner, claim.study_name, str(spec.objective.direction), claim.number,
             partial(store.pruning_snapshot, claim), first_step=first_pruning_step(spec), refresh_s=flush_s)
         self.reporter = StoreReporter(store, claim, spec.objective.metric, self, pruning, flush_s=flush_s)

@@ -12,7 +12,7 @@ overstates its own choice by several points, and a lucky seed can win. With ``re
 - **When one is due.** Candidates are the distinct λ sets (trials with identical λ are one candidate), ranked by
   the mean of their complete trials; once the study has ``max(5, 2 · top_k)`` complete trials, a new trial goes
   to the best-ranked of the ``top_k`` leading candidates that has fewer than ``seeds`` evaluations (complete or
-  under way). A candidate whose mean falls back leaves the top; a new trial that leads is re-evaluated in turn.
+  under way; a re-evaluation is never pruned). A candidate whose mean falls back leaves the top; a new trial that leads is re-evaluated in turn.
 - **Cost.** Counted in ``n_trials`` (the study's budget is unchanged; re-evaluations take some of its trials),
   and at most half of ``n_trials`` are re-evaluations, so the sampler always keeps half the budget.
 - **Ranking.** ``/best`` and ``auxtune best`` answer with the candidate of the best mean and say over how many
@@ -47,7 +47,8 @@ def reevaluation_due(trials: Sequence[FrozenTrial], cfg: ReevaluateSpec, n_trial
         reevaluations += REEVALUATES_ATTR in t.user_attrs
         value = t.value if t.state == TrialState.COMPLETE else None
         complete += value is not None
-        rows.append((t.number, params, value, t.state in (TrialState.RUNNING, TrialState.WAITING)))
+        # A trial under way, pruned or failed counts as an evaluation (no value): a candidate is not re-run forever.
+        rows.append((t.number, params, value, value is None))
     if complete < max(5, 2 * cfg.top_k) or reevaluations >= n_trials // 2:
         return None
     for cand in ranked(group(rows), direction)[:cfg.top_k]:
