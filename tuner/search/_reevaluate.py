@@ -11,8 +11,9 @@ overstates its own choice by several points, and a lucky seed can win. With ``re
   one more observation at the same λ (GP and Ax model the noise; TPE counts the point once more).
 - **When one is due.** Candidates are the distinct λ sets (trials with identical λ are one candidate), ranked by
   the mean of their complete trials; once the study has ``max(5, 2 · top_k)`` complete trials, a new trial goes
-  to the best-ranked of the ``top_k`` leading candidates that has fewer than ``seeds`` evaluations (complete or
-  under way; a re-evaluation is never pruned). A candidate whose mean falls back leaves the top; a new trial that leads is re-evaluated in turn.
+  to the best-ranked of the ``top_k`` leading candidates that has fewer than ``seeds`` evaluations (complete, under
+  way, or ended without a value; a re-evaluation is never pruned). A candidate whose mean falls back leaves the
+  top; a new trial that leads is re-evaluated in turn.
 - **Cost.** Counted in ``n_trials`` (the study's budget is unchanged; re-evaluations take some of its trials),
   and at most half of ``n_trials`` are re-evaluations, so the sampler always keeps half the budget.
 - **Ranking.** ``/best`` and ``auxtune best`` answer with the candidate of the best mean and say over how many
