@@ -11,7 +11,8 @@ that choice's true quality. Budgets are read off one study (the samplers do not 
 Printed: per workload a table, one row per algorithm, one column per budget: the mean ± standard error (over the
 study seeds) of the true test accuracy of the choice, then what the search itself showed (its best validation
 value, the winner's curse) at the largest budget. ``name:N`` in ``--algorithms`` sets the start-up trials (the
-random or space-filling trials before the model, controls included) of ``tpe``, ``gp`` or ``ax``: ``tpe:5``.
+random or space-filling trials before the model, controls included) of ``tpe``, ``gp`` or ``ax``: ``tpe:5``;
+``name+re`` turns on ``search.reevaluate`` (top 3, 3 seeds each) and chooses by the best mean: ``gp+re``.
 
     python bench/search_quality.py [--workloads synthetic,table,digits] [--algorithms tpe,gp,ax,random,cmaes,qmc]
         [--budgets 10,20,30] [--study-seeds 3] [--fresh-seeds 6] [--epochs 20] [--jsonl out.jsonl]
@@ -34,6 +35,7 @@ from typing import Any
 import optuna
 import torch
 
+from storage.candidates import group, ranked
 from tuner.analysis.confirm import CONFIRM_SEED_BASE
 from tuner.engine.loop import run_trial
 from tuner.engine.prepared import PreparedStudy, prepare
@@ -67,10 +69,13 @@ WORKLOADS: dict[str, dict[str, Any]] = {
 }
 
 
-def study_spec(workload: str, algorithm: str, n_trials: int, study_seed: int, epochs: int) -> StudySpec:
+def study_spec(workload: str, algorithm: str, n_trials: int, study_seed: int, epochs: int,
+               reevaluate: bool = False) -> StudySpec:
     doc = json.loads(json.dumps(WORKLOADS[workload]))
     doc["name"] = f"quality-{workload}-{algorithm}-{study_seed}"
     doc["search"] = {"algorithm": algorithm, "n_trials": n_trials, "seed": study_seed}
+    if reevaluate:
+        doc["search"]["reevaluate"] = {"top_k": 3, "seeds": 3}
     doc["training"].update(epochs=epochs, seed=1000 * study_seed)  # independent training noise per study seed
     doc["affinity"] = {"every": 0}  # the probe changes no training; it only costs time here
     return parse_spec(doc)
@@ -115,9 +120,13 @@ class Truth:
         return self._known[key]
 
 
-def chosen(trials: list[tuple[float, dict[str, float]]], budget: int) -> tuple[float, dict[str, float]]:
-    """The best (validation value, λ) among the first ``budget`` trials (maximised metric)."""
+def chosen(trials: list[tuple[float, dict[str, float]]], budget: int, by_mean: bool) -> tuple[float, dict[str, float]]:
+    """The (validation value, λ) the study answers with after its first ``budget`` trials (maximised metric): the
+    best trial, or ``by_mean`` the distinct λ set of the best mean (``storage.candidates``, as ``/best`` does)."""
     done = [t for t in trials[:budget] if t[0] == t[0]]
+    if by_mean:
+        top = ranked(group((i, lam, value, False) for i, (value, lam) in enumerate(done)), "maximize")[0]
+        return top.mean, dict(top.params)
     return max(done, key=lambda t: t[0])
 
 
@@ -136,8 +145,9 @@ def bench_workload(workload: str, args: argparse.Namespace, sink: Any) -> None:
     truth: Truth | None = None
     for algo in args.algorithms:
         name, _, startup = algo.partition(":")
+        name, re_, _ = name.partition("+re")
         for seed in range(args.study_seeds):
-            spec = study_spec(workload, name, budgets[-1], seed, args.epochs)
+            spec = study_spec(workload, name, budgets[-1], seed, args.epochs, reevaluate=bool(re_))
             prep = prepare(spec, "cpu")
             if truth is None:
                 truth = Truth(prepare(study_spec(workload, "random", 2, 0, args.epochs), "cpu"), args.fresh_seeds)
@@ -147,7 +157,7 @@ def bench_workload(workload: str, args: argparse.Namespace, sink: Any) -> None:
             line: dict[str, Any] = {"workload": workload, "algorithm": algo, "study_seed": seed,
                                     "search_s": round(search_s, 1), "budgets": {}}
             for b in budgets:
-                value, lambdas = chosen(trials, b)
+                value, lambdas = chosen(trials, b, by_mean=bool(re_))
                 true = truth(lambdas)
                 rows.setdefault(algo, {}).setdefault(b, []).append(true)
                 line["budgets"][b] = {"shown": value, "true": true, "lambdas": lambdas}
