@@ -13,6 +13,8 @@ optionally with a warm-up: ``median`` (the warm-up follows the epochs: ``tuner.s
         [--epochs 30] [--fresh-seeds 6] [--algorithm tpe]
 
 Prints one line per study and a table (mean ± se over study seeds; saved = 1 − setting ÷ none, per seed pair).
+CPU time (this process: the in-process worker, one torch thread) is wall time without the other processes of a
+shared machine; on an idle machine the two agree.
 Asserts nothing.
 """
 
@@ -60,14 +62,14 @@ def spec_doc(setting: str, seed: int, args: argparse.Namespace) -> dict[str, Any
 def run_study(doc: dict[str, Any]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as folder, Store(f"sqlite:///{folder}/p.db") as store:
         study = create_or_resume(store, parse_spec(doc))
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         Worker(store, config=WorkerConfig(poll_s=0.05)).run([study.name])
-        wall = time.perf_counter() - start
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu
         rows = store.trials(study.id)
         epochs = sum(len(store.epochs(study.id, t.number)) for t in rows)
         best = store.best_trial(study.id)
         assert best is not None
-        return {"wall_s": wall, "epochs": epochs, "pruned": sum(t.state == "pruned" for t in rows),
+        return {"wall_s": wall, "cpu_s": cpu, "epochs": epochs, "pruned": sum(t.state == "pruned" for t in rows),
                 "best": {k: float(v) for k, v in best.params.items()}, "shown": best.value}
 
 
@@ -94,24 +96,25 @@ def main() -> None:
             run = run_study(spec_doc(setting, seed, args))
             run["true"] = truth(run["best"])
             runs.setdefault(setting, []).append(run)
-            print(f"{setting:<12} seed {seed}: {run['wall_s']:6.1f} s, {run['epochs']:4d} epochs, "
+            print(f"{setting:<12} seed {seed}: {run['wall_s']:6.1f} s wall, {run['cpu_s']:6.1f} s CPU, "
+                  f"{run['epochs']:4d} epochs, "
                   f"{run['pruned']:2d} pruned, shown {100 * run['shown']:.1f}, true {100 * run['true']:.1f}, "
                   f"λ {({k: round(v, 2) for k, v in run['best'].items()})}", flush=True)
     base = runs.get("none")
     print(f"\nsynthetic, {args.algorithm}, {args.trials} trials × {args.epochs} epochs, {args.study_seeds} study seeds "
           f"({args.fresh_seeds} fresh seeds each for the true quality)")
-    print(f"{'setting':<12}{'wall s':>14}{'wall saved %':>14}{'epochs':>12}{'epochs saved %':>16}{'true %':>14}"
-          f"{'Δ true (pt)':>14}")
+    print(f"{'setting':<12}{'wall s':>9}{'wall saved %':>14}{'CPU s':>9}{'CPU saved %':>14}{'epochs':>8}"
+          f"{'epochs saved %':>16}{'true %':>14}{'Δ true (pt)':>14}")
+
+    def saved(rs: list[dict[str, Any]], key: str) -> str:
+        return mean_se([1 - r[key] / b[key] for r, b in zip(rs, base, strict=True)]) if base else "-"
+
     for setting, rs in runs.items():
-        wall, epochs, true = ([r[k] for r in rs] for k in ("wall_s", "epochs", "true"))
-        if base is not None:
-            saved_wall = [1 - r["wall_s"] / b["wall_s"] for r, b in zip(rs, base, strict=True)]
-            saved_epochs = [1 - r["epochs"] / b["epochs"] for r, b in zip(rs, base, strict=True)]
-            delta = [r["true"] - b["true"] for r, b in zip(rs, base, strict=True)]
-        else:
-            saved_wall = saved_epochs = delta = []
-        print(f"{setting:<12}{statistics.fmean(wall):>14.1f}{mean_se(saved_wall):>14}"
-              f"{statistics.fmean(epochs):>12.0f}{mean_se(saved_epochs):>16}{mean_se(true):>14}{mean_se(delta):>14}")
+        wall, cpu, epochs, true = ([r[k] for r in rs] for k in ("wall_s", "cpu_s", "epochs", "true"))
+        delta = mean_se([r["true"] - b["true"] for r, b in zip(rs, base, strict=True)]) if base else "-"
+        print(f"{setting:<12}{statistics.fmean(wall):>9.1f}{saved(rs, 'wall_s'):>14}{statistics.fmean(cpu):>9.1f}"
+              f"{saved(rs, 'cpu_s'):>14}{statistics.fmean(epochs):>8.0f}{saved(rs, 'epochs'):>16}{mean_se(true):>14}"
+              f"{delta:>14}")
 
 
 if __name__ == "__main__":
