@@ -11,6 +11,11 @@ optionally with a warm-up: ``median`` (the warm-up follows the epochs: ``tuner.s
 
     python bench/pruning.py [--settings none,median,median:2,hyperband] [--study-seeds 3] [--trials 30]
         [--epochs 30] [--fresh-seeds 6] [--algorithm tpe]
+    python bench/pruning.py --part overhead [--others 30] [--epochs 30]
+
+``--part overhead``: the cost of a pruning decision per epoch, against ``--others`` complete trials on a SQLite
+store: Optuna's ``trial.report`` + ``should_prune`` (one write transaction and a read of the study every epoch,
+the path before issue #18) against the worker's ``SnapshotPruner`` (in memory; values written with the epochs).
 
 Prints one line per study and a table (mean ± se over study seeds; saved = 1 − setting ÷ none, per seed pair).
 CPU time (this process: the in-process worker, one torch thread) is wall time without the other processes of a
@@ -73,6 +78,53 @@ def run_study(doc: dict[str, Any]) -> dict[str, Any]:
                 "best": {k: float(v) for k, v in best.params.items()}, "shown": best.value}
 
 
+def overhead(args: argparse.Namespace) -> None:
+    import threading
+
+    from tuner.execution.trials import StudyContext, TrialLease
+    from tuner.results import EpochMetrics
+    from tuner.search import make_backend
+
+    doc = spec_doc("median", 0, args)
+    doc["search"].update(n_trials=args.others + 2, controls=False, algorithm="random")
+    spec = parse_spec(doc)
+    with tempfile.TemporaryDirectory() as folder, Store(f"sqlite:///{folder}/o.db") as store:
+        record = create_or_resume(store, spec)
+        backend = make_backend(spec)
+        ctx = StudyContext(record, spec, backend, backend.sampler(0), backend.pruner())
+
+        def lease() -> TrialLease:
+            claim = store.claim_trial(record.id, "w", backend.suggest, sampler=ctx.sampler, pruner=ctx.pruner)
+            assert claim is not None
+            return TrialLease(store, ctx, claim, threading.Event(), heartbeat_s=600, flush_s=1.0)
+
+        def epoch(i: int) -> EpochMetrics:
+            return EpochMetrics(epoch=i, train_loss={"total": 1.0}, val_loss={"main": 1.0}, val_accuracy=0.9,
+                                seconds=0.0)
+
+        for _ in range(args.others):
+            done = lease()
+            for i in range(args.epochs):
+                done.reporter.on_epoch_end(epoch(i))
+            done.reporter.flush()
+            store.finish_trial(done.claim, "complete", 0.9)
+            done.end()
+        old, new = lease(), lease()
+        start = time.perf_counter()
+        for i in range(args.epochs):  # the path before: a write and a read of the whole study per epoch
+            store.report(old.claim, i + 1, 0.95)
+        old_s = (time.perf_counter() - start) / args.epochs
+        start = time.perf_counter()
+        for i in range(args.epochs):
+            new.reporter.on_epoch_end(epoch(i))
+        new.reporter.flush()
+        new_s = (time.perf_counter() - start) / args.epochs
+        old.end()
+        new.end()
+    print(f"per epoch, against {args.others} complete trials on SQLite: trial.report + should_prune "
+          f"{1000 * old_s:.2f} ms; SnapshotPruner (with the reporter's batched writes) {1000 * new_s:.2f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--settings", default="none,median,median:2,hyperband")
@@ -81,10 +133,15 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--fresh-seeds", type=int, default=6)
     parser.add_argument("--algorithm", default="tpe")
+    parser.add_argument("--part", choices=("quality", "overhead"), default="quality")
+    parser.add_argument("--others", type=int, default=30)
     args = parser.parse_args()
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     logging.getLogger("ax").setLevel(logging.ERROR)
+    if args.part == "overhead":
+        overhead(args)
+        return
     settings = [s for s in args.settings.split(",") if s]
     runs: dict[str, list[dict[str, Any]]] = {}
     truth = Truth(prepare(parse_spec(spec_doc("none", 0, args)), "cpu"), args.fresh_seeds)
