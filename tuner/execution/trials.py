@@ -26,7 +26,7 @@ from tuner.execution.faults import fail_study, finish, give_back, is_store_fault
 from tuner.execution.lease import Lease, LeaseAborted
 from tuner.execution.reporter import StoreReporter, StudyCancelled
 from tuner.results import TrialResult, trial_values
-from tuner.search import REEVALUATES_ATTR, SearchBackend, SnapshotPruner, first_pruning_step
+from tuner.search import REEVALUATES_ATTR, SearchBackend, SnapshotPruner, first_pruning_step, warmup_range
 from tuner.spec import StudySpec
 from tuner.spec.transfer import lambda_params
 
@@ -68,7 +68,8 @@ class TrialLease(Lease[TrialResult]):
         again = claim.trial is not None and REEVALUATES_ATTR in claim.trial.user_attrs
         pruning = None if spec.search.pruner.name == "none" or again else SnapshotPruner(
             ctx.pruner, claim.study_name, str(spec.objective.direction), claim.number,
-            partial(store.pruning_snapshot, claim), first_step=first_pruning_step(spec), refresh_s=flush_s)
+            partial(store.pruning_snapshot, claim), first_step=first_pruning_step(spec), refresh_s=flush_s,
+            last_warmup=0 if spec.search.pruner.name == "hyperband" else warmup_range(spec)[1])
         self.reporter = StoreReporter(store, claim, spec.objective.metric, self, pruning, flush_s=flush_s)
 
     def renew(self) -> bool:

@@ -12,7 +12,7 @@ from tuner.search._qmc import QMCBackend
 from tuner.search._random import RandomBackend
 from tuner.search._reevaluate import REEVALUATES_ATTR, reevaluation_due
 from tuner.search._registry import BACKENDS, make_backend
-from tuner.search._snapshot import WARMUP_FRACTION, SnapshotPruner, first_pruning_step, warmup_epochs
+from tuner.search._snapshot import SnapshotPruner, curve_warmup, first_pruning_step, warmup_epochs, warmup_range
 from tuner.search._tpe import TPEBackend
 
 __all__ = [
@@ -33,10 +33,11 @@ __all__ = [
     "SearchBackend",
     "SnapshotPruner",
     "TPEBackend",
-    "WARMUP_FRACTION",
+    "curve_warmup",
     "first_pruning_step",
     "make_backend",
     "pruning_step",
     "reevaluation_due",
     "warmup_epochs",
+    "warmup_range",
 ]

@@ -239,7 +239,8 @@ class SearchBackend(abc.ABC):
         - ``none``: never prunes.
         - ``median``: prunes a trial whose value at a step is worse than the median of earlier trials at that
           step, from 5 finished trials on, never before the warm-up is done: ``warmup_epochs`` epochs, by default
-          30 % of ``training.epochs`` (``tuner.search.warmup_epochs``).
+          until the study's curves have left their start, 2 epochs to half of ``training.epochs``
+          (``tuner.search.warmup_range``; the worker's ``SnapshotPruner`` applies the end).
         - ``hyperband``: resource = epochs, from 1 to ``training.epochs``, reduction factor 3
           (``warmup_epochs`` is not used: the brackets decide).
         - ``wilcoxon``: Optuna's pruner is meant for per-instance scores (one step per problem instance); we

@@ -116,8 +116,8 @@ class PrunerSpec(_Strict):
 
     name: Literal["none", "median", "hyperband", "wilcoxon"] = "none"
     warmup_epochs: int | None = Field(None, ge=0, le=limits.MAX_EPOCHS, description=(
-        "epochs before a trial may be pruned; default: 30 % of training.epochs, at least 2 "
-        "(tuner.search.warmup_epochs)"))
+        "epochs before a trial may be pruned; default: until the study's validation curves have left their start, "
+        "from 2 epochs to half of training.epochs (tuner.search.warmup_range)"))
 
 
 class ReevaluateSpec(_Strict):

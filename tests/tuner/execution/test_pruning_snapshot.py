@@ -9,7 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from optuna.trial import TrialState
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
@@ -18,7 +19,7 @@ from tuner.engine.callbacks.base import TrialPruned
 from tuner.execution.submit import create_or_resume
 from tuner.execution.trials import StudyContext, TrialLease
 from tuner.results import EpochMetrics
-from tuner.search import make_backend, warmup_epochs
+from tuner.search import curve_warmup, make_backend, warmup_range
 from tuner.spec import parse_spec
 
 EPOCHS = 10
@@ -64,8 +65,8 @@ def metrics(epoch: int, accuracy: float) -> EpochMetrics:
 def test_a_pruned_trial_writes_nothing_per_epoch_and_waits_for_the_warm_up(tmp_path: Path,
                                                                            writes: WriteCounter) -> None:
     spec = parse_spec(pruned_spec_doc())
-    warmup = warmup_epochs(spec)
-    assert warmup == 3  # 30 % of 10 epochs
+    assert warmup_range(spec) == (2, 5)  # the curves decide between 2 epochs and half of the 10
+    warmup = 3  # the complete trials' median curve has made half its rise at step 3
     with Store(f"sqlite:///{tmp_path / 'p.db'}") as store:
         record = create_or_resume(store, spec)
         backend = make_backend(spec)
@@ -76,12 +77,12 @@ def test_a_pruned_trial_writes_nothing_per_epoch_and_waits_for_the_warm_up(tmp_p
             assert claim is not None
             return TrialLease(store, ctx, claim, threading.Event(), heartbeat_s=600, flush_s=600)
 
-        for _ in range(5):  # the median pruner's 5 start-up trials: curves rising to 0.86
+        for _ in range(5):  # the median pruner's 5 start-up trials: curves rising to 0.8 by step 4, then flat
             done = lease()
             for epoch in range(EPOCHS):
-                done.reporter.on_epoch_end(metrics(epoch, 0.5 + 0.04 * epoch))
+                done.reporter.on_epoch_end(metrics(epoch, 0.5 + 0.1 * min(epoch, 3)))
             done.reporter.flush()
-            store.finish_trial(done.claim, "complete", 0.86)
+            store.finish_trial(done.claim, "complete", 0.8)
             done.end()
 
         bad = lease()  # at chance from the first epoch on
@@ -94,7 +95,7 @@ def test_a_pruned_trial_writes_nothing_per_epoch_and_waits_for_the_warm_up(tmp_p
                 pruned_at = epoch
                 break
             assert len(writes.writes) == before, f"epoch {epoch} wrote {writes.writes[before:]}"
-        # Not before the warm-up (a 2-epoch one pruned the eventual winner); at its end, at once.
+        # Not before the warm-up the curves set (a fixed 2-epoch one pruned the eventual winner); at its end, at once.
         assert pruned_at == warmup - 1
         assert bad.reporter.pruning is not None and bad.reporter.pruning.reads == 1
         flushed = writes.writes[before:]  # the one flush at the prune: epochs and reported values together
@@ -111,9 +112,20 @@ def test_a_pruned_trial_writes_nothing_per_epoch_and_waits_for_the_warm_up(tmp_p
 
 def test_the_warm_up_follows_the_epochs_unless_given() -> None:
     doc = pruned_spec_doc()
-    for epochs, expected in ((1, 1), (4, 2), (10, 3), (40, 12)):
+    for epochs, expected in ((1, (1, 1)), (4, (2, 2)), (10, (2, 5)), (40, (2, 20))):
         doc["training"]["epochs"] = epochs
-        assert warmup_epochs(parse_spec(doc)) == expected
-    assert warmup_epochs(parse_spec(pruned_spec_doc(warmup_epochs=0))) == 0
-    assert warmup_epochs(parse_spec(pruned_spec_doc(warmup_epochs=7))) == 7
+        assert warmup_range(parse_spec(doc)) == expected
+    assert warmup_range(parse_spec(pruned_spec_doc(warmup_epochs=0))) == (0, 0)
+    assert warmup_range(parse_spec(pruned_spec_doc(warmup_epochs=7))) == (7, 7)
 
+
+def test_the_warm_up_lasts_while_the_curves_sit_at_chance() -> None:
+    def trial(curve: list[float]) -> object:
+        return create_trial(value=curve[-1], params={"x": 0.5}, distributions={"x": FloatDistribution(0, 1)},
+                            intermediate_values=dict(enumerate(curve, start=1)))
+
+    at_chance_then_rising = [0.25] * 10 + [0.25 + 0.05 * i for i in range(1, 11)]  # at chance for 10 epochs of 20
+    assert curve_warmup([trial(at_chance_then_rising)] * 3, maximize=True) == 15  # half of its 0.5 rise
+    assert curve_warmup([trial([0.25, 0.7, 0.8, 0.8])] * 3, maximize=True) == 2
+    assert curve_warmup([trial([2.0, 1.9, 1.0, 0.9])] * 3, maximize=False) == 3  # a loss falls
+    assert curve_warmup([], maximize=True) is None
