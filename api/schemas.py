@@ -71,15 +71,27 @@ class StudyDetailPublic(StudyPublic):
         description="set while the study waits (queued, running) and no live worker can take it, with what to do")
 
 
+class EvaluationsPublic(BaseModel):
+    """How a re-evaluated answer (``search.reevaluate``) was measured."""
+
+    n: int = Field(description="evaluations of the best λ set, each on its own seed (value is their mean)")
+    trials: list[int] = Field(description="the trials that evaluated it")
+    values: list[float] = Field(description="their values, in trial order")
+    se: float | None = Field(description="standard error of the mean; null with one evaluation")
+
+
 class BestPublic(BaseModel):
     lambdas: dict[str, float] = Field(description="every aux task's λ, the fixed ones included")
-    value: float
+    value: float = Field(description="the best trial's value; with search.reevaluate, the best mean over seeds")
     trial: int
     metric: str
     direction: str
     confirmation: ConfirmationSummaryPublic | None = Field(
         None, exclude_if=lambda v: v is None,  # absent until a confirmation exists: the document stays as it was
         description="best λ vs the baseline over fresh seeds, once a confirmation was queued")
+    evaluations: EvaluationsPublic | None = Field(
+        None, exclude_if=lambda v: v is None,  # only a study with search.reevaluate
+        description="with search.reevaluate: the evaluations the mean is over")
     trunk_mode: str | None = Field(
         None, exclude_if=lambda v: v is None,  # only a study that searches the trunk mode has one
         description="the best trial's trunk mode (freeze, finetune, finetune_lower_lr) when the study searches it")

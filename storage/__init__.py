@@ -12,6 +12,7 @@ from storage._datasets import CHUNK_BYTES, DatasetRecord
 from storage._pareto import ParetoSize, ParetoTrial, dominates, non_dominated
 from storage._runs import RunClaim, RunPlan, RunRecord
 from storage._tokens import TokenRecord
+from storage.candidates import Candidate
 from storage.database import DEFAULT_URL, ENV_VAR, resolve_url
 from storage.errors import (
     ArtifactNotFound,
@@ -55,6 +56,7 @@ __all__ = [
     "STUDY_STATUSES",
     "TRIAL_STATES",
     "BestTrial",
+    "Candidate",
     "Claim",
     "DatasetNotFound",
     "DatasetRecord",

@@ -6,13 +6,16 @@ so a worker whose lease expired (and whose trial was requeued) cannot write anyt
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import optuna
-from sqlalchemy import delete, select, update
+from optuna.storages._rdb.models import TrialIntermediateValueModel, TrialSystemAttributeModel
+from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from storage._core import StoreCore, json_safe
@@ -62,15 +65,25 @@ class LeaseOps(StoreCore):
         """
         self.record_epochs(claim, [(epoch, metrics)])
 
-    def record_epochs(self, claim: Claim, epochs: Sequence[tuple[int, Mapping[str, Any]]]) -> None:
+    def record_epochs(
+        self,
+        claim: Claim,
+        epochs: Sequence[tuple[int, Mapping[str, Any]]],
+        intermediate: Sequence[tuple[int, float]] = (),
+        system_attrs: Mapping[str, Any] | None = None,
+    ) -> None:
         """Store several epochs in one transaction (workers batch short epochs); renews the heartbeat.
 
-        Raises ``LeaseLost`` (and stores nothing) if the lease is no longer current.
+        ``intermediate`` (step, value) pairs go to Optuna's ledger in the same transaction, as ``trial.report``
+        would have written them one transaction each, and ``system_attrs`` (what a pruner set on the trial,
+        e.g. successive halving's rungs) likewise: a pruner deciding in memory (``tuner.search.SnapshotPruner``)
+        costs no write of its own. Raises ``LeaseLost`` (and stores nothing) if the lease is no longer current.
         """
-        if not epochs:
+        if not epochs and not intermediate and not system_attrs:
             return
         with self.session("recording epochs") as session:
             self._renew(session, claim)
+            self._write_optuna_reports(session, claim.optuna_trial_id, intermediate, system_attrs or {})
             numbers = [e for e, _ in epochs]
             existing = {row.epoch: row for row in session.scalars(select(EpochModel).where(
                 EpochModel.trial_id == claim.trial_row_id, EpochModel.attempt == claim.attempt,
@@ -85,6 +98,38 @@ class LeaseOps(StoreCore):
                     existing[epoch] = row
                 else:
                     row.metrics = json_safe(dict(metrics))
+
+        live = claim.trial
+        if live is not None and intermediate:  # what ``tell_live`` reads a pruned trial's value from
+            live._cached_frozen_trial.intermediate_values.update(dict(intermediate))
+
+    @staticmethod
+    def _write_optuna_reports(session: Session, trial_id: int, intermediate: Sequence[tuple[int, float]],
+                              system_attrs: Mapping[str, Any]) -> None:
+        """Optuna's rows for reported values and trial attributes, replaced in our transaction."""
+        if intermediate:
+            values = dict(intermediate)
+            table = TrialIntermediateValueModel.__table__
+            session.execute(delete(table).where(table.c.trial_id == trial_id, table.c.step.in_(list(values))))
+            rows = []
+            for step, value in values.items():
+                stored, kind = TrialIntermediateValueModel.intermediate_value_to_stored_repr(float(value))
+                rows.append({"trial_id": trial_id, "step": step, "intermediate_value": stored,
+                             "intermediate_value_type": kind})
+            session.execute(insert(table), rows)
+        if system_attrs:
+            attrs = TrialSystemAttributeModel.__table__
+            session.execute(delete(attrs).where(attrs.c.trial_id == trial_id, attrs.c.key.in_(list(system_attrs))))
+            session.execute(insert(attrs), [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)}
+                                            for k, v in system_attrs.items()])
+
+    def pruning_snapshot(self, claim: Claim) -> list[FrozenTrial]:
+        """The study's COMPLETE and PRUNED trials as Optuna holds them, with their reported values: one read and no
+        write, what a pruner decides against in memory (``tuner.search.SnapshotPruner``). Do not modify them."""
+        study = claim.trial.study if claim.trial is not None else self._plain_study(claim)
+        with self._optuna_errors("reading the trials a pruner compares with"):
+            return study._storage.get_all_trials(study._study_id, deepcopy=False,
+                                                 states=(TrialState.COMPLETE, TrialState.PRUNED))
 
     def record_sanity(self, claim: Claim, result: Mapping[str, Any]) -> None:
         """Store the sanity gate's outcome: ``result`` has ``passed``, ``reason`` and any figures (e.g.

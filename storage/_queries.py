@@ -10,6 +10,7 @@ from sqlalchemy.orm import aliased
 
 from storage._core import StoreCore, as_utc, utcnow
 from storage._ledger import trial_record
+from storage.candidates import Candidate, group, ranked
 from storage.errors import StoreError, StudyNotFound
 from storage.models import EpochModel, RunModel, SanityModel, StudyModel, TrialModel, WorkerModel
 from storage.records import (
@@ -73,6 +74,17 @@ class QueryOps(StoreCore):
                 return None
             return BestTrial(study_id=study_id, number=row.number, params=dict(row.params), value=row.value,
                              direction=direction)
+
+    def ranked_candidates(self, study_id: int) -> list[Candidate]:
+        """The study's distinct λ sets with a complete trial, best mean first (``storage.candidates``): trials
+        with identical params are one candidate. One read of every complete trial's number, params and value."""
+        with self.session("ranking the candidates") as session:
+            directions = session.scalar(select(StudyModel.directions).where(StudyModel.id == study_id))
+            if directions is None:
+                raise StudyNotFound(f"no study with id {study_id}")
+            rows = session.execute(select(TrialModel.number, TrialModel.params, TrialModel.value).where(
+                TrialModel.study_id == study_id, TrialModel.state == "complete")).all()
+        return ranked(group((r.number, dict(r.params), r.value, False) for r in rows), directions[0])
 
     def epochs(self, study_id: int, number: int, attempt: int | None = None) -> list[EpochRecord]:
         """Per-epoch metrics of a trial, of ``attempt`` (default: the trial's current attempt)."""

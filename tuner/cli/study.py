@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from tuner.spec import StudySpec
 
 #: The keys of ``best``'s document in the order it prints them, after ``study``.
-BEST_KEYS = ("lambdas", "value", "trial", "metric", "direction", "trunk_mode", "confirmation")
+BEST_KEYS = ("lambdas", "value", "trial", "metric", "direction", "trunk_mode", "confirmation", "evaluations")
 
 
 def run(
@@ -285,8 +285,11 @@ def best(
     if as_json:
         print(json.dumps(doc))
         return
+    evaluated = top.get("evaluations")
+    over = "" if not evaluated else (f", the mean of {evaluated['n']} evaluations (trials "
+                                     f"{', '.join(map(str, evaluated['trials']))})")
     console.print(f"study {name}: best {doc['metric']} = {doc['value']:.4f} ({doc['direction']}) "
-                  f"at trial {doc['trial']}, λ = {doc['lambdas']}")
+                  f"at trial {doc['trial']}{over}, λ = {doc['lambdas']}")
     if verdict is not None:
         console.print(verdict, highlight=False, soft_wrap=True)
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from storage import Claim, Store
 from tuner.engine.callbacks.base import TrainStep, TrialCallback, TrialPruned
 from tuner.execution.lease import Lease, LeaseAborted
 from tuner.execution.study_watch import DELETED, STUDY_CHECK_S, StudyWatch
 from tuner.results import EpochMetrics, SanityResult
-from tuner.search import pruning_step
+from tuner.search import SnapshotPruner, pruning_step
 
 
 class StudyCancelled(LeaseAborted):
@@ -21,24 +22,30 @@ class StoreReporter(TrialCallback):
     paused or cancelled study.
 
     Epochs are written in batches, at most every ``flush_s`` seconds and before the trial is reported: a
-    transaction per epoch would cost more than a short epoch itself. With a pruner, each epoch's objective
-    goes to Optuna at once, as the pruner needs it to decide. The study's status is read at most every
-    ``study_check_s`` seconds (between gate steps and epochs), so ``POST /cancel`` or ``/pause`` stops a long
-    trial within about that time instead of after its last epoch.
+    transaction per epoch would cost more than a short epoch itself. With a pruner (``pruning``), each epoch's
+    objective is decided on in memory against a snapshot of the other trials (``SnapshotPruner``, read at most
+    every ``flush_s``) and goes to Optuna's ledger with the batched epochs: pruning adds no write. The study's
+    status is read at most every ``study_check_s`` seconds (between gate steps and epochs), so ``POST /cancel``
+    or ``/pause`` stops a long trial within about that time instead of after its last epoch.
     """
 
-    def __init__(self, store: Store, claim: Claim, metric: str, lease: Lease, prunes: bool, flush_s: float = 1.0,
-                 study_check_s: float = STUDY_CHECK_S):
+    def __init__(self, store: Store, claim: Claim, metric: str, lease: Lease, pruning: SnapshotPruner | None,
+                 flush_s: float = 1.0, study_check_s: float = STUDY_CHECK_S):
         self.store, self.claim, self.metric, self.lease = store, claim, metric, lease
-        self.prunes, self.flush_s = prunes, flush_s
+        self.pruning, self.flush_s = pruning, flush_s
         self.study = StudyWatch(store, claim.study_id, "running", study_check_s)
         self._pending: list[tuple[int, dict]] = []
+        self._reported: list[tuple[int, float]] = []
+        self._attrs_written: dict[str, Any] = {}
         self._flushed_at = time.monotonic()
 
     def flush(self) -> None:
-        if self._pending:
-            self.store.record_epochs(self.claim, self._pending)
-            self._pending = []
+        attrs = {} if self.pruning is None else {k: v for k, v in self.pruning.system_attrs.items()
+                                                 if self._attrs_written.get(k, self) != v}
+        if self._pending or self._reported or attrs:
+            self.store.record_epochs(self.claim, self._pending, self._reported, attrs)
+            self._pending, self._reported = [], []
+            self._attrs_written.update(attrs)
         self._flushed_at = time.monotonic()
 
     def _check(self) -> None:
@@ -66,8 +73,13 @@ class StoreReporter(TrialCallback):
         # A shallow copy (each field is a float or a flat dict): ``dataclasses.asdict`` took 30 µs an epoch.
         self._pending.append((metrics.epoch, {k: dict(v) if isinstance(v, dict) else v
                                               for k, v in vars(metrics).items()}))
-        if time.monotonic() - self._flushed_at >= self.flush_s:
-            self.flush()
         value = metrics.objective(self.metric)
-        if self.prunes and value == value and self.store.report(self.claim, pruning_step(metrics.epoch), value):
+        pruned = False
+        if self.pruning is not None and value == value:
+            step = pruning_step(metrics.epoch)
+            self._reported.append((step, value))
+            pruned = self.pruning.should_prune(step, value)
+        if pruned or time.monotonic() - self._flushed_at >= self.flush_s:
+            self.flush()
+        if pruned:
             raise TrialPruned

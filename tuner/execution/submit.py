@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from storage import Store, StudyRecord
+from storage import Store, StudyNotFound, StudyRecord
 from tuner.search import SearchBackend, make_backend
 from tuner.spec import StudySpec
 from tuner.spec.references import MayUse, check_references
+from tuner.spec.stored import keep_stored_defaults
 
 
 def spec_document(spec: StudySpec, references: Mapping[str, str] | None = None) -> dict:
@@ -40,7 +41,14 @@ def store_study(store: Store, spec: StudySpec, backend: SearchBackend, owner: st
                 references: Mapping[str, str] | None = None) -> StudyRecord:
     """The store's study for ``spec`` (created with its budget and controls first, or the existing one of the
     same name and spec); raises ``StudyConflict`` for the same name with another definition. ``references``: see
-    ``spec_document``."""
+    ``spec_document``.
+
+    A field whose default changed since the study was stored, left out of ``spec``, keeps its stored value
+    (``keep_stored_defaults``): the spec file that made the study resumes it."""
+    try:
+        spec = keep_stored_defaults(spec, store.get_study(spec.name).spec)
+    except StudyNotFound:
+        pass
     return store.create_or_resume_study(spec.name, spec_document(spec, references), spec.objective.directions(),
                                         backend.max_trials(), enqueue=backend.controls(), owner=owner)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from storage import Claim, Store, StudyRecord
@@ -26,7 +27,7 @@ from tuner.execution.faults import fail_study, finish, give_back, is_store_fault
 from tuner.execution.lease import Lease, LeaseAborted
 from tuner.execution.reporter import StoreReporter, StudyCancelled
 from tuner.results import TrialResult, trial_values
-from tuner.search import SearchBackend
+from tuner.search import REEVALUATES_ATTR, SearchBackend, SnapshotPruner, first_pruning_step, warmup_range
 from tuner.spec import StudySpec
 from tuner.spec.transfer import lambda_params
 
@@ -63,8 +64,14 @@ class TrialLease(Lease[TrialResult]):
         self.store, self.ctx, self.claim = store, ctx, claim
         super().__init__(stop, heartbeat_s, f"trial {claim.number} of {claim.study_name}")
         #: Writes the trial's sanity result and epochs to the store and asks the pruner.
-        self.reporter = StoreReporter(store, claim, ctx.spec.objective.metric, self,
-                                      prunes=ctx.spec.search.pruner.name != "none", flush_s=flush_s)
+        spec = ctx.spec
+        # A re-evaluation (``search.reevaluate``) measures a leader on one more seed: it is never pruned.
+        again = claim.trial is not None and REEVALUATES_ATTR in claim.trial.user_attrs
+        pruning = None if spec.search.pruner.name == "none" or again else SnapshotPruner(
+            ctx.pruner, claim.study_name, str(spec.objective.direction), claim.number,
+            partial(store.pruning_snapshot, claim), first_step=first_pruning_step(spec), refresh_s=flush_s,
+            last_warmup=0 if spec.search.pruner.name == "hyperband" else warmup_range(spec)[1])
+        self.reporter = StoreReporter(store, claim, spec.objective.metric, self, pruning, flush_s=flush_s)
 
     def renew(self) -> bool:
         return self.store.heartbeat(self.claim)

@@ -10,13 +10,16 @@ from tuner.search._grid import GridBackend, LambdaGridSampler
 from tuner.search._multi import NSGA2Backend, NSGA3Backend
 from tuner.search._qmc import QMCBackend
 from tuner.search._random import RandomBackend
+from tuner.search._reevaluate import REEVALUATES_ATTR, reevaluation_due
 from tuner.search._registry import BACKENDS, make_backend
+from tuner.search._snapshot import SnapshotPruner, curve_warmup, first_pruning_step, warmup_epochs, warmup_range
 from tuner.search._tpe import TPEBackend
 
 __all__ = [
     "AX_INIT_TRIALS",
     "BACKENDS",
     "CONTROL_ATTR",
+    "REEVALUATES_ATTR",
     "AxBackend",
     "AxSampler",
     "CmaEsBackend",
@@ -28,7 +31,13 @@ __all__ = [
     "QMCBackend",
     "RandomBackend",
     "SearchBackend",
+    "SnapshotPruner",
     "TPEBackend",
+    "curve_warmup",
+    "first_pruning_step",
     "make_backend",
     "pruning_step",
+    "reevaluation_due",
+    "warmup_epochs",
+    "warmup_range",
 ]

@@ -249,10 +249,12 @@ class AxBackend(SearchBackend):
     algorithm = "ax"
     categorical = False
     requires = ("ax",)
+    startup_trials = AX_INIT_TRIALS
 
     def sampler(self, stream: int = 0) -> BaseSampler:
         # The seed already varies per trial number, which parallel workers never share.
         objective = self.spec.objective
         space = {k: d for k, d in self.search_space().items() if isinstance(d, FloatDistribution)}  # λ only here
         return AxSampler(space, metric=objective.metric,
-                         metrics=objective.metrics() if objective.multi else None, seed=self._seed())
+                         metrics=objective.metrics() if objective.multi else None, seed=self._seed(),
+                         init_trials=self.startup_trials or 1)

@@ -27,6 +27,8 @@ from optuna.pruners import BasePruner
 from optuna.samplers import BaseSampler
 from optuna.trial import BaseTrial, Trial
 
+from tuner.search._reevaluate import REEVALUATES_ATTR, reevaluation_due
+from tuner.search._snapshot import warmup_epochs
 from tuner.spec import AuxTaskSpec, SpecError, StudySpec
 from tuner.spec.transfer import TRUNK_MODE_PARAM
 
@@ -87,6 +89,10 @@ class SearchBackend(abc.ABC):
     #: Whether the sampler searches a categorical dimension (the trunk mode) next to the λ.
     categorical: ClassVar[bool] = True
 
+    #: Random (or space-filling) trials before the model takes over, controls included; None where the
+    #: algorithm has no start-up phase. A bench may set it on an instance to compare start-ups.
+    startup_trials: int | None = None
+
     def __init__(self, spec: StudySpec) -> None:
         self.spec = spec
         self._searched = spec.searched_tasks()
@@ -96,6 +102,12 @@ class SearchBackend(abc.ABC):
                 "trunk.mode",
                 f"{self.algorithm!r} searches continuous λ only and cannot search the trunk mode; choose tpe, "
                 "random, grid, gp, nsga2 or nsga3, or give one mode",
+            )])
+        if spec.search.reevaluate is not None and spec.objective.multi:
+            raise SpecError([(
+                "search.reevaluate",
+                "re-evaluation ranks one objective's mean; a multi-objective study answers with its Pareto front: "
+                "drop search.reevaluate or objective.also",
             )])
         if not self._searched and not self._modes:
             raise SpecError([(
@@ -152,7 +164,9 @@ class SearchBackend(abc.ABC):
     def suggest(self, trial: Trial) -> dict[str, Any]:
         """Give ``trial`` its searched λ through ``trial.suggest_float`` (an enqueued or requeued trial gets
         its stored values back) and return every aux task's λ (and a searched ``trunk_mode``): the store's
-        ``SuggestFn`` for claims."""
+        ``SuggestFn`` for claims. With ``search.reevaluate``, a new trial may instead repeat a leading candidate's
+        λ (``tuner.search._reevaluate``): then the sampler is not asked."""
+        self._maybe_reevaluate(trial)
         for name, dist in self.search_space().items():
             if isinstance(dist, FloatDistribution):
                 trial.suggest_float(name, dist.low, dist.high, log=dist.log)
@@ -160,6 +174,20 @@ class SearchBackend(abc.ABC):
         if self._modes:
             out[TRUNK_MODE_PARAM] = trial.suggest_categorical(TRUNK_MODE_PARAM, self._modes)
         return out
+
+    def _maybe_reevaluate(self, trial: Trial) -> None:
+        cfg = self.spec.search.reevaluate
+        if cfg is None or trial.params or trial._fixed_params:  # a requeued or enqueued trial keeps its λ
+            return
+        due = reevaluation_due(trial.study.get_trials(deepcopy=False), cfg, self.max_trials(),
+                               str(self.spec.objective.direction))
+        if due is None:
+            return
+        number, params = due
+        # As ``enqueue_trial`` fixes a waiting trial's λ: ``suggest_*`` answers with them, the sampler is not asked.
+        trial._fixed_params = dict(params)
+        trial.storage.set_trial_system_attr(trial._trial_id, "fixed_params", dict(params))
+        trial.set_user_attr(REEVALUATES_ATTR, number)
 
     def lambdas_of(self, trial: BaseTrial) -> dict[str, float]:
         """Every aux task's λ for ``trial``: the searched ones from its params, the others from the spec."""
@@ -210,20 +238,24 @@ class SearchBackend(abc.ABC):
 
         - ``none``: never prunes.
         - ``median``: prunes a trial whose value at a step is worse than the median of earlier trials at that
-          step, from 5 finished trials on, never before ``warmup_epochs`` epochs are done.
+          step, from 5 finished trials on, never before the warm-up is done: ``warmup_epochs`` epochs, by default
+          until the study's curves have left their start, 2 epochs to half of ``training.epochs``
+          (``tuner.search.warmup_range``; the worker's ``SnapshotPruner`` applies the end).
         - ``hyperband``: resource = epochs, from 1 to ``training.epochs``, reduction factor 3
           (``warmup_epochs`` is not used: the brackets decide).
         - ``wilcoxon``: Optuna's pruner is meant for per-instance scores (one step per problem instance); we
           report one step per epoch, so it pairs the trial's validation curve with the best trial's, epoch by
           epoch, and prunes when a Wilcoxon signed-rank test (p < 0.1) says the curve is below the best one.
           Epochs are not independent instances, so read the p-value as a heuristic, not a calibrated test.
-          Pruning starts after ``warmup_epochs`` epochs (and never before 2, which the test needs).
+          Pruning starts after the warm-up (and never before 2 epochs, which the test needs).
+
+        A worker asks it through ``SnapshotPruner``: in memory, with no write per epoch.
         """
         cfg = self.spec.search.pruner
         if cfg.name == "none":
             return optuna.pruners.NopPruner()
         if cfg.name == "median":
-            return optuna.pruners.MedianPruner(n_warmup_steps=cfg.warmup_epochs)
+            return optuna.pruners.MedianPruner(n_warmup_steps=warmup_epochs(self.spec))
         if cfg.name == "hyperband":
             return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=self.spec.training.epochs)
         if cfg.name == "wilcoxon":
@@ -231,7 +263,7 @@ class SearchBackend(abc.ABC):
             if missing:
                 raise SpecError([("search.pruner.name", "'wilcoxon' needs scipy: pip install scipy")])
             with quiet_experimental():
-                return optuna.pruners.WilcoxonPruner(n_startup_steps=cfg.warmup_epochs)
+                return optuna.pruners.WilcoxonPruner(n_startup_steps=max(2, warmup_epochs(self.spec)))
         raise SpecError([("search.pruner.name", f"unknown pruner {cfg.name!r}; allowed: none, median, "
                           "hyperband, wilcoxon")])
 

@@ -17,6 +17,7 @@ from tuner.spec.blocks import (
     ObjectiveSpec,
     PopulationSpec,
     PrunerSpec,
+    ReevaluateSpec,
     SanitySpec,
     SearchSpec,
     TrainingSpec,
@@ -29,7 +30,8 @@ from tuner.spec.study import StudySpec
 
 __all__ = [
     "ALGORITHMS", "LOSSES", "METRIC_DIRECTIONS", "PRUNERS", "WEIGHTINGS", "AffinitySpec", "ArmSpec", "AuxTaskSpec",
-    "ConfirmSpec", "LambdaSpec", "LoaderSpec", "ObjectiveSpec", "PopulationSpec", "PrunerSpec", "SanitySpec",
+    "ConfirmSpec", "LambdaSpec", "LoaderSpec", "ObjectiveSpec", "PopulationSpec", "PrunerSpec", "ReevaluateSpec",
+    "SanitySpec",
     "SearchSpec", "SpecError", "StudySpec", "TrainingSpec", "WorkloadSpec", "format_validation_error", "load_spec",
     "parse_spec", "primary_metric", "stored_spec",
 ]

@@ -41,6 +41,10 @@ class _Strict(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
     added_later: ClassVar[tuple[str, ...]] = ()
+    #: Fields whose default changed after studies were stored with the old one written out: field → old default.
+    #: A resubmitted spec that leaves such a field out takes the stored value when it is the old default
+    #: (``tuner.spec.study.keep_stored_defaults``), so ``auxtune run spec.yaml`` resumes instead of conflicting.
+    changed_defaults: ClassVar[dict[str, Any]] = {}
 
     @model_serializer(mode="wrap")
     def _omit_added_at_default(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -108,12 +112,30 @@ class WorkloadSpec(_Strict):
 
 
 class PrunerSpec(_Strict):
+    changed_defaults = {"warmup_epochs": 2}
+
     name: Literal["none", "median", "hyperband", "wilcoxon"] = "none"
-    warmup_epochs: int = Field(2, ge=0, le=limits.MAX_EPOCHS)
+    warmup_epochs: int | None = Field(None, ge=0, le=limits.MAX_EPOCHS, description=(
+        "epochs before a trial may be pruned; default: until the study's validation curves have left their start, "
+        "from 2 epochs to half of training.epochs (tuner.search.warmup_range)"))
+
+
+class ReevaluateSpec(_Strict):
+    """Noise-aware selection (``tuner.search.reevaluation_due``): the leading λ sets are trained again on more seeds
+    during the search, and the study's answer is the best mean."""
+
+    top_k: int = Field(3, ge=1, le=limits.MAX_REEVALUATE_TOP_K, description="leading λ sets to re-evaluate")
+    seeds: int = Field(3, ge=2, le=limits.MAX_REEVALUATE_SEEDS,
+                       description="evaluations of each leading λ set, the first included (each on its own seed)")
 
 
 class SearchSpec(_Strict):
-    algorithm: Literal["tpe", "gp", "cmaes", "qmc", "random", "grid", "ax", "nsga2", "nsga3"] = "tpe"
+    added_later = ("reevaluate",)
+    changed_defaults = {"algorithm": "tpe"}
+
+    algorithm: Literal["auto", "tpe", "gp", "cmaes", "qmc", "random", "grid", "ax", "nsga2", "nsga3"] = Field(
+        "auto", description="'auto' (the default): gp on a small λ space, else tpe (tuner.spec.study."
+                            "default_algorithm); stored as the algorithm it resolved to")
     n_trials: int = Field(30, gt=0, le=limits.MAX_TRIALS)
     seed: limits.Seed = 0
     controls: bool = Field(True, description="enqueue λ=0 (baseline) and λ=1 (equal weights) first")
@@ -121,6 +143,8 @@ class SearchSpec(_Strict):
     pruner: PrunerSpec = Field(default_factory=PrunerSpec)
     max_parallel: int = Field(0, ge=0, le=limits.MAX_PARALLEL,
                               description="most trials running at once; 0 = no limit")
+    reevaluate: ReevaluateSpec | None = Field(None, description=(
+        "re-run the leading λ sets on more seeds during the search (counted in n_trials) and rank by the mean"))
 
 
 class LoaderSpec(_Strict):

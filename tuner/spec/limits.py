@@ -47,6 +47,9 @@ MIN_TEMPERATURE, MAX_TEMPERATURE = 0.01, 100.0
 MAX_GRADNORM_ALPHA = 10.0
 MAX_AFFINITY_EVERY = 1_000_000
 MAX_PARALLEL = 10_000
+#: ``search.reevaluate``: leading λ sets re-run, and evaluations of each (the cost counts in n_trials).
+MAX_REEVALUATE_TOP_K = 20
+MAX_REEVALUATE_SEEDS = 20
 MAX_AUX_TASKS = 64
 #: A DataLoader's worker processes (``training.loader.num_workers``) and the batches each reads ahead.
 MAX_LOADER_WORKERS = 64

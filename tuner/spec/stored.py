@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic import BaseModel
+
 from tuner.spec.blocks import ObjectiveSpec
 from tuner.spec.checks import check_runnable
 from tuner.spec.errors import SpecError
@@ -40,3 +42,33 @@ def primary_metric(doc: Mapping[str, Any]) -> str:
     if not isinstance(objective, Mapping):
         return DEFAULT_METRIC
     return str(objective.get("metric", DEFAULT_METRIC))
+
+
+def keep_stored_defaults(spec: StudySpec, doc: Mapping[str, Any]) -> StudySpec:
+    """``spec`` resubmitted for the study stored as ``doc``: a field whose default changed since (a block's
+    ``changed_defaults``), left out of the resubmitted spec, takes the stored value when that is the old default.
+
+    So a spec file written before the change resumes its study instead of conflicting with it; a new study, or a
+    spec that writes the field, gets what it says.
+    """
+    kept = _keep(spec, doc)
+    assert isinstance(kept, StudySpec)
+    return kept
+
+
+def _keep(model: BaseModel, doc: Any) -> BaseModel:
+    if not isinstance(doc, Mapping):
+        return model
+    fields = type(model).model_fields
+    update: dict[str, Any] = {}
+    for name, old in getattr(model, "changed_defaults", {}).items():
+        key = fields[name].alias or name
+        if name not in model.model_fields_set and key in doc and doc[key] == old and getattr(model, name) != old:
+            update[name] = old
+    for name, field in fields.items():
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            kept = _keep(value, doc.get(field.alias or name))
+            if kept is not value:
+                update[name] = kept
+    return model.model_copy(update=update) if update else model

@@ -14,6 +14,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from tuner.spec import limits
@@ -34,6 +35,19 @@ from tuner.spec.errors import SpecError, format_validation_error
 from tuner.spec.objectives import aux_task_of
 from tuner.spec.transfer import TRUNK_MODE_PARAM, ArtifactsSpec, TrunkSpec
 
+#: ``search.algorithm: auto`` picks ``gp`` up to this many searched dimensions (λ, and a searched trunk mode) and
+#: this many trials, else ``tpe``: on small λ spaces GP's choice was the best or level with the best in
+#: ``bench/search_quality.py`` (README, "Choosing the algorithm"), and its per-ask cost grows with the trials.
+GP_MAX_DIMENSIONS = 8
+GP_MAX_TRIALS = 1000
+
+
+def default_algorithm(spec: StudySpec) -> str:
+    """What ``search.algorithm: auto`` runs for ``spec``: ``gp`` on a small single-objective λ space, else ``tpe``."""
+    dims = len(spec.searched_tasks()) + (1 if spec.trunk is not None and spec.trunk.searched else 0)
+    small = dims <= GP_MAX_DIMENSIONS and spec.search.n_trials <= GP_MAX_TRIALS
+    return "gp" if small and not spec.objective.multi else "tpe"
+
 
 class StudySpec(_Strict):
     """A whole λ study: workload, aux tasks and their λ bounds, search, training, objective."""
@@ -53,6 +67,14 @@ class StudySpec(_Strict):
     population: PopulationSpec = Field(default_factory=PopulationSpec)
     trunk: TrunkSpec | None = Field(None, description="start the trunk from a saved trial's model")
     artifacts: ArtifactsSpec = Field(default_factory=ArtifactsSpec)
+
+    @model_validator(mode="after")
+    def _resolve_auto_algorithm(self) -> StudySpec:
+        # Set beside pydantic's bookkeeping: the field stays "not given", so ``keep_stored_defaults`` knows that
+        # a resubmitted spec file left the algorithm to the default.
+        if self.search.algorithm == "auto":
+            object.__setattr__(self.search, "algorithm", default_algorithm(self))
+        return self
 
     @field_validator("arms", mode="before")
     @classmethod

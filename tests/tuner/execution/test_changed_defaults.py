@@ -1,0 +1,46 @@
+"""Defaults changed by issue #18 (``search.algorithm``: auto, ``pruner.warmup_epochs``: follows the epochs) apply
+to new studies, and a study stored with the old defaults written out resumes from the spec file that made it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from storage import Store, StudyConflict
+from tuner.execution.submit import create_or_resume
+from tuner.spec import parse_spec
+from tuner.spec.study import GP_MAX_DIMENSIONS, validate_structure
+
+
+def spec_doc(n_tasks: int = 2, **search: object) -> dict:
+    names = ["helpful", "neutral", *(f"t{i}" for i in range(n_tasks))][:n_tasks]
+    return {
+        "name": "old",
+        "workload": {"name": "synthetic", "params": {"n_train": 64, "n_val": 64, "n_test": 64}},
+        "aux_tasks": [{"name": n, "loss": "bce"} for n in names],
+        "search": {"n_trials": 8, "pruner": {"name": "median"}, **search},
+    }
+
+
+def test_auto_is_gp_on_a_small_lambda_space_and_tpe_otherwise() -> None:
+    assert validate_structure(spec_doc()).search.algorithm == "gp"
+    assert validate_structure(spec_doc(GP_MAX_DIMENSIONS + 1)).search.algorithm == "tpe"
+    assert validate_structure(spec_doc(n_trials=5000)).search.algorithm == "tpe"
+    assert validate_structure(spec_doc(algorithm="random")).search.algorithm == "random"
+    stored = validate_structure(spec_doc(algorithm="auto")).model_dump(mode="json", by_alias=True)
+    assert stored["search"]["algorithm"] == "gp"  # stored as what it resolved to: the digest is deterministic
+
+
+def test_a_study_stored_with_the_old_defaults_resumes_from_its_spec_file(tmp_path: Path) -> None:
+    doc = spec_doc()
+    with Store(f"sqlite:///{tmp_path / 'o.db'}") as store:
+        old = parse_spec(doc).model_dump(mode="json", by_alias=True)
+        old["search"]["algorithm"] = "tpe"  # as every study stored before the defaults changed
+        old["search"]["pruner"]["warmup_epochs"] = 2
+        first = store.create_or_resume_study("old", old, ["maximize"], 8)
+        assert create_or_resume(store, parse_spec(doc)).id == first.id  # the same spec file resumes it
+        assert store.get_study("old").spec == old
+        for other in ({"algorithm": "gp"}, {"pruner": {"name": "median", "warmup_epochs": 5}}):
+            with pytest.raises(StudyConflict):  # a spec that says otherwise is another study
+                create_or_resume(store, parse_spec(spec_doc(**other)))
