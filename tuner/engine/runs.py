@@ -54,8 +54,10 @@ def execute_run(prep: PreparedStudy, kind: str, params: dict[str, Any], seed: in
     """Train one run; returns ``(state, val value, test value, result document, reason)``.
 
     ``kind`` ``weighting`` trains with the learned weighting ``params`` describes (an ``ArmSpec``); the other
-    kinds train with the fixed λ set ``params``.
+    kinds train with the fixed λ set ``params``. Keys starting with ``@`` describe the confirmation (its design,
+    the split seed the caller already built ``prep`` with) and are left out here.
     """
+    params = {k: v for k, v in params.items() if not k.startswith("@")}
     spec = prep.spec
     confusion = ConfusionRecorder(prep.data.test, prep.data.n_classes)
     extra: list[TrialCallback] = [confusion]
@@ -71,6 +73,7 @@ def execute_run(prep: PreparedStudy, kind: str, params: dict[str, Any], seed: in
     doc = result.to_dict()
     doc["confusion"] = confusion.matrix
     doc["class_names"] = list(prep.data.class_names)
+    doc["n_train"], doc["n_test"] = len(prep.data.train), len(prep.data.test)  # the resampled t-test's correction
     if weighting is not None:
         doc["weighting"] = weighting.summary()
     val, test = result.value, test_value(result, spec.objective.metric)
