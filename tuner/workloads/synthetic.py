@@ -1,9 +1,9 @@
 """``synthetic``: generated data with a known ground truth about which aux task helps.
 
-Generation (deterministic by ``data_seed``; ``split_seed`` shuffles which samples go to which split): inputs ``x ~ N(0, I_dim)``. Two orthonormal directions
-``U`` carry the signal: ``s = U x``. The main task has 4 classes, the quadrant of ``s``
-(``y = 2·[s₁>0] + [s₂>0]``), with a fraction ``label_noise`` of labels replaced at random, on few training
-samples, so the noisy main labels alone teach ``U`` poorly.
+Generation (deterministic by ``data_seed``; ``split_seed`` shuffles which samples go to which split): inputs
+``x ~ N(0, I_dim)``. Two orthonormal directions ``U`` carry the signal: ``s = U x``. The main task has 4
+classes, the quadrant of ``s`` (``y = 2·[s₁>0] + [s₂>0]``), with a fraction ``label_noise`` of labels replaced
+at random, on few training samples, so the noisy main labels alone teach ``U`` poorly.
 
 Ground truth of the auxiliary tasks:
 
