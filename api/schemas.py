@@ -8,7 +8,7 @@ Pareto documents (``ParetoSoFar``, ``ParetoPublic``) are ``tuner.analysis.pareto
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -80,6 +80,11 @@ class BestPublic(BaseModel):
     confirmation: ConfirmationSummaryPublic | None = Field(
         None, exclude_if=lambda v: v is None,  # absent until a confirmation exists: the document stays as it was
         description="best λ vs the baseline over fresh seeds, once a confirmation was queued")
+    search_estimate: SearchEstimatePublic | None = Field(
+        None, exclude_if=lambda v: v is None, description="what the search measured for its best λ set")
+    confirmed_estimate: EstimatePublic | None = Field(
+        None, exclude_if=lambda v: v is None,
+        description="the best λ set retrained on the confirmation's seeds (mean, 95 % CI): beside the search's")
     trunk_mode: str | None = Field(
         None, exclude_if=lambda v: v is None,  # only a study that searches the trunk mode has one
         description="the best trial's trunk mode (freeze, finetune, finetune_lower_lr) when the study searches it")
@@ -213,8 +218,16 @@ class Health(BaseModel):
 class ConfirmCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    seeds: int | None = Field(None, ge=2, le=1000, description="fresh seeds per arm; default: the spec's, else 10")
+    seeds: Annotated[int, Field(ge=2, le=1000)] | Literal["auto"] | None = Field(None, description=(
+        "fresh seeds per arm, or auto (rounds until the CI excludes 0 or max_seeds); default: the spec's, else 10"))
     top_k: int | None = Field(None, ge=1, le=20, description="how many of the best λ sets to retrain; default 1")
+    ablate: bool | None = Field(None, description="one more arm per searched aux task with its λ at 0; default: "
+                                                  "the spec's, else false")
+    max_seeds: int | None = Field(None, ge=2, le=1000,
+                                  description="seeds: auto stops here; default: the spec's, else 16")
+    resample_splits: bool | None = Field(None, description=(
+        "redraw the data split with every seed (workloads with a split_seed param); default: the spec's, else on "
+        "where the workload can"))
 
 
 class StatSummary(BaseModel):
@@ -231,16 +244,20 @@ class ComparisonPublic(BaseModel):
     ci_high: float | None
     confidence: float
     t: float | None
-    df: float | None = Field(description="Welch–Satterthwaite degrees of freedom")
-    p_value: float | None = Field(description="Welch's two-sided t-test")
+    df: float | None = Field(description="degrees of freedom: n − 1 paired, Welch–Satterthwaite for welch")
+    p_value: float | None = Field(description="the method's two-sided test")
     verdict: str | None = Field(description="better, no detectable difference or worse (in the study's direction)")
     n_arm: int
     n_reference: int
+    method: str = Field("welch", description="paired, resampled (Nadeau–Bengio corrected) or welch (older runs)")
+    wilcoxon_p: float | None = Field(None, description="Wilcoxon signed-rank test beside the paired t-test")
+    correction: float | None = Field(None, description="resampled: n_test / n_train, added to 1/J in the variance")
 
 
 class ArmComparisonPublic(BaseModel):
     arm: str
     against: str
+    method: str = "welch"
     test: ComparisonPublic
     val: ComparisonPublic
 
@@ -279,6 +296,34 @@ class ErrorAnalysisPublic(BaseModel):
     figure: dict[str, Any] = Field(description="Plotly figure (JSON) of the change")
 
 
+class AblationPublic(BaseModel):
+    task: str
+    arm: str | None = Field(description="the arm best λ is compared with: ablate_<task>, or baseline when equal")
+    verdict: str | None = Field(description="helps, no detectable effect or hurts; null until enough runs")
+    lambda_: float | None = Field(alias="lambda", serialization_alias="lambda", description="the task's best λ")
+    difference: float | None = Field(None, description="best λ set minus the same with this task's λ at 0")
+    ci_low: float | None = None
+    ci_high: float | None = None
+    confidence: float | None = None
+    p_value: float | None = None
+    seeds: int | None = None
+    method: str | None = None
+    note: str | None = Field(None, exclude_if=lambda v: v is None, description="why no arm was needed")
+
+
+class SequentialPublic(BaseModel):
+    looks: list[int] = Field(description="seeds per arm at each look done so far")
+    alphas: list[float] = Field(description="each planned look's α (O'Brien–Fleming spending; they sum to α)")
+    seeds: int = Field(description="seeds analysed at the last look")
+    alpha: float = Field(description="the α of the last look (its CI is at 1 − α)")
+    stopped: bool
+    reason: str = Field(description="decided (every deciding CI excludes 0), max_seeds, or running")
+    next_seeds: int | None
+    round_seeds: int
+    max_seeds: int
+    why: str
+
+
 class ConfirmationPublic(BaseModel):
     study_id: int
     study: str
@@ -293,6 +338,29 @@ class ConfirmationPublic(BaseModel):
     arms: list[ArmPublic]
     comparisons: list[ArmComparisonPublic]
     error_analysis: ErrorAnalysisPublic | None
+    method: str = Field("welch", description="paired, resampled or welch (runs stored before paired analysis)")
+    ablation: list[AblationPublic] = Field(default_factory=list, description="a verdict per searched aux task")
+    sequential: SequentialPublic | None = Field(None, description="the looks, and why it stopped")
+
+
+class EstimatePublic(BaseModel):
+    metric: str = Field(description="the validation metric (the search's own)")
+    mean: float | None
+    ci_low: float | None
+    ci_high: float | None
+    n: int
+    test_metric: str
+    test_mean: float | None
+    test_ci_low: float | None
+    test_ci_high: float | None
+    test_n: int
+
+
+class SearchEstimatePublic(BaseModel):
+    metric: str
+    value: float = Field(description="the best trial's value: one seed, chosen as the best of many (optimistic)")
+    trial: int
+    seeds: int = 1
 
 
 class ConfirmationSummaryPublic(BaseModel):
@@ -306,6 +374,11 @@ class ConfirmationSummaryPublic(BaseModel):
     p_value: float | None
     baseline: StatSummary | None
     best: StatSummary | None
+    confidence: float | None = None
+    method: str = "welch"
+    ablation: list[AblationPublic] = Field(default_factory=list)
+    estimate: EstimatePublic | None = Field(None, description="the best λ set's own value over the seeds")
+    why: str | None = Field(None, description="how many seeds it used and why it stopped (seeds: auto)")
 
 
 class AffinityTaskPublic(BaseModel):

@@ -35,11 +35,16 @@ def create_confirmation(
     study: OwnedStudy, store: StoreDep, body: Annotated[ConfirmCreate | None, Body()] = None,
 ) -> ConfirmationPublic:
     """Queue the confirmation of a done (or cancelled) study; workers run it. Asking again is safe: stored
-    runs are kept, and more seeds add runs. 409 while the search runs or when it has no λ set to confirm."""
+    runs are kept, and more seeds add runs. ``seeds: "auto"`` adds rounds until the CI excludes 0 or
+    ``max_seeds``; ``ablate: true`` adds one arm per searched aux task (its λ at 0) and a verdict per task.
+    409 while the search runs or when it has no λ set to confirm."""
     body = body or ConfirmCreate()
     try:
-        runs = request_confirmation(store, study, body.seeds, body.top_k)
+        runs = request_confirmation(store, study, body.seeds, body.top_k, ablate=body.ablate,
+                                    max_seeds=body.max_seeds, resample_splits=body.resample_splits)
     except ConfirmError as exc:
+        if exc.kind == "no_split_seed":
+            raise ApiError(422, str(exc), ["body", "resample_splits"], exc.kind) from None
         raise ApiError(409, f"study {study.id}: {exc}", ["path", "study_id"], exc.kind) from None
     return ConfirmationPublic.model_validate(confirmation_document(confirmation_report(study, runs)))
 
@@ -47,7 +52,8 @@ def create_confirmation(
 @router.get("/confirmation", response_model=ConfirmationPublic, responses=error_responses(*_AUTH, 409, 422))
 def read_confirmation(study: OwnedStudy, store: StoreDep) -> ConfirmationPublic:
     """Per arm mean ± std of the validation and test metric, each arm against the baseline (and against the
-    best λ) with a 95 % CI and Welch's t-test, the verdict, and the error analysis (confusion changes)."""
+    best λ) paired by seed with its CI and test (``method``), the verdict, the per-task ablation verdicts, the
+    sequential looks, and the error analysis (confusion changes)."""
     report = stored_confirmation(store, study)
     if report is None:
         raise _no_result(study, "confirmation", f"queue one with POST /api/v1/studies/{study.id}/confirm")

@@ -148,7 +148,7 @@ class LocalSource:
                 **study_status(self.store, record), "warning": no_worker_warning(record.status, alive)}
 
     def best(self, study: str) -> tuple[str, dict[str, Any], str | None]:
-        from tuner.analysis.confirm import stored_confirmation, verdict_line
+        from tuner.analysis.confirm import ablation_lines, stored_confirmation, verdict_line
         from tuner.analysis.documents import best_document
 
         record = find_study(self.store, study)
@@ -157,7 +157,7 @@ class LocalSource:
             raise fail([f"study {record.name!r} has no finished trial yet; wait for one, or run it"],
                        EXIT_CHECK_FAILED)
         report = stored_confirmation(self.store, record) if "confirmation" in doc else None
-        return record.name, doc, None if report is None else verdict_line(report)
+        return record.name, doc, None if report is None else "\n".join([verdict_line(report), *ablation_lines(report)])
 
     def report(self, study: str) -> str:
         from api.dashboard import report_html
@@ -198,11 +198,12 @@ class RemoteSource:
         return found if "counts" in found else self.client.study(found["id"])
 
     def best(self, study: str) -> tuple[str, dict[str, Any], str | None]:
-        from tuner.analysis.confirm import verdict_line
+        from tuner.analysis.confirm import ablation_lines, verdict_line
 
         found = self.client.find_study(study)
         doc = self.client.best(found["id"])
-        verdict = verdict_line(self.client.confirmation(found["id"])) if "confirmation" in doc else None
+        report = self.client.confirmation(found["id"]) if "confirmation" in doc else None
+        verdict = None if report is None else "\n".join([verdict_line(report), *ablation_lines(report)])
         return found["name"], doc, verdict
 
     def report(self, study: str) -> str:

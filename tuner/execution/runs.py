@@ -60,7 +60,7 @@ class RunWorker:
         self.store, self.worker_id, self.stop = store, worker_id, stop
         self.lease_timeout_s, self.heartbeat_s, self.max_attempts = lease_timeout_s, heartbeat_s, max_attempts
         self.device, self.auto_confirm_every_s = device, auto_confirm_every_s
-        self._preps: dict[tuple[int, str], PreparedStudy] = {}
+        self._preps: dict[tuple[int, str, int | None], PreparedStudy] = {}
         self._checked_at = -float("inf")
         self._no_confirm: set[tuple[int, str]] = set()
         self.runs_done = 0
