@@ -253,10 +253,9 @@ def ablation_lines(report: dict[str, Any]) -> list[str]:
         if row["verdict"] is None:
             lines.append(f"{row['task']}: {row.get('note') or 'not enough finished runs for a verdict yet'}")
             continue
-        against = "the baseline" if row["arm"] == BASELINE else "0"
         ci = _ci(row["ci_low"], row["ci_high"], row["confidence"])
-        lines.append(f"{row['task']}: {row['verdict']} (best with λ = {row['lambda']:.3g} minus λ at {against} on "
-                     f"{report['metric']}: {row['difference']:+.4f}{ci}, {_METHOD_WORDS.get(row['method'])} "
+        lines.append(f"{row['task']}: {row['verdict']} (best λ set minus the same with {row['task']} at λ = 0: "
+                     f"{row['difference']:+.4f} on {report['metric']}{ci}, {_METHOD_WORDS.get(row['method'])} "
                      f"p = {row['p_value']:.3g}, {row['seeds']} seeds)")
     return lines
 

@@ -37,9 +37,12 @@ class EpochGuard(TrialCallback):
 
 
 def run_spec(spec: StudySpec) -> StudySpec:
-    """The spec a confirmation run trains with: the study's, without sanity gate and affinity probe."""
+    """The spec a confirmation run trains with: the study's, without sanity gate and affinity probe, and every
+    searched λ allowed down to 0 (an ablation arm sets a task's λ to 0 even where the search's bounds did not)."""
+    tasks = [t.model_copy(update={"lambda_": t.lambda_.model_copy(update={"low": 0.0})})
+             if t.lambda_.fixed is None else t for t in spec.aux_tasks]
     return spec.model_copy(update={"sanity": spec.sanity.model_copy(update={"enabled": False}),
-                                   "affinity": AffinitySpec(every=0)})
+                                   "affinity": AffinitySpec(every=0), "aux_tasks": tasks})
 
 
 def test_value(result: TrialResult, metric: str) -> float | None:
