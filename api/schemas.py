@@ -387,7 +387,14 @@ class AffinityTaskPublic(BaseModel):
     std: float | None
     trials: int
     negative_in: int = Field(description="trials where it was negative")
-    advice: str | None = Field(description="keep, or candidate to drop (negative affinity)")
+    advice: str | None = Field(description="keep, candidate to drop, or no advice (see advice_from)")
+    ci_low: float | None = Field(None, description="95 % CI of the mean affinity (t-based, over its trials)")
+    ci_high: float | None = None
+    slice_rho: float | None = Field(None, description="rank correlation of the task's λ with the objective")
+    slice_p: float | None = None
+    ablation: str | None = Field(None, description="the confirmation's ablation verdict of the task, once one ran")
+    advice_from: str | None = Field(None, description="ablation (its verdict decides) or affinity (clear and "
+                                                      "agreeing with the λ slice, else no advice)")
 
 
 class AffinityTrialPublic(BaseModel):

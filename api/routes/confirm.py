@@ -17,7 +17,7 @@ from api.deps import OwnedStudy, StoreDep
 from api.errors import ApiError, error_responses
 from api.schemas import AffinityPublic, ConfirmationPublic, ConfirmCreate
 from storage import StudyRecord
-from tuner.analysis.affinity_report import affinity_report
+from tuner.analysis.affinity_report import study_affinity
 from tuner.analysis.confirm import ConfirmError, confirmation_report, request_confirmation, stored_confirmation
 
 router = APIRouter(prefix="/studies/{study_id}", tags=["confirmation"])
@@ -63,8 +63,9 @@ def read_confirmation(study: OwnedStudy, store: StoreDep) -> ConfirmationPublic:
 @router.get("/affinity", response_model=AffinityPublic, responses=error_responses(*_AUTH, 409, 422))
 def read_affinity(study: OwnedStudy, store: StoreDep) -> AffinityPublic:
     """Task affinity (TAG lookahead) of each aux task to the main task, per trial and per study, with the
-    matrix as a Plotly heatmap and advice: a task with negative affinity is a candidate to drop."""
-    report = affinity_report(store.trials(study.id, limit=100000))
+    matrix as a Plotly heatmap and advice: a candidate to drop only when the affinity is clearly negative and
+    the λ slice agrees, or when the confirmation's ablation says the task hurts (its verdict decides)."""
+    report = study_affinity(store, study)
     if report is None:
         raise _no_result(study, "trial that measured task affinity", "ask again once a trial has finished")
     return AffinityPublic.model_validate({**report, "figure": affinity_figure(report)})

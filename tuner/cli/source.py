@@ -177,10 +177,10 @@ class LocalSource:
             raise typer.Exit(130) from None
 
     def affinity(self, study: str) -> tuple[str, dict[str, Any]]:
-        from tuner.analysis.affinity_report import affinity_report
+        from tuner.analysis.affinity_report import study_affinity
 
         record = find_study(self.store, study)
-        report = affinity_report(self.store.trials(record.id, limit=100000))
+        report = study_affinity(self.store, record)
         if report is None:
             raise fail([f"no trial of {record.name!r} measured task affinity yet (affinity.every: 0 turns the probe "
                         "off)"], EXIT_CHECK_FAILED)
