@@ -43,7 +43,8 @@ from tuner.workloads import WorkloadError, get_workload
 
 __all__ = ["ABLATE_PREFIX", "BASELINE", "BEST", "CONFIRMABLE_STATUSES", "CONFIRM_SEED_BASE", "ConfirmError",
            "ablation_lines", "advance_confirmation", "confirmation_report", "confirmation_summary",
-           "plan_confirmation", "request_confirmation", "stored_confirmation", "verdict_line", "wants_confirmation"]
+           "plan_confirmation", "request_confirmation", "run_lambdas", "stored_confirmation", "verdict_line",
+           "wants_confirmation"]
 
 #: Confirmation seed i is ``training.seed + CONFIRM_SEED_BASE + i``.
 CONFIRM_SEED_BASE = 1_000_000

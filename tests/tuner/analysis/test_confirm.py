@@ -30,6 +30,7 @@ from tuner.analysis.confirm import (
     confirmation_report,
     plan_confirmation,
     request_confirmation,
+    run_lambdas,
 )
 from tuner.analysis.stats import BETTER, NO_DIFFERENCE
 from tuner.cli.main import app
@@ -74,7 +75,7 @@ def test_the_helpful_study_is_confirmed_better(tmp_path: Path) -> None:
     seeds = sorted({r.seed for r in runs})
     assert seeds == [1000 * 0 + CONFIRM_SEED_BASE + i for i in range(10)]  # fresh: no search trial's seed
     assert all(r.worker_id for r in runs)  # leased by a worker (one of the two may have left after the search)
-    assert next(r for r in runs if r.arm == "baseline").params == {"helpful": 0.0}
+    assert run_lambdas(next(r for r in runs if r.arm == "baseline").params) == {"helpful": 0.0}
 
     verdict = next(c for c in report["comparisons"] if c["arm"] == "best" and c["against"] == "baseline")["test"]
     assert report["verdict"] == verdict["verdict"] == BETTER and verdict["p_value"] < 0.05
@@ -145,7 +146,7 @@ def test_the_plan_ranks_distinct_lambda_sets_and_leaves_out_the_baseline() -> No
     trials = [trial(0, 0.70, 0.0), trial(1, 0.66, 1.0), trial(2, 0.68, 0.5), trial(3, 0.68, 0.5),
               trial(4, None, 1.7, "failed"), trial(5, 0.60, 1.9)]
     plans = plan_confirmation(spec, trials, seeds=3, top_k=2)
-    arms = {(p.arm, p.kind, p.trial_number, json.dumps(dict(p.params), sort_keys=True)) for p in plans}
+    arms = {(p.arm, p.kind, p.trial_number, json.dumps(run_lambdas(dict(p.params)), sort_keys=True)) for p in plans}
     assert arms == {("baseline", "baseline", None, '{"helpful": 0.0}'), ("best", "lambda", 2, '{"helpful": 0.5}'),
                     ("rank2", "lambda", 1, '{"helpful": 1.0}'),
                     ("dwa", "weighting", None, '{"alpha": 1.5, "name": "dwa", "temperature": 2.0}')}
@@ -167,7 +168,7 @@ def test_the_same_lambdas_on_another_trunk_mode_are_another_arm() -> None:
     trials = [moded(0, 0.72, 0.5, "freeze"), moded(1, 0.70, 0.5, "finetune"), moded(2, 0.69, 0.0, "finetune"),
               moded(3, 0.50, 0.0, "freeze")]  # λ = 0 on the first mode is the baseline itself
     plans = plan_confirmation(spec, trials, seeds=2, top_k=5)
-    arms = {(p.arm, p.trial_number, json.dumps(dict(p.params), sort_keys=True)) for p in plans}
+    arms = {(p.arm, p.trial_number, json.dumps(run_lambdas(dict(p.params)), sort_keys=True)) for p in plans}
     assert arms == {("baseline", None, '{"helpful": 0.0}'),
                     ("best", 0, '{"helpful": 0.5, "trunk_mode": "freeze"}'),
                     ("rank2", 1, '{"helpful": 0.5, "trunk_mode": "finetune"}'),
