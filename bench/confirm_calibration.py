@@ -1,9 +1,10 @@
 """How often each confirmation verdict is wrong: false positives on a null aux task, power on a helpful one.
 
 For each of ``--datasets`` generated data sets (``synthetic``'s ``data_seed``) the baseline (λ = 0) and the
-"best" arm (the aux task at ``--lam``) are trained on ``--seeds`` shared confirmation seeds twice: on the data
-set's one fixed split, and with the split redrawn per seed (``split_seed`` = the seed, as
-``confirm.resample_splits`` does). Each verdict rule then reads the test accuracy, as a confirmation does:
+"best" arm (the aux task at ``--null-lam`` for ``null``, ``--lam`` for ``helpful``) are trained on ``--seeds``
+shared confirmation seeds twice: on the data set's one fixed split, and with the split redrawn per seed
+(``split_seed`` = the seed, as ``confirm.resample_splits`` does). Each verdict rule then reads the test
+accuracy, as a confirmation does:
 
 - ``welch``: Welch's t-test on the fixed split (the verdict before paired analysis);
 - ``paired``: the paired t-test on the fixed split;
@@ -17,6 +18,7 @@ positive; on the ``helpful`` task (``--power-datasets`` data sets) "better" is p
 engine directly (no store, no service).
 
     python bench/confirm_calibration.py [--datasets 40] [--power-datasets 20] [--seeds 16] [--epochs 6]
+        [--lam 1] [--null-lam 0.25] [--jobs 2]
 
 Prints a table; asserts nothing.
 """
@@ -24,6 +26,8 @@ Prints a table; asserts nothing.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -83,6 +87,8 @@ def verdicts(base: Values, arm: Values, ratio: float, resampled: bool, round_see
         out["resampled, uncorrected"] = paired(0.0)(len(seeds), stats.ALPHA)[0].verdict
         state, last = decide(look_sizes(round_seeds, len(seeds)), len(seeds), paired(ratio))
         out["auto (resampled)"] = (last[0].verdict, state.seeds)
+        state, last = decide(look_sizes(round_seeds, len(seeds)), len(seeds), paired(0.0))
+        out["auto (res., uncorrected)"] = (last[0].verdict, state.seeds)
     else:
         out["welch"] = stats.compare(list(arm.values()), list(base.values()), "maximize").verdict
         out["paired"] = paired(0.0)(len(seeds), stats.ALPHA)[0].verdict
@@ -91,16 +97,31 @@ def verdicts(base: Values, arm: Values, ratio: float, resampled: bool, round_see
     return out
 
 
-def collect(task: str, datasets: range, args: argparse.Namespace) -> tuple[dict[str, list[Any]], list[float]]:
+def one_data_set(job: tuple[str, float, int, argparse.Namespace]) -> tuple[dict[str, Any], float]:
+    """Every rule's verdict on one data set, and the paired gain on its fixed split."""
+    task, lam, d, args = job
+    torch.set_num_threads(args.threads)
+    args = argparse.Namespace(**{**vars(args), "lam": lam})
+    out: dict[str, Any] = {}
+    gain = 0.0
+    for resample in (False, True):
+        base, arm = arm_values(task, d, resample, args)
+        if not resample:
+            gain = stats.compare_paired(arm, base, "maximize").difference or 0.0
+        out.update(verdicts(base, arm, args.n_test / args.n_train, resample, args.round))
+    print(f"  {task} data set {d} done", file=sys.stderr, flush=True)
+    return out, gain
+
+
+def collect(task: str, lam: float, datasets: range, args: argparse.Namespace) -> tuple[dict[str, list[Any]],
+                                                                                     list[float]]:
     rows: dict[str, list[Any]] = {}
     gains: list[float] = []
-    ratio = args.n_test / args.n_train
-    for d in datasets:
-        for resample in (False, True):
-            base, arm = arm_values(task, d, resample, args)
-            if not resample:
-                gains.append(stats.compare_paired(arm, base, "maximize").difference or 0.0)
-            for rule, verdict in verdicts(base, arm, ratio, resample, args.round).items():
+    jobs = [(task, lam, d, args) for d in datasets]
+    with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
+        for out, gain in pool.imap(one_data_set, jobs):
+            gains.append(gain)
+            for rule, verdict in out.items():
                 rows.setdefault(rule, []).append(verdict)
     return rows, gains
 
@@ -125,16 +146,18 @@ def main() -> None:
     parser.add_argument("--n-train", type=int, default=200)
     parser.add_argument("--n-val", type=int, default=200)
     parser.add_argument("--n-test", type=int, default=400)
-    parser.add_argument("--lam", type=float, default=1.0, help="the 'best' arm's λ of the aux task")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--lam", type=float, default=1.0, help="the helpful arm's λ")
+    parser.add_argument("--null-lam", type=float, default=0.25, help="the null arm's λ (small: no effect expected)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    parser.add_argument("--jobs", type=int, default=2, help="data sets trained in parallel processes")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    null, null_gain = collect("null", range(args.datasets), args)
-    helpful, gain = collect("helpful", range(1000, 1000 + args.power_datasets), args)
+    null, null_gain = collect("null", args.null_lam, range(args.datasets), args)
+    helpful, gain = collect("helpful", args.lam, range(1000, 1000 + args.power_datasets), args)
     print(f"synthetic n_train={args.n_train} n_val={args.n_val} n_test={args.n_test} epochs={args.epochs}, "
-          f"λ={args.lam}, {args.seeds} seeds (auto: rounds of {args.round}), α={stats.ALPHA}; "
-          f"{time.perf_counter() - start:.0f} s")
+          f"λ null={args.null_lam} helpful={args.lam}, {args.seeds} seeds (auto: rounds of {args.round}), "
+          f"α={stats.ALPHA}; {time.perf_counter() - start:.0f} s")
     print(f"mean paired gain on the fixed split: null {sum(null_gain) / len(null_gain):+.4f}, "
           f"helpful {sum(gain) / len(gain):+.4f}")
     print(f"{'rule':<26} {'false positives (null)':>24} {'power (helpful better)':>24} {'mean seeds':>11}")
