@@ -228,6 +228,9 @@ class ConfirmCreate(BaseModel):
     resample_splits: bool | None = Field(None, description=(
         "redraw the data split with every seed (workloads with a split_seed param); default: the spec's, else on "
         "where the workload can"))
+    test: Literal["auto", "paired", "corrected"] | None = Field(None, description=(
+        "paired t-test, or corrected (Nadeau & Bengio's corrected resampled t-test, with resample_splits); "
+        "default: the spec's, else auto"))
 
 
 class StatSummary(BaseModel):
@@ -249,7 +252,8 @@ class ComparisonPublic(BaseModel):
     verdict: str | None = Field(description="better, no detectable difference or worse (in the study's direction)")
     n_arm: int
     n_reference: int
-    method: str = Field("welch", description="paired, resampled (Nadeau–Bengio corrected) or welch (older runs)")
+    method: str = Field("welch", description="paired (also over redrawn splits), resampled (Nadeau–Bengio "
+                                             "corrected) or welch (older runs)")
     wilcoxon_p: float | None = Field(None, description="Wilcoxon signed-rank test beside the paired t-test")
     correction: float | None = Field(None, description="resampled: n_test / n_train, added to 1/J in the variance")
 
@@ -338,7 +342,9 @@ class ConfirmationPublic(BaseModel):
     arms: list[ArmPublic]
     comparisons: list[ArmComparisonPublic]
     error_analysis: ErrorAnalysisPublic | None
-    method: str = Field("welch", description="paired, resampled or welch (runs stored before paired analysis)")
+    method: str = Field("welch", description=(
+        "paired (one split), paired_splits (split redrawn per seed), resampled (redrawn, Nadeau–Bengio corrected) or "
+        "welch (runs stored before paired analysis)"))
     ablation: list[AblationPublic] = Field(default_factory=list, description="a verdict per searched aux task")
     sequential: SequentialPublic | None = Field(None, description="the looks, and why it stopped")
 

@@ -41,10 +41,11 @@ def create_confirmation(
     body = body or ConfirmCreate()
     try:
         runs = request_confirmation(store, study, body.seeds, body.top_k, ablate=body.ablate,
-                                    max_seeds=body.max_seeds, resample_splits=body.resample_splits)
+                                    max_seeds=body.max_seeds, resample_splits=body.resample_splits, test=body.test)
     except ConfirmError as exc:
         if exc.kind == "no_split_seed":
-            raise ApiError(422, str(exc), ["body", "resample_splits"], exc.kind) from None
+            field = "test" if body.test == "corrected" and not body.resample_splits else "resample_splits"
+            raise ApiError(422, str(exc), ["body", field], exc.kind) from None
         raise ApiError(409, f"study {study.id}: {exc}", ["path", "study_id"], exc.kind) from None
     return ConfirmationPublic.model_validate(confirmation_document(confirmation_report(study, runs)))
 

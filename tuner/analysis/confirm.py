@@ -90,9 +90,11 @@ def ranked_lambda_sets(spec: StudySpec, trials: Sequence[TrialRecord]) -> list[t
     return out
 
 
-#: ``confirm.resample_splits: null`` means this for a workload that has a ``split_seed`` param (measured by
-#: bench/confirm_calibration.py: see README, "Trusting the answer").
+#: ``confirm.resample_splits: null`` means this for a workload that has a ``split_seed`` param, and
+#: ``confirm.test: auto`` means DEFAULT_TEST (measured by bench/confirm_calibration.py: see README, "Trusting the
+#: answer").
 DEFAULT_RESAMPLE_SPLITS = True
+DEFAULT_TEST = "paired"
 
 
 def has_split_seed(spec: StudySpec) -> bool:
@@ -182,7 +184,7 @@ def _keep_stored(plans: list[RunPlan], stored: Sequence[RunRecord]) -> list[RunP
 
 def request_confirmation(store: Store, study: StudyRecord, seeds: int | str | None = None,
                          top_k: int | None = None, *, ablate: bool | None = None, max_seeds: int | None = None,
-                         resample_splits: bool | None = None) -> list[RunRecord]:
+                         resample_splits: bool | None = None, test: str | None = None) -> list[RunRecord]:
     """Queue the confirmation of a finished study (idempotent: stored runs are kept); returns all its runs.
 
     Every argument left None takes the spec's ``confirm`` block, else ``ConfirmSpec``'s defaults (10 seeds,
@@ -202,14 +204,15 @@ def request_confirmation(store: Store, study: StudyRecord, seeds: int | str | No
     defaults = spec.confirm or ConfirmSpec()
     n = seeds or defaults.seeds
     most = max_seeds or defaults.max_seeds
-    if n == "auto":
-        round_seeds = min(defaults.round_seeds, most)
-        design = {"round_seeds": round_seeds, "max_seeds": most}
-    else:
-        round_seeds = int(n)
-        design = {"round_seeds": round_seeds, "max_seeds": round_seeds}
+    round_seeds = min(defaults.round_seeds, most) if n == "auto" else int(n)
+    design: dict[str, Any] = {"round_seeds": round_seeds, "max_seeds": most if n == "auto" else round_seeds}
     design["ablate"] = defaults.ablate if ablate is None else ablate
     resample = resolve_resample(spec, defaults.resample_splits if resample_splits is None else resample_splits)
+    chosen = test or defaults.test
+    design["test"] = DEFAULT_TEST if chosen == "auto" else chosen
+    if design["test"] == "corrected" and not resample:
+        raise ConfirmError("no_split_seed", "test: corrected is the corrected resampled t-test: it needs "
+                                            "resample_splits (a workload with a split_seed param); use test: paired")
     plans = plan_confirmation(spec, store.trials(study.id, states=["complete"]), round_seeds,
                               top_k or defaults.top_k, design=design, resample_splits=resample)
     store.enqueue_runs(study.id, _keep_stored(plans, store.runs(study.id)))

@@ -4,8 +4,9 @@ The analysis follows how the runs were planned (``tuner.analysis.confirm``), whi
 params: ``@design`` (the looks: ``round_seeds``, ``max_seeds``; ``ablate``) and, where every seed redrew the
 data split, ``@split_seed``.
 
-- runs with ``@split_seed``: the corrected resampled t-test (``stats.compare_paired`` with ``n_test/n_train``);
-- runs with ``@design`` on one fixed split: the paired t-test;
+- runs with ``@split_seed``: the paired t-test over the redrawn splits (``paired_splits``), or with ``test:
+  corrected`` the corrected resampled t-test (``resampled``: ``stats.compare_paired`` with ``n_test/n_train``);
+- runs with ``@design`` on one fixed split: the paired t-test (``paired``);
 - runs stored before either existed: Welch's t-test, as they were reported then.
 
 The verdict reads the test metric (the validation split chose λ in the search; the test split took part in no
@@ -30,7 +31,8 @@ ABLATE_PREFIX = "ablate_"
 #: Keys of a run's params that describe the confirmation, not the λ (task names cannot start with ``@``).
 DESIGN_PARAM, SPLIT_SEED_PARAM = "@design", "@split_seed"
 HELPS, NO_EFFECT, HURTS = "helps", "no detectable effect", "hurts"
-_METHOD_WORDS = {"welch": "Welch", "paired": "paired t-test", "resampled": "corrected resampled t-test"}
+_METHOD_WORDS = {"welch": "Welch", "paired": "paired t-test", "paired_splits": "paired t-test over redrawn splits",
+                 "resampled": "corrected resampled t-test"}
 _TASK_VERDICTS = {stats.BETTER: HELPS, stats.NO_DIFFERENCE: NO_EFFECT, stats.WORSE: HURTS}
 
 
@@ -43,6 +45,16 @@ def run_design(runs: Sequence[RunRecord]) -> dict[str, Any] | None:
     """The design of the newest run that has one (None: runs stored before designs existed)."""
     designed = [r for r in runs if isinstance(r.params.get(DESIGN_PARAM), dict)]
     return max(designed, key=lambda r: r.id).params[DESIGN_PARAM] if designed else None
+
+
+def report_method(runs: Sequence[RunRecord], design: dict[str, Any] | None) -> str:
+    """``welch`` (runs from before designs), ``paired`` (one split), ``paired_splits`` (redrawn splits, paired
+    t-test) or ``resampled`` (redrawn splits, Nadeau & Bengio's corrected resampled t-test)."""
+    if design is None:
+        return "welch"
+    if not any(SPLIT_SEED_PARAM in r.params for r in runs):
+        return "paired"
+    return "resampled" if design.get("test") == "corrected" else "paired_splits"
 
 
 def _arm_order(arm: str, kind: str) -> tuple[int, int, str]:
@@ -163,7 +175,7 @@ def confirmation_report(study: StudyRecord, runs: Sequence[RunRecord]) -> dict[s
     arms = sorted(by_arm, key=lambda a: _arm_order(a, by_arm[a][0].kind))
     counts = _counts(runs)
     design = run_design(runs)
-    method = ("resampled" if any(SPLIT_SEED_PARAM in r.params for r in runs) else "paired") if design else "welch"
+    method = report_method(runs, design)
     analysis = _Analysis(by_arm, study.direction, method, _split_ratio(runs))
     n_seeds = len(analysis.seeds)
     sizes = look_sizes(int(design["round_seeds"]), int(design["max_seeds"])) if design else [max(n_seeds, 1)]

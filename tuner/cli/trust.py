@@ -48,8 +48,8 @@ def show_confirmation(report: dict[str, Any]) -> None:
         runs = f"{c['complete']}/{a['seeds']}" + (f" ({c['failed']} failed)" if c["failed"] else "")
         arms.add_row(a["arm"], _params(a), runs, _mean_std(a["val"]), _mean_std(a["test"]))
     console.print(arms)
-    method = {"welch": "Welch's t-test", "paired": "paired t-test", "resampled": "corrected resampled t-test"}.get(
-        report.get("method", "welch"))
+    method = {"welch": "Welch's t-test", "paired": "paired t-test", "paired_splits": "paired t-test, splits redrawn",
+              "resampled": "corrected resampled t-test"}.get(report.get("method", "welch"))
     table = Table(title=f"differences on {report['metric']} (arm − reference, {method}, α = {report['alpha']})")
     for col in ("arm", "vs", "difference", "95 % CI", "p", "verdict"):
         table.add_column(col)
@@ -84,6 +84,12 @@ def _seeds(value: str | None) -> int | str | None:
     return seeds
 
 
+def _test_choice(value: str | None) -> str | None:
+    if value is not None and value not in ("auto", "paired", "corrected"):
+        raise typer.BadParameter(f"{value!r}: choose auto, paired or corrected")
+    return value
+
+
 def confirm(
     study: StudyArgument,
     seeds: Annotated[str | None, typer.Option(help=(
@@ -100,6 +106,10 @@ def confirm(
         "--resample-splits/--fixed-split", help=(
             "redraw the data split with every seed (workloads with a split_seed; the default where possible)"))]
     = None,
+    test: Annotated[str | None, typer.Option(
+        "--test", callback=_test_choice, help=(
+            "auto, paired (the paired t-test) or corrected (Nadeau & Bengio's corrected resampled t-test; needs "
+            "redrawn splits)"))] = None,
     db: DbOption = None,
     workers: WorkersOption = 1,
     url: UrlOption = None,
@@ -109,7 +119,7 @@ def confirm(
     """Retrain the best λ set and the λ = 0 baseline over fresh seeds and say whether best really is better (with
     --ablate, whether each aux task helps); with --url the service's workers retrain them and this follows them."""
     options = {k: v for k, v in {"seeds": _seeds(seeds), "top_k": top_k, "ablate": ablate, "max_seeds": max_seeds,
-                                 "resample_splits": resample_splits}.items() if v is not None}
+                                 "resample_splits": resample_splits, "test": test}.items() if v is not None}
     with study_source(url, token, db) as source:
         report = source.confirm(study, options, workers)
     if as_json:

@@ -207,7 +207,7 @@ class ConfirmSpec(_Strict):
     """Retrain the best λ set(s) and the λ = 0 baseline over fresh seeds after the search
     (``tuner.analysis.confirm``)."""
 
-    added_later = ("max_seeds", "round_seeds", "resample_splits", "ablate")
+    added_later = ("max_seeds", "round_seeds", "resample_splits", "test", "ablate")
 
     seeds: Annotated[int, Field(ge=2, le=1000)] | Literal["auto"] = Field(10, description=(
         "fresh training seeds per arm, or auto: rounds of round_seeds until the CI excludes 0 or max_seeds"))
@@ -217,6 +217,10 @@ class ConfirmSpec(_Strict):
     resample_splits: bool | None = Field(None, description=(
         "every confirmation seed also redraws the data split (workloads with a split_seed param), analysed with "
         "the corrected resampled t-test; null: the measured default (tuner.analysis.confirm)"))
+    test: Literal["auto", "paired", "corrected"] = Field("auto", description=(
+        "paired: the paired t-test (on one split: this split; on redrawn splits: the population of splits of this "
+        "data); corrected: Nadeau & Bengio's corrected resampled t-test (redrawn splits; conservative); auto: the "
+        "measured default"))
     ablate: bool = Field(False, description="one more arm per searched aux task with its λ at 0, a verdict per task")
 
     @model_validator(mode="after")

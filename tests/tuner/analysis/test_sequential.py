@@ -29,7 +29,7 @@ def _simulate(effect: float, draws: int, rng: np.random.Generator, correction: f
         arm = dict(enumerate(d))
         ref = dict.fromkeys(range(16), 0.0)
 
-        def at(n: int, a: float, arm: dict = arm) -> list[Comparison]:
+        def at(n: int, a: float, arm: dict = arm, ref: dict = ref) -> list[Comparison]:
             return [compare_paired({s: arm[s] for s in range(n)}, {s: ref[s] for s in range(n)}, "maximize", a,
                                    1 - a, correction)]
 
