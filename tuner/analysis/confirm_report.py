@@ -189,8 +189,10 @@ def confirmation_report(study: StudyRecord, runs: Sequence[RunRecord]) -> dict[s
         SequentialState([], [stats.ALPHA], 0, stats.ALPHA, False, "running", None), [])
     final = {pair: c for pair, c in zip(deciding, decided, strict=True)}
     n_at, alpha_at = (state.seeds or analysis.complete_seeds() or n_seeds), state.alpha
-    pairs = [(a, BASELINE) for a in arms if a != BASELINE and BASELINE in by_arm and not a.startswith(ABLATE_PREFIX)]
-    pairs += [(a, BEST) for a in arms if a not in (BASELINE, BEST) and BEST in by_arm]
+    ablation_arms = [a for a in arms if a.startswith(ABLATE_PREFIX)]
+    pairs = [(a, BASELINE) for a in arms if a != BASELINE and BASELINE in by_arm and a not in ablation_arms]
+    pairs += [(a, BEST) for a in arms if a not in (BASELINE, BEST, *ablation_arms) and BEST in by_arm]
+    pairs += [(BEST, a) for a in ablation_arms if BEST in by_arm]  # as the ablation verdict reads it
     comparisons = [analysis.comparison_doc(a, ref, n_at, alpha_at, final.get((a, ref))) for a, ref in pairs]
     headline = final.get((BEST, BASELINE))
     state_name = "complete" if not counts["queued"] and not counts["running"] else (
@@ -248,7 +250,8 @@ def confirmation_summary(report: dict[str, Any]) -> dict[str, Any]:
         "baseline": arms[BASELINE]["test"] if BASELINE in arms else None,
         "best": arms[BEST]["test"] if BEST in arms else None,
         "method": report.get("method", "welch"), "ablation": report.get("ablation", []),
-        "estimate": confirmed_estimate(report), "why": sequential["why"] if sequential else None,
+        "estimate": confirmed_estimate(report),
+        "why": sequential["why"] if sequential and len(sequential["alphas"]) > 1 else None,  # seeds: auto only
     }
 
 

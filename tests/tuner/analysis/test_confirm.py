@@ -103,6 +103,15 @@ def test_the_helpful_study_is_confirmed_better(tmp_path: Path) -> None:
     with Store(url) as store:
         assert {r.id: r.finished_at for r in store.runs(store.get_study("helpful").id)} == finished
 
+    # --ablate on a one-task study: its ablation arm is the baseline itself, so no run is added; one line per task
+    ablated = cli.invoke(app, ["confirm", "helpful", "--db", url, "--ablate"])
+    assert ablated.exit_code == 0, ablated.output
+    line = next(ln for ln in ablated.stdout.splitlines() if ln.startswith("helpful: "))
+    assert line.startswith("helpful: helps (best λ set minus the same with helpful at λ = 0: +"), line
+    assert "p = " in line and line.endswith("10 seeds)")
+    with Store(url) as store:
+        assert len(store.runs(store.get_study("helpful").id)) == 20
+
 
 def test_a_null_aux_task_makes_no_detectable_difference(tmp_path: Path) -> None:
     """Ten studies, each with its own search and training seeds, on an aux task whose targets are independent
