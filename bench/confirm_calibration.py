@@ -9,8 +9,8 @@ accuracy, as a confirmation does:
 - ``welch``: Welch's t-test on the fixed split (the verdict before paired analysis);
 - ``paired``: the paired t-test on the fixed split;
 - ``resampled``: the corrected resampled t-test (Nadeau & Bengio) on redrawn splits;
-- ``resampled, uncorrected``: the plain paired t-test on redrawn splits (why the correction is there);
-- ``auto`` rows: the sequential procedure (rounds of ``--round`` seeds up to ``--seeds``, O'Brien–Fleming
+- ``resampled, uncorrected``: the plain paired t-test on redrawn splits (``test: paired``, the default);
+- ``auto (…)`` rows: the sequential procedure (rounds of ``--round`` seeds up to ``--seeds``, O'Brien–Fleming
   α-spending) on top of the test named.
 
 On the ``null`` task (its targets are independent of everything) a "better" or "worse" verdict is a false
