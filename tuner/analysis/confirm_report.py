@@ -130,17 +130,19 @@ class _Analysis:
 
 def _ablation_pairs(by_arm: dict[str, list[RunRecord]], tasks: Sequence[str]) -> list[tuple[str, str | None]]:
     """``(task, arm it is compared with best on)`` per searched task: its ablation arm, the baseline when that is
-    the same λ set, None when the best λ set already has the task at 0."""
+    the same λ set, None when the best λ set already has the task at 0; a task whose arm is not planned is left
+    out."""
     if BEST not in by_arm:
         return []
     best = run_lambdas(by_arm[BEST][0].params)
+    base = run_lambdas(by_arm[BASELINE][0].params) if BASELINE in by_arm else None
     pairs: list[tuple[str, str | None]] = []
     for task in tasks:
         if ABLATE_PREFIX + task in by_arm:
             pairs.append((task, ABLATE_PREFIX + task))
         elif float(best.get(task, 0.0)) == 0.0:
             pairs.append((task, None))
-        elif BASELINE in by_arm:
+        elif base is not None and {**best, task: 0.0} == base:
             pairs.append((task, BASELINE))
     return pairs
 
@@ -179,8 +181,13 @@ def confirmation_report(study: StudyRecord, runs: Sequence[RunRecord]) -> dict[s
     analysis = _Analysis(by_arm, study.direction, method, _split_ratio(runs))
     n_seeds = len(analysis.seeds)
     sizes = look_sizes(int(design["round_seeds"]), int(design["max_seeds"])) if design else [max(n_seeds, 1)]
-    ablated = _ablation_pairs(by_arm, _searched_tasks(study, by_arm)) if (design or {}).get("ablate") or any(
-        a.startswith(ABLATE_PREFIX) for a in by_arm) else []
+    # Asked for (ablate), or free: where no task needs an arm of its own (one searched task: best vs baseline is
+    # its ablation), every task's verdict is there anyway.
+    tasks = _searched_tasks(study, by_arm)
+    ablated = _ablation_pairs(by_arm, tasks)
+    if not ((design or {}).get("ablate") or any(a.startswith(ABLATE_PREFIX) for a in by_arm)
+            or (design and ablated and len(ablated) == len(tasks))):
+        ablated = []
     deciding = ([(BEST, BASELINE)] if BEST in by_arm and BASELINE in by_arm else []) + [
         (BEST, against) for _, against in ablated if against is not None]
     compare_at: Callable[[int, float], list[stats.Comparison]] = lambda n, a: [  # noqa: E731
