@@ -118,8 +118,11 @@ def with_ablation(report: dict[str, Any], ablation: Sequence[dict[str, Any]]) ->
     summary = []
     for row in report["summary"]:
         row = {**row, "ablation": verdicts.get(row["task"])}
-        row["advice"], row["advice_from"] = _advice(row)
-        summary.append(row)
+        advice, advice_from = _advice(row)
+        keys = ("task", "affinity", "std", "trials", "negative_in")  # the order of the API's schema
+        summary.append({**{k: row[k] for k in keys}, "advice": advice,
+                        **{k: v for k, v in row.items() if k not in keys and k not in ("advice", "advice_from")},
+                        "advice_from": advice_from})
     return {**report, "summary": summary, "drop_candidates": [r["task"] for r in summary if r["advice"] == DROP],
             "advice": advice_lines(summary)}
 
