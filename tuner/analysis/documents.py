@@ -38,9 +38,10 @@ def best_document(store: Store, study: StudyRecord) -> dict[str, Any] | None:
     """The study's answer so far; None while no trial has completed.
 
     A single objective: the best λ set (every aux task's λ, fixed ones included), its value, trial, metric and
-    direction, the trunk mode when the study searches it, the search's estimate (``search_estimate``: one seed, the
-    best of many, so optimistic) and, once a confirmation was queued, its summary and the best λ set's value over
-    its seeds (``confirmed_estimate``, mean and 95 % CI) beside it.
+    direction, the trunk mode when the study searches it, once a confirmation was queued its summary and, once its
+    best arm has finished runs, the search's estimate (``search_estimate``: ``value``, one seed, the best of many,
+    so optimistic) with the best λ set's value over the confirmation's seeds beside it (``confirmed_estimate``,
+    mean and 95 % CI). Without them the document is as it always was.
     Several objectives: no single best, the Pareto front (``tuner.analysis.pareto.ParetoPublic``).
     """
     top = store.best_trial(study.id)
@@ -58,10 +59,10 @@ def best_document(store: Store, study: StudyRecord) -> dict[str, Any] | None:
                            "direction": top.direction}
     if TRUNK_MODE_PARAM in top.params:  # a study that searches the trunk mode (tuner.engine.transfer)
         doc["trunk_mode"] = str(top.params[TRUNK_MODE_PARAM])
-    doc["search_estimate"] = {"metric": metric, "value": top.value, "trial": top.number, "seeds": 1}
     confirmation = stored_confirmation(store, study)
     if confirmation is not None:
         doc["confirmation"] = confirmation_summary(confirmation)
         if doc["confirmation"]["estimate"] is not None:  # the winner's curse in the open: beside the search's
+            doc["search_estimate"] = {"metric": metric, "value": top.value, "trial": top.number, "seeds": 1}
             doc["confirmed_estimate"] = doc["confirmation"]["estimate"]
     return doc
