@@ -179,9 +179,11 @@ class AuxtuneClient:
         return self._json("GET", f"{API_PREFIX}/studies/{self._id(study_id)}/best")  # type: ignore[no-any-return]
 
     # -- trust: confirmation and affinity -----------------------------------------------------------------
-    def confirm(self, study_id: int, seeds: int | None = None, top_k: int | None = None) -> dict[str, Any]:
-        """Queue the confirmation of a done study (``seeds``/``top_k`` default to its spec's); its report so far."""
-        body = {k: v for k, v in {"seeds": seeds, "top_k": top_k}.items() if v is not None}
+    def confirm(self, study_id: int, seeds: int | str | None = None, top_k: int | None = None,
+                **options: Any) -> dict[str, Any]:
+        """Queue the confirmation of a done study (``seeds`` (or ``"auto"``), ``top_k`` and ``options``: ``ablate``,
+        ``max_seeds``, ``resample_splits``; each defaults to its spec's); its report so far."""
+        body = {k: v for k, v in {"seeds": seeds, "top_k": top_k, **options}.items() if v is not None}
         return self._json(  # type: ignore[no-any-return]
             "POST", f"{API_PREFIX}/studies/{self._id(study_id)}/confirm", json=body)
 

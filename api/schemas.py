@@ -10,8 +10,26 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from api.trust_schemas import (  # noqa: F401  (re-exported: every schema is api.schemas')
+    AblationPublic,
+    AffinityPublic,
+    AffinityTaskPublic,
+    AffinityTrialPublic,
+    ArmComparisonPublic,
+    ArmPublic,
+    ComparisonPublic,
+    ConfirmationPublic,
+    ConfirmationSummaryPublic,
+    ConfirmCreate,
+    ConfusionPairPublic,
+    ErrorAnalysisPublic,
+    EstimatePublic,
+    SearchEstimatePublic,
+    SequentialPublic,
+    StatSummary,
+)
 from tuner.analysis.pareto import ParetoSoFar
 
 
@@ -92,6 +110,11 @@ class BestPublic(BaseModel):
     evaluations: EvaluationsPublic | None = Field(
         None, exclude_if=lambda v: v is None,  # only a study with search.reevaluate
         description="with search.reevaluate: the evaluations the mean is over")
+    search_estimate: SearchEstimatePublic | None = Field(
+        None, exclude_if=lambda v: v is None, description="what the search measured for its best λ set")
+    confirmed_estimate: EstimatePublic | None = Field(
+        None, exclude_if=lambda v: v is None,
+        description="the best λ set retrained on the confirmation's seeds (mean, 95 % CI): beside the search's")
     trunk_mode: str | None = Field(
         None, exclude_if=lambda v: v is None,  # only a study that searches the trunk mode has one
         description="the best trial's trunk mode (freeze, finetune, finetune_lower_lr) when the study searches it")
@@ -232,132 +255,3 @@ class TokenPublic(TokenInfo):
 class Health(BaseModel):
     status: str
     database: str
-
-
-# -- trust: confirmation, affinity (tuner.analysis.confirm, tuner.analysis.affinity_report)
-# -----------------------------------
-class ConfirmCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    seeds: int | None = Field(None, ge=2, le=1000, description="fresh seeds per arm; default: the spec's, else 10")
-    top_k: int | None = Field(None, ge=1, le=20, description="how many of the best λ sets to retrain; default 1")
-
-
-class StatSummary(BaseModel):
-    n: int
-    mean: float | None
-    std: float | None = Field(description="sample standard deviation (ddof 1)")
-    min: float | None
-    max: float | None
-
-
-class ComparisonPublic(BaseModel):
-    difference: float | None = Field(description="mean(arm) − mean(reference)")
-    ci_low: float | None
-    ci_high: float | None
-    confidence: float
-    t: float | None
-    df: float | None = Field(description="Welch–Satterthwaite degrees of freedom")
-    p_value: float | None = Field(description="Welch's two-sided t-test")
-    verdict: str | None = Field(description="better, no detectable difference or worse (in the study's direction)")
-    n_arm: int
-    n_reference: int
-
-
-class ArmComparisonPublic(BaseModel):
-    arm: str
-    against: str
-    test: ComparisonPublic
-    val: ComparisonPublic
-
-
-class ArmPublic(BaseModel):
-    arm: str = Field(description="baseline, best, rank2…, or a learned weighting (uncertainty, gradnorm, dwa)")
-    kind: str = Field(description="baseline, lambda or weighting")
-    params: dict[str, Any] = Field(description="the λ set, or the weighting's settings")
-    trial: int | None = Field(description="the search trial whose λ set this arm retrains")
-    seeds: int
-    counts: dict[str, int] = Field(description="runs per state")
-    val: StatSummary
-    test: StatSummary
-    effective_lambdas: dict[str, float | None] | None = Field(
-        None, description="a weighting arm's learned w_k / w_main at the end, mean over seeds")
-
-
-class ConfusionPairPublic(BaseModel):
-    true: str
-    predicted: str
-    baseline: float = Field(description="share of the true class predicted as this class, baseline")
-    best: float
-    change: float
-
-
-class ErrorAnalysisPublic(BaseModel):
-    classes: list[str]
-    runs: dict[str, int]
-    baseline: list[list[float]] = Field(description="test confusion counts summed over seeds (rows: true class)")
-    best: list[list[float]]
-    baseline_rates: list[list[float]]
-    best_rates: list[list[float]]
-    change: list[list[float]]
-    pairs: list[ConfusionPairPublic] = Field(description="the class pairs whose confusion changed most")
-    per_class: list[dict[str, Any]]
-    figure: dict[str, Any] = Field(description="Plotly figure (JSON) of the change")
-
-
-class ConfirmationPublic(BaseModel):
-    study_id: int
-    study: str
-    state: str = Field(description="queued, running or complete")
-    counts: dict[str, int]
-    metric: str = Field(description="the test metric the verdict reads")
-    val_metric: str
-    direction: str
-    alpha: float
-    seeds: int
-    verdict: str | None = Field(description="best λ vs baseline on the test metric; null until enough runs")
-    arms: list[ArmPublic]
-    comparisons: list[ArmComparisonPublic]
-    error_analysis: ErrorAnalysisPublic | None
-
-
-class ConfirmationSummaryPublic(BaseModel):
-    state: str
-    verdict: str | None
-    metric: str
-    seeds: int
-    difference: float | None
-    ci_low: float | None
-    ci_high: float | None
-    p_value: float | None
-    baseline: StatSummary | None
-    best: StatSummary | None
-
-
-class AffinityTaskPublic(BaseModel):
-    task: str
-    affinity: float | None = Field(description="mean Z(task → main) over the trials that trained the task")
-    std: float | None
-    trials: int
-    negative_in: int = Field(description="trials where it was negative")
-    advice: str | None = Field(description="keep, or candidate to drop (negative affinity)")
-
-
-class AffinityTrialPublic(BaseModel):
-    trial: int
-    state: str
-    value: float | None
-    lambdas: dict[str, float]
-    probes: int | None
-    to_main: dict[str, float | None]
-
-
-class AffinityPublic(BaseModel):
-    tasks: list[str]
-    trials: list[AffinityTrialPublic]
-    summary: list[AffinityTaskPublic]
-    ranking: list[str] = Field(description="aux tasks by affinity to the main task, highest first")
-    matrix: dict[str, dict[str, float | None]] = Field(description="mean Z(source → target), TAG's matrix")
-    drop_candidates: list[str]
-    advice: list[str]
-    figure: dict[str, Any] = Field(description="Plotly heatmap (JSON) of the matrix")

@@ -183,7 +183,7 @@ class SnapshotCache:
         if cached is not None and finished_key(cached.points) == finished_key(points):
             affinity, objectives = cached.affinity, cached.objectives
         else:
-            affinity = affinity_report(store.trials(study.id, states=list(FINISHED_TRIAL_STATES)))
+            affinity = affinity_report(store.trials(study.id, states=list(FINISHED_TRIAL_STATES)), study.direction)
             objectives = store.objective_values(study.id) if len(study.directions) > 1 else {}
         snapshot = StudySnapshot(version=version, study=store.get_study(study.id), points=points, dims=dims,
                                  fixed=fixed, controls=control_labels(study.spec, dims, points),

@@ -14,7 +14,8 @@ from typing import Any
 from api.config import API_PREFIX
 from api.dashboard.snapshot import StudySnapshot
 from api.dashboard.trust_figures import affinity_figure, confirmation_figure, confusion_figure
-from tuner.analysis.confirm import CONFIRMABLE_STATUSES, confirmation_report, verdict_line
+from tuner.analysis.affinity_report import with_ablation
+from tuner.analysis.confirm import CONFIRMABLE_STATUSES, ablation_lines, confirmation_report, verdict_line
 
 #: What a panel shows of each arm and comparison (the rest of the report is in ``GET …/confirmation``).
 _ARM_KEYS = ("arm", "kind", "params", "trial", "seeds", "counts", "val", "test", "effective_lambdas")
@@ -40,7 +41,9 @@ def _confirmation(snapshot: StudySnapshot) -> tuple[dict[str, Any] | None, dict[
         return None, {}
     report = confirmation_report(snapshot.study, snapshot.runs)
     panel = {key: report[key] for key in ("state", "counts", "seeds", "metric", "val_metric", "direction", "alpha",
-                                          "verdict", "comparisons")}
+                                          "verdict", "comparisons", "method", "ablation")}
+    panel["ablation_lines"] = ablation_lines(report)
+    panel["why"] = (report.get("sequential") or {}).get("why")
     panel["arms"] = [{k: arm.get(k) for k in _ARM_KEYS} for arm in report["arms"]]
     panel["verdict_line"] = verdict_line(report)
     figures = {"confirmation": confirmation_figure(report)}
@@ -53,10 +56,12 @@ def _confirmation(snapshot: StudySnapshot) -> tuple[dict[str, Any] | None, dict[
     return panel, figures
 
 
-def _affinity(snapshot: StudySnapshot) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+def _affinity(snapshot: StudySnapshot, ablation: list[dict[str, Any]]) -> tuple[dict[str, Any] | None,
+                                                                             dict[str, Any]]:
     report = snapshot.affinity
     if report is None:
         return None, {}
+    report = with_ablation(report, ablation)  # the confirmation's per-task verdicts decide the advice
     panel = {key: report[key] for key in ("tasks", "summary", "ranking", "drop_candidates", "advice")}
     panel["trials"] = len(report["trials"])
     return panel, {"affinity": affinity_figure(report)}
@@ -69,7 +74,7 @@ def trust_panel(snapshot: StudySnapshot) -> tuple[dict[str, Any], dict[str, Any]
     ``affinity`` is None.
     """
     confirmation, figures = _confirmation(snapshot)
-    affinity, affinity_figures = _affinity(snapshot)
+    affinity, affinity_figures = _affinity(snapshot, (confirmation or {}).get("ablation") or [])
     panel = {"confirmation": confirmation, "request": None if confirmation else confirmation_request(snapshot),
              "affinity": affinity}
     return panel, {**figures, **affinity_figures}

@@ -1,33 +1,53 @@
-"""Confirmation: is the best λ set really better than the baseline? Plan it, queue it, report it (no torch).
+"""Confirmation: is the best λ set really better than the baseline? Plan it, queue it, grow it (no torch).
 
 After the search, the best λ set (and optionally the next best ones), the baseline (every searched λ at its
-lowest allowed value: 0 unless the bounds exclude it, as for the control trial) and any learned-weighting arm
-of the spec are retrained over n fresh seeds on the same data splits. Only the seed changes: it drives model
-initialisation and minibatch order, never the split (every workload derives its split from its own params).
-Confirmation seeds start at ``training.seed + CONFIRM_SEED_BASE``, away from the search's (``training.seed +
-trial number``), so the winner's lucky seed is not reused.
+lowest allowed value: 0 unless the bounds exclude it, as for the control trial), any learned-weighting arm of
+the spec and, with ``ablate``, one arm per searched aux task (the best λ set with that task's λ at 0) are
+retrained over fresh seeds. Every arm uses the same seeds (same initialisation and batch order), so the arms are
+compared seed by seed (``tuner.analysis.confirm_report``). Confirmation seeds start at ``training.seed +
+CONFIRM_SEED_BASE``, away from the search's (``training.seed + trial number``), so the winner's lucky seed is not
+reused. With ``resample_splits`` (workloads with a ``split_seed`` param) each seed also redraws the data split
+(``split_seed`` = the run's seed), and the verdict is about the population of splits, not about one split.
+
+``seeds: auto`` queues one round of ``round_seeds`` seeds; once a round is finished, :func:`advance_confirmation`
+(called by the worker that finished the last run, and by every request) looks at it and queues the next round
+unless every deciding comparison's CI excludes 0 or ``max_seeds`` is reached (``tuner.analysis.sequential``).
 
 Every run is a row of ``auxtune_runs`` (``storage._runs``) that any worker claims once its trials are done
-(``tuner.execution.runs``), so a confirmation runs in parallel, survives a killed worker, and resumes. The report gives
-per arm mean ± std of the validation and test metric, and each arm against the baseline (and the other arms
-against the best λ) with Welch's test. The verdict reads the test metric: the validation split chose λ in the
-search, the test split never took part in any choice.
+(``tuner.execution.runs``), so a confirmation runs in parallel, survives a killed worker, and resumes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from storage import RunPlan, RunRecord, Store, StudyRecord, TrialRecord
-from tuner.analysis import stats
-from tuner.analysis.error_analysis import compare_confusions
-from tuner.spec import ConfirmSpec, StudySpec, primary_metric, stored_spec
+from tuner.analysis.confirm_report import (
+    ABLATE_PREFIX,
+    BASELINE,
+    BEST,
+    DESIGN_PARAM,
+    SPLIT_SEED_PARAM,
+    ablation_lines,
+    confirmation_report,
+    confirmation_summary,
+    run_design,
+    run_lambdas,
+    verdict_line,
+)
+from tuner.spec import ConfirmSpec, StudySpec, stored_spec
 from tuner.spec.transfer import TRUNK_MODE_PARAM, lambda_params
+from tuner.workloads import WorkloadError, get_workload
+
+__all__ = ["ABLATE_PREFIX", "BASELINE", "BEST", "CONFIRMABLE_STATUSES", "CONFIRM_SEED_BASE", "ConfirmError",
+           "ablation_lines", "advance_confirmation", "confirmation_report", "confirmation_summary",
+           "plan_confirmation", "request_confirmation", "run_lambdas", "stored_confirmation", "verdict_line",
+           "wants_confirmation"]
 
 #: Confirmation seed i is ``training.seed + CONFIRM_SEED_BASE + i``.
 CONFIRM_SEED_BASE = 1_000_000
-BASELINE, BEST = "baseline", "best"
 #: Studies whose search is over: only these can be confirmed.
 CONFIRMABLE_STATUSES = ("done", "cancelled")
 
@@ -70,8 +90,49 @@ def ranked_lambda_sets(spec: StudySpec, trials: Sequence[TrialRecord]) -> list[t
     return out
 
 
-def plan_confirmation(spec: StudySpec, trials: Sequence[TrialRecord], seeds: int, top_k: int = 1) -> list[RunPlan]:
-    """The runs of a confirmation: baseline, the ``top_k`` best λ sets and the spec's arms, × ``seeds`` seeds.
+#: ``confirm.resample_splits: null`` means this for a workload that has a ``split_seed`` param, and
+#: ``confirm.test: auto`` means DEFAULT_TEST (measured by bench/confirm_calibration.py: see README, "Trusting the
+#: answer").
+DEFAULT_RESAMPLE_SPLITS = True
+DEFAULT_TEST = "paired"
+
+
+def has_split_seed(spec: StudySpec) -> bool:
+    """Whether the study's workload draws its split from a ``split_seed`` param (so it can be redrawn)."""
+    try:
+        return "split_seed" in get_workload(spec.workload.name).params_model.model_fields
+    except WorkloadError:
+        return False
+
+
+def resolve_resample(spec: StudySpec, asked: bool | None) -> bool:
+    """Whether the confirmation redraws the split per seed: as asked, else the default where the workload can.
+
+    Raises:
+        ConfirmError: it was asked for a workload without a ``split_seed`` param.
+    """
+    if asked and not has_split_seed(spec):
+        raise ConfirmError("no_split_seed", f"resample_splits: workload {spec.workload.name!r} has no split_seed "
+                                            "param to redraw; leave resample_splits unset or false")
+    return has_split_seed(spec) and (DEFAULT_RESAMPLE_SPLITS if asked is None else asked)
+
+
+def ablation_lambdas(spec: StudySpec, best: dict[str, float]) -> dict[str, dict[str, float]]:
+    """Per searched aux task, the best λ set with that task's λ at 0; left out where it is the best λ set itself
+    (its λ is 0 already) or the baseline's (compared with the baseline instead)."""
+    base = baseline_lambdas(spec)
+    out = {}
+    for task in spec.searched_tasks():
+        lambdas = {**best, task.name: 0.0}
+        if float(best.get(task.name, 0.0)) != 0.0 and lambdas != base:
+            out[task.name] = lambdas
+    return out
+
+
+def plan_confirmation(spec: StudySpec, trials: Sequence[TrialRecord], seeds: int, top_k: int = 1, *,
+                      design: dict[str, Any] | None = None, resample_splits: bool = False) -> list[RunPlan]:
+    """The runs of a confirmation: baseline, the ``top_k`` best λ sets, the spec's arms and, with
+    ``design["ablate"]``, the ablation arms, × ``seeds`` seeds; each run's params carry ``design``.
 
     Raises:
         ConfirmError: no complete trial has a λ set other than the baseline's.
@@ -80,7 +141,7 @@ def plan_confirmation(spec: StudySpec, trials: Sequence[TrialRecord], seeds: int
     if not ranked:
         raise ConfirmError("no_result_yet", "the study has no complete trial with a λ set other than the "
                                             "baseline's; nothing to confirm")
-    seed_list = [spec.training.seed + CONFIRM_SEED_BASE + i for i in range(seeds)]
+    design = design or {"round_seeds": seeds, "max_seeds": seeds, "ablate": False}
     arms: list[tuple[str, str, dict[str, Any], int | None]] = [("baseline", BASELINE, baseline_lambdas(spec), None)]
     # A searched trunk mode (tuner.engine.transfer) goes with its λ set: the runs train as the trial did.
     modes = {t.number: t.params[TRUNK_MODE_PARAM] for t in trials if TRUNK_MODE_PARAM in t.params}
@@ -88,18 +149,49 @@ def plan_confirmation(spec: StudySpec, trials: Sequence[TrialRecord], seeds: int
               {**lambdas, **({TRUNK_MODE_PARAM: modes[number]} if number in modes else {})}, number)
              for rank, (number, lambdas) in enumerate(ranked)]
     arms += [("weighting", arm.name, arm.model_dump(), None) for arm in spec.arms]
-    return [RunPlan(kind=kind, arm=arm, params=params, seed=seed, trial_number=number)
+    if design.get("ablate"):
+        number, best = ranked[0]
+        mode = {TRUNK_MODE_PARAM: modes[number]} if number in modes else {}
+        arms += [("ablation", ABLATE_PREFIX + task, {**lambdas, **mode}, number)
+                 for task, lambdas in ablation_lambdas(spec, best).items()]
+    seed_list = [spec.training.seed + CONFIRM_SEED_BASE + i for i in range(seeds)]
+    return [_plan(kind, arm, params, seed, number, design, resample_splits)
             for kind, arm, params, number in arms for seed in seed_list]
 
 
-def request_confirmation(store: Store, study: StudyRecord, seeds: int | None = None,
-                         top_k: int | None = None) -> list[RunRecord]:
+def _plan(kind: str, arm: str, params: dict[str, Any], seed: int, number: int | None, design: dict[str, Any],
+          resample_splits: bool) -> RunPlan:
+    split = {SPLIT_SEED_PARAM: seed} if resample_splits else {}
+    return RunPlan(kind=kind, arm=arm, params={**run_lambdas(params), DESIGN_PARAM: design, **split}, seed=seed,
+                   trial_number=number)
+
+
+def _without_design(params: dict[str, Any] | Any) -> dict[str, Any]:
+    return {k: v for k, v in dict(params).items() if k != DESIGN_PARAM}
+
+
+def _keep_stored(plans: list[RunPlan], stored: Sequence[RunRecord]) -> list[RunPlan]:
+    """Plans whose run is stored with the same λ and split keep the stored params (and so the stored run)."""
+    by_key = {(r.arm, r.seed): r for r in stored}
+    out = []
+    for plan in plans:
+        row = by_key.get((plan.arm, plan.seed))
+        if row is not None and row.kind == plan.kind and _without_design(row.params) == _without_design(plan.params):
+            plan = RunPlan(plan.kind, plan.arm, row.params, plan.seed, plan.trial_number)
+        out.append(plan)
+    return out
+
+
+def request_confirmation(store: Store, study: StudyRecord, seeds: int | str | None = None,
+                         top_k: int | None = None, *, ablate: bool | None = None, max_seeds: int | None = None,
+                         resample_splits: bool | None = None, test: str | None = None) -> list[RunRecord]:
     """Queue the confirmation of a finished study (idempotent: stored runs are kept); returns all its runs.
 
-    ``seeds`` and ``top_k`` default to the spec's ``confirm`` block, else 10 and 1.
+    Every argument left None takes the spec's ``confirm`` block, else ``ConfirmSpec``'s defaults (10 seeds,
+    top 1, no ablation). ``seeds="auto"`` queues the first round; :func:`advance_confirmation` the next ones.
 
     Raises:
-        ConfirmError: the search is not over yet, or it has no result to confirm.
+        ConfirmError: the search is not over yet, it has no result to confirm, or the split cannot be redrawn.
     """
     if study.status not in CONFIRMABLE_STATUSES:
         raise ConfirmError("search_running", f"study {study.name!r} is {study.status}; a confirmation retrains "
@@ -110,112 +202,48 @@ def request_confirmation(store: Store, study: StudyRecord, seeds: int | None = N
                                               "single best λ set to confirm")
     spec = stored_spec(study.spec)
     defaults = spec.confirm or ConfirmSpec()
-    plans = plan_confirmation(spec, store.trials(study.id, states=["complete"]), seeds or defaults.seeds,
-                              top_k or defaults.top_k)
-    return store.enqueue_runs(study.id, plans)
+    n = seeds or defaults.seeds
+    most = max_seeds or defaults.max_seeds
+    round_seeds = min(defaults.round_seeds, most) if n == "auto" else int(n)
+    design: dict[str, Any] = {"round_seeds": round_seeds, "max_seeds": most if n == "auto" else round_seeds}
+    design["ablate"] = defaults.ablate if ablate is None else ablate
+    resample = resolve_resample(spec, defaults.resample_splits if resample_splits is None else resample_splits)
+    chosen = test or defaults.test
+    design["test"] = DEFAULT_TEST if chosen == "auto" else chosen
+    if design["test"] == "corrected" and not resample:
+        raise ConfirmError("no_split_seed", "test: corrected is the corrected resampled t-test: it needs "
+                                            "resample_splits (a workload with a split_seed param); use test: paired")
+    plans = plan_confirmation(spec, store.trials(study.id, states=["complete"]), round_seeds,
+                              top_k or defaults.top_k, design=design, resample_splits=resample)
+    store.enqueue_runs(study.id, _keep_stored(plans, store.runs(study.id)))
+    return advance_confirmation(store, study, design)
 
 
-# -- the report ------------------------------------------------------------------------------------------------
-def _arm_order(arm: str, kind: str) -> tuple[int, int, str]:
-    if arm == BASELINE:
-        return (0, 0, arm)
-    if kind == "lambda":
-        return (1, 0 if arm == BEST else int(arm.removeprefix("rank") or 0), arm)
-    return (2, 0, arm)
+def advance_confirmation(store: Store, study: StudyRecord, design: dict[str, Any] | None = None) -> list[RunRecord]:
+    """Queue the next round of a sequential confirmation once the current one is finished and undecided (every
+    arm gets the missing seeds up to the next look); returns all the study's runs.
 
-
-def _counts(runs: Sequence[RunRecord]) -> dict[str, int]:
-    return {s: sum(r.state == s for r in runs) for s in ("queued", "running", "complete", "failed")}
-
-
-def _arm_doc(arm: str, runs: list[RunRecord]) -> dict[str, Any]:
-    first = runs[0]
-    done = [r for r in runs if r.state == "complete"]
-    doc: dict[str, Any] = {
-        "arm": arm, "kind": first.kind, "params": first.params, "trial": first.trial_number,
-        "seeds": len(runs), "counts": _counts(runs),
-        "val": stats.summarize([r.val_value for r in done]).to_dict(),
-        "test": stats.summarize([r.test_value for r in done]).to_dict(),
-    }
-    learned = [(r.result or {}).get("weighting") for r in done]
-    effective = [w["effective_lambdas"] for w in learned if w and w.get("effective_lambdas")]
-    if effective:
-        doc["effective_lambdas"] = {t: stats.summarize([e.get(t) for e in effective]).mean for t in effective[0]}
-    return doc
-
-
-def _compare(arm: str, against: str, by_arm: dict[str, list[RunRecord]], direction: str) -> dict[str, Any]:
-    mine = [r for r in by_arm[arm] if r.state == "complete"]
-    ref = [r for r in by_arm[against] if r.state == "complete"]
-    return {"arm": arm, "against": against,
-            "test": stats.compare([r.test_value for r in mine], [r.test_value for r in ref], direction).to_dict(),
-            "val": stats.compare([r.val_value for r in mine], [r.val_value for r in ref], direction).to_dict()}
-
-
-def _matrices(runs: Sequence[RunRecord]) -> list[list[list[float]]]:
-    return [r.result["confusion"] for r in runs if r.state == "complete" and r.result and r.result.get("confusion")]
-
-
-def error_analysis(by_arm: dict[str, list[RunRecord]]) -> dict[str, Any] | None:
-    """Confusion matrices of baseline and best on the test split, summed over seeds, and what changed."""
-    if BASELINE not in by_arm or BEST not in by_arm:
-        return None
-    names = next((r.result.get("class_names") for r in by_arm[BEST] if r.result and r.result.get("class_names")),
-                 None)
-    return compare_confusions(_matrices(by_arm[BASELINE]), _matrices(by_arm[BEST]), names)
-
-
-def confirmation_report(study: StudyRecord, runs: Sequence[RunRecord]) -> dict[str, Any]:
-    """Everything a confirmation says so far: per arm mean ± std, comparisons, the verdict, error analysis.
-
-    No figure: where the report is served, ``api.dashboard.trust_figures.confirmation_document`` adds it.
+    ``design``: the looks to follow (a new request's); None: the stored runs' own.
     """
-    metric = primary_metric(study.spec)
-    test_metric = metric.replace("val_", "test_")  # val_accuracy → test_accuracy, target_val_loss → target_test_loss
+    runs = store.runs(study.id)
+    if not runs or any(r.state in ("queued", "running") for r in runs):
+        return runs
+    design = design or run_design(runs)
+    if design is None:
+        return runs
+    report = confirmation_report(study, [replace(r, params={**r.params, DESIGN_PARAM: design}) for r in runs])
+    target = (report.get("sequential") or {}).get("next_seeds")
+    if not target:
+        return runs
+    base = min(r.seed for r in runs)
+    resample = any(SPLIT_SEED_PARAM in r.params for r in runs)
     by_arm: dict[str, list[RunRecord]] = {}
     for r in runs:
         by_arm.setdefault(r.arm, []).append(r)
-    arms = sorted(by_arm, key=lambda a: _arm_order(a, by_arm[a][0].kind))
-    counts = _counts(runs)
-    comparisons = [_compare(a, BASELINE, by_arm, study.direction) for a in arms if a != BASELINE
-                   and BASELINE in by_arm]
-    comparisons += [_compare(a, BEST, by_arm, study.direction) for a in arms if a not in (BASELINE, BEST)
-                    and BEST in by_arm]
-    headline = next((c for c in comparisons if c["arm"] == BEST and c["against"] == BASELINE), None)
-    state = "complete" if not counts["queued"] and not counts["running"] else (
-        "running" if counts["running"] or counts["complete"] or counts["failed"] else "queued")
-    return {
-        "study_id": study.id, "study": study.name, "state": state, "counts": counts,
-        "metric": test_metric, "val_metric": metric, "direction": study.direction, "alpha": stats.ALPHA,
-        "seeds": max((len(v) for v in by_arm.values()), default=0),
-        "verdict": headline["test"]["verdict"] if headline else None,
-        "arms": [_arm_doc(a, by_arm[a]) for a in arms], "comparisons": comparisons,
-        "error_analysis": error_analysis(by_arm),
-    }
-
-
-def confirmation_summary(report: dict[str, Any]) -> dict[str, Any]:
-    """The headline of a report (best λ vs baseline on the test metric), as ``/best`` shows it."""
-    headline = next((c for c in report["comparisons"] if c["arm"] == BEST and c["against"] == BASELINE), None)
-    arms = {a["arm"]: a for a in report["arms"]}
-    test = headline["test"] if headline else {}
-    return {
-        "state": report["state"], "verdict": report["verdict"], "metric": report["metric"], "seeds": report["seeds"],
-        "difference": test.get("difference"), "ci_low": test.get("ci_low"), "ci_high": test.get("ci_high"),
-        "p_value": test.get("p_value"),
-        "baseline": arms[BASELINE]["test"] if BASELINE in arms else None,
-        "best": arms[BEST]["test"] if BEST in arms else None,
-    }
-
-
-def verdict_line(report: dict[str, Any]) -> str:
-    """One sentence: the best λ set against the baseline, with the figures behind the verdict."""
-    s = confirmation_summary(report)
-    if s["verdict"] is None:
-        return f"confirmation {s['state']}: not enough finished runs for a verdict yet"
-    return (f"best λ vs baseline on {s['metric']}: {s['difference']:+.4f} (95 % CI {s['ci_low']:+.4f} … "
-            f"{s['ci_high']:+.4f}), Welch p = {s['p_value']:.3g}, {s['best']['n']} vs {s['baseline']['n']} seeds: "
-            f"{s['verdict']}")
+    plans = [_plan(arm_runs[0].kind, arm, arm_runs[0].params, base + i, arm_runs[0].trial_number, design, resample)
+             for arm, arm_runs in by_arm.items() for i in range(target)
+             if base + i not in {r.seed for r in arm_runs}]
+    return store.enqueue_runs(study.id, plans) if plans else runs
 
 
 def stored_confirmation(store: Store, study: StudyRecord) -> dict[str, Any] | None:

@@ -64,7 +64,10 @@ def best_document(store: Store, study: StudyRecord) -> dict[str, Any] | None:
     """The study's answer so far; None while no trial has completed.
 
     A single objective: the best λ set (every aux task's λ, fixed ones included), its value, trial, metric and
-    direction, the trunk mode when the study searches it, and the confirmation's summary once one was queued.
+    direction, the trunk mode when the study searches it, once a confirmation was queued its summary and, once its
+    best arm has finished runs, the search's estimate (``search_estimate``: ``value``, one seed, the best of many,
+    so optimistic) with the best λ set's value over the confirmation's seeds beside it (``confirmed_estimate``,
+    mean and 95 % CI). Without them the document is as it always was.
     With ``search.reevaluate`` the best mean over each λ set's evaluations, and ``evaluations`` (``n``, ...).
     Several objectives: no single best, the Pareto front (``tuner.analysis.pareto.ParetoPublic``).
     """
@@ -88,4 +91,8 @@ def best_document(store: Store, study: StudyRecord) -> dict[str, Any] | None:
     confirmation = stored_confirmation(store, study)
     if confirmation is not None:
         doc["confirmation"] = confirmation_summary(confirmation)
+        if doc["confirmation"]["estimate"] is not None:  # the winner's curse in the open: beside the search's
+            doc["search_estimate"] = {"metric": metric, "value": top.value, "trial": top.number,
+                                      "seeds": doc["evaluations"]["n"] if "evaluations" in doc else 1}
+            doc["confirmed_estimate"] = doc["confirmation"]["estimate"]
     return doc

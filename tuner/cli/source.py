@@ -43,8 +43,9 @@ class StudySource(Protocol):
     def report(self, study: str) -> str:
         """The study's self-contained HTML report."""
 
-    def confirm(self, study: str, seeds: int | None, top_k: int | None, workers: int) -> dict[str, Any]:
-        """Queue the study's confirmation, wait for its runs, and return its report."""
+    def confirm(self, study: str, options: dict[str, Any], workers: int) -> dict[str, Any]:
+        """Queue the study's confirmation (``options``: ``request_confirmation``'s keywords, e.g. ``seeds``,
+        ``ablate``), wait for its runs, and return its report."""
 
     def affinity(self, study: str) -> tuple[str, dict[str, Any]]:
         """The study's name and its task-affinity report (without the figure)."""
@@ -105,16 +106,17 @@ def _follow_runs(total: int, finished: Callable[[], int | None], poll_s: float) 
             time.sleep(poll_s)
 
 
-def confirm_with_workers(store: Store, study: StudyRecord, workers: int, seeds: int | None = None,
-                         top_k: int | None = None, lease_timeout_s: float = LEASE_TIMEOUT_S) -> dict[str, Any]:
-    """Queue the confirmation of ``study`` and run its unfinished runs with local worker processes.
+def confirm_with_workers(store: Store, study: StudyRecord, workers: int, options: dict[str, Any] | None = None,
+                         lease_timeout_s: float = LEASE_TIMEOUT_S) -> dict[str, Any]:
+    """Queue the confirmation of ``study`` (``options``: ``request_confirmation``'s keywords) and run its
+    unfinished runs, later rounds of ``seeds: auto`` included, with local worker processes.
 
     Resumable: runs already stored complete are kept. Returns the report.
     """
     from tuner.analysis.confirm import confirmation_report, request_confirmation
     from tuner.execution.local import run_workers
 
-    runs = request_confirmation(store, study, seeds, top_k)
+    runs = request_confirmation(store, study, **(options or {}))
     if any(r.state in ("queued", "running") for r in runs):
         with _runs_bar(len(runs)) as show:
             def poll() -> None:
@@ -151,7 +153,7 @@ class LocalSource:
                 "workers": workers}
 
     def best(self, study: str) -> tuple[str, dict[str, Any], str | None]:
-        from tuner.analysis.confirm import stored_confirmation, verdict_line
+        from tuner.analysis.confirm import ablation_lines, stored_confirmation, verdict_line
         from tuner.analysis.documents import best_document
 
         record = find_study(self.store, study)
@@ -160,19 +162,19 @@ class LocalSource:
             raise fail([f"study {record.name!r} has no finished trial yet; wait for one, or run it"],
                        EXIT_CHECK_FAILED)
         report = stored_confirmation(self.store, record) if "confirmation" in doc else None
-        return record.name, doc, None if report is None else verdict_line(report)
+        return record.name, doc, None if report is None else "\n".join([verdict_line(report), *ablation_lines(report)])
 
     def report(self, study: str) -> str:
         from api.dashboard import report_html
 
         return report_html(self.store, find_study(self.store, study))
 
-    def confirm(self, study: str, seeds: int | None, top_k: int | None, workers: int) -> dict[str, Any]:
+    def confirm(self, study: str, options: dict[str, Any], workers: int) -> dict[str, Any]:
         from tuner.analysis.confirm import ConfirmError
 
         record = find_study(self.store, study)
         try:
-            return confirm_with_workers(self.store, record, workers, seeds, top_k)
+            return confirm_with_workers(self.store, record, workers, options)
         except ConfirmError as exc:
             raise fail([str(exc)], EXIT_CHECK_FAILED) from None
         except KeyboardInterrupt:
@@ -180,10 +182,10 @@ class LocalSource:
             raise typer.Exit(130) from None
 
     def affinity(self, study: str) -> tuple[str, dict[str, Any]]:
-        from tuner.analysis.affinity_report import affinity_report
+        from tuner.analysis.affinity_report import study_affinity
 
         record = find_study(self.store, study)
-        report = affinity_report(self.store.trials(record.id, limit=100000))
+        report = study_affinity(self.store, record)
         if report is None:
             raise fail([f"no trial of {record.name!r} measured task affinity yet (affinity.every: 0 turns the probe "
                         "off)"], EXIT_CHECK_FAILED)
@@ -203,23 +205,24 @@ class RemoteSource:
         return {**detail, "workers": self.client.workers()["data"]}
 
     def best(self, study: str) -> tuple[str, dict[str, Any], str | None]:
-        from tuner.analysis.confirm import verdict_line
+        from tuner.analysis.confirm import ablation_lines, verdict_line
 
         found = self.client.find_study(study)
         doc = self.client.best(found["id"])
-        verdict = verdict_line(self.client.confirmation(found["id"])) if "confirmation" in doc else None
+        report = self.client.confirmation(found["id"]) if "confirmation" in doc else None
+        verdict = None if report is None else "\n".join([verdict_line(report), *ablation_lines(report)])
         return found["name"], doc, verdict
 
     def report(self, study: str) -> str:
         return self.client.report(self.client.find_study(study)["id"])
 
-    def confirm(self, study: str, seeds: int | None, top_k: int | None, workers: int) -> dict[str, Any]:
+    def confirm(self, study: str, options: dict[str, Any], workers: int) -> dict[str, Any]:
         """The service's workers run the runs (``workers`` is for a local store); this follows them until done."""
         from api.client import ApiError
 
         study_id = self.client.find_study(study)["id"]
         try:
-            report = self.client.confirm(study_id, seeds, top_k)
+            report = self.client.confirm(study_id, **options)
         except ApiError as exc:
             if exc.status != 409:  # nothing to confirm yet (its search runs): as ConfirmError locally
                 raise

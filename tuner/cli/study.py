@@ -50,7 +50,8 @@ if TYPE_CHECKING:
     from tuner.spec import StudySpec
 
 #: The keys of ``best``'s document in the order it prints them, after ``study``.
-BEST_KEYS = ("lambdas", "value", "trial", "metric", "direction", "trunk_mode", "confirmation", "evaluations")
+BEST_KEYS = ("lambdas", "value", "trial", "metric", "direction", "trunk_mode", "search_estimate", "confirmed_estimate",
+             "confirmation", "evaluations")
 
 
 def run(
@@ -290,6 +291,12 @@ def best(
                                      f"{', '.join(map(str, evaluated['trials']))})")
     console.print(f"study {name}: best {doc['metric']} = {doc['value']:.4f} ({doc['direction']}) "
                   f"at trial {doc['trial']}{over}, λ = {doc['lambdas']}")
+    confirmed = doc.get("confirmed_estimate")
+    if confirmed and confirmed["mean"] is not None:  # the winner's curse in the open
+        ci = f" (95 % CI {confirmed['ci_low']:.4f} … {confirmed['ci_high']:.4f})" if confirmed["ci_low"] is not None \
+            else ""
+        console.print(f"search's estimate {doc['value']:.4f} (one seed, the best of the search); confirmed "
+                      f"{confirmed['mean']:.4f}{ci} over {confirmed['n']} fresh seeds", highlight=False)
     if verdict is not None:
         console.print(verdict, highlight=False, soft_wrap=True)
 

@@ -38,7 +38,7 @@ def _params(arm: dict[str, Any]) -> str:
 
 def show_confirmation(report: dict[str, Any]) -> None:
     """Print a confirmation report: arms, comparisons, the verdict, and the most changed confusions."""
-    from tuner.analysis.confirm import verdict_line
+    from tuner.analysis.confirm import ablation_lines, verdict_line
 
     arms = Table(title=f"confirmation of {report['study']} ({report['state']}, {report['seeds']} seeds per arm)")
     for col in ("arm", "λ", "runs", f"{report['val_metric']}", f"{report['metric']}"):
@@ -48,7 +48,9 @@ def show_confirmation(report: dict[str, Any]) -> None:
         runs = f"{c['complete']}/{a['seeds']}" + (f" ({c['failed']} failed)" if c["failed"] else "")
         arms.add_row(a["arm"], _params(a), runs, _mean_std(a["val"]), _mean_std(a["test"]))
     console.print(arms)
-    table = Table(title=f"differences on {report['metric']} (arm − reference, Welch's t-test, α = {report['alpha']})")
+    method = {"welch": "Welch's t-test", "paired": "paired t-test", "paired_splits": "paired t-test, splits redrawn",
+              "resampled": "corrected resampled t-test"}.get(report.get("method", "welch"))
+    table = Table(title=f"differences on {report['metric']} (arm − reference, {method}, α = {report['alpha']})")
     for col in ("arm", "vs", "difference", "95 % CI", "p", "verdict"):
         table.add_column(col)
     for c in report["comparisons"]:
@@ -66,24 +68,60 @@ def show_confirmation(report: dict[str, Any]) -> None:
             pairs.add_row(p["true"], p["predicted"], f"{p['baseline']:.1%}", f"{p['best']:.1%}", f"{p['change']:+.1%}")
         console.print(pairs)
     console.print(verdict_line(report), highlight=False, soft_wrap=True)
+    for line in ablation_lines(report):
+        console.print(line, highlight=False, soft_wrap=True)
+
+
+def _seeds(value: str | None) -> int | str | None:
+    if value is None or value == "auto":
+        return value
+    try:
+        seeds = int(value)
+    except ValueError:
+        seeds = 0
+    if not 2 <= seeds <= 1000:
+        raise typer.BadParameter(f"{value!r}: give a number of seeds from 2 to 1000, or auto")
+    return seeds
+
+
+def _test_choice(value: str | None) -> str | None:
+    if value is not None and value not in ("auto", "paired", "corrected"):
+        raise typer.BadParameter(f"{value!r}: choose auto, paired or corrected")
+    return value
 
 
 def confirm(
     study: StudyArgument,
-    seeds: Annotated[int | None, typer.Option(min=2, max=1000, help="seeds per arm (default: the spec's, else 10)")]
-    = None,
+    seeds: Annotated[str | None, typer.Option(help=(
+        "seeds per arm, 2 … 1000, or auto: rounds until the CI excludes 0 or --max-seeds (default: the spec's, "
+        "else 10)"))] = None,
     top_k: Annotated[int | None, typer.Option(
         "--top-k", min=1, max=20, help="how many of the best λ sets to retrain (default: the spec's, else 1)")] = None,
+    ablate: Annotated[bool | None, typer.Option(
+        "--ablate/--no-ablate", help="one more arm per searched aux task with its λ at 0: a verdict per task")] = None,
+    max_seeds: Annotated[int | None, typer.Option(
+        "--max-seeds", min=2, max=1000, help="--seeds auto stops here at the latest (default: the spec's, else 16)")]
+    = None,
+    resample_splits: Annotated[bool | None, typer.Option(
+        "--resample-splits/--fixed-split", help=(
+            "redraw the data split with every seed (workloads with a split_seed; the default where possible)"))]
+    = None,
+    test: Annotated[str | None, typer.Option(
+        "--test", callback=_test_choice, help=(
+            "auto, paired (the paired t-test) or corrected (Nadeau & Bengio's corrected resampled t-test; needs "
+            "redrawn splits)"))] = None,
     db: DbOption = None,
     workers: WorkersOption = 1,
     url: UrlOption = None,
     token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Retrain the best λ set and the λ = 0 baseline over fresh seeds and say whether best really is better; with
-    --url the service's workers retrain them and this follows them until done."""
+    """Retrain the best λ set and the λ = 0 baseline over fresh seeds and say whether best really is better (with
+    --ablate, whether each aux task helps); with --url the service's workers retrain them and this follows them."""
+    options = {k: v for k, v in {"seeds": _seeds(seeds), "top_k": top_k, "ablate": ablate, "max_seeds": max_seeds,
+                                 "resample_splits": resample_splits, "test": test}.items() if v is not None}
     with study_source(url, token, db) as source:
-        report = source.confirm(study, seeds, top_k, workers)
+        report = source.confirm(study, options, workers)
     if as_json:
         from api.dashboard.trust_figures import confirmation_document
 

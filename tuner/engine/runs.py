@@ -38,9 +38,12 @@ class EpochGuard(TrialCallback):
 
 
 def run_spec(spec: StudySpec) -> StudySpec:
-    """The spec a confirmation run trains with: the study's, without sanity gate and affinity probe."""
+    """The spec a confirmation run trains with: the study's, without sanity gate and affinity probe, and every
+    searched λ allowed down to 0 (an ablation arm sets a task's λ to 0 even where the search's bounds did not)."""
+    tasks = [t.model_copy(update={"lambda_": t.lambda_.model_copy(update={"low": 0.0})})
+             if t.lambda_.fixed is None else t for t in spec.aux_tasks]
     return spec.model_copy(update={"sanity": spec.sanity.model_copy(update={"enabled": False}),
-                                   "affinity": AffinitySpec(every=0)})
+                                   "affinity": AffinitySpec(every=0), "aux_tasks": tasks})
 
 
 def test_value(result: TrialResult, metric: str) -> float | None:
@@ -55,8 +58,10 @@ def execute_run(prep: PreparedStudy, kind: str, params: dict[str, Any], seed: in
     """Train one run; returns ``(state, val value, test value, result document, reason)``.
 
     ``kind`` ``weighting`` trains with the learned weighting ``params`` describes (an ``ArmSpec``); the other
-    kinds train with the fixed λ set ``params``.
+    kinds train with the fixed λ set ``params``. Keys starting with ``@`` describe the confirmation (its design,
+    the split seed the caller already built ``prep`` with) and are left out here.
     """
+    params = {k: v for k, v in params.items() if not k.startswith("@")}
     spec = prep.spec
     confusion = ConfusionRecorder(prep.batches("test"), prep.data.n_classes)
     extra: list[TrialCallback] = [confusion]
@@ -72,6 +77,7 @@ def execute_run(prep: PreparedStudy, kind: str, params: dict[str, Any], seed: in
     doc = result.to_dict()
     doc["confusion"] = confusion.matrix
     doc["class_names"] = list(prep.data.class_names)
+    doc["n_train"], doc["n_test"] = len(prep.data.train), len(prep.data.test)  # the resampled t-test's correction
     if weighting is not None:
         doc["weighting"] = weighting.summary()
     val, test = result.value, test_value(result, spec.objective.metric)

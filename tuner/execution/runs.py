@@ -14,7 +14,7 @@ import threading
 import time
 
 from storage import DEFAULT_LEASE_TIMEOUT_S, LeaseLost, RunClaim, Store, StoreError, StudyRecord
-from tuner.analysis.confirm import request_confirmation, wants_confirmation
+from tuner.analysis.confirm import SPLIT_SEED_PARAM, advance_confirmation, request_confirmation, wants_confirmation
 from tuner.engine.prepared import PreparedStudy, prepare
 from tuner.engine.runs import EpochGuard, RunOutcome, execute_run, run_spec
 from tuner.engine.transfer import with_saved_models
@@ -62,7 +62,7 @@ class RunWorker:
         self.datasets = datasets or DatasetCache(store)
         self.lease_timeout_s, self.heartbeat_s, self.max_attempts = lease_timeout_s, heartbeat_s, max_attempts
         self.device, self.auto_confirm_every_s = device, auto_confirm_every_s
-        self._preps: dict[tuple[int, str], PreparedStudy] = {}
+        self._preps: dict[tuple[int, str, int | None], PreparedStudy] = {}
         self._checked_at = -float("inf")
         self._no_confirm: set[tuple[int, str]] = set()
         self.runs_done = 0
@@ -100,21 +100,40 @@ class RunWorker:
                 logger.warning("study %s: no automatic confirmation: %s: %s", study.name, type(exc).__name__, exc)
                 self._no_confirm.add(key)
 
-    def _prep(self, study: StudyRecord) -> PreparedStudy:
-        key = (study.id, study.spec_hash)
+    def _prep(self, study: StudyRecord, split_seed: int | None = None) -> PreparedStudy:
+        """The study prepared to train runs; with ``split_seed``, on the data split that seed draws."""
+        key = (study.id, study.spec_hash, split_seed)
         if key not in self._preps:
-            prep = prepare(run_spec(stored_spec(self.datasets.materialize(study.spec))), self.device)
-            self._preps[key] = with_saved_models(prep, self.store)
+            spec = run_spec(stored_spec(self.datasets.materialize(study.spec)))
+            if split_seed is not None:  # a confirmation that redraws the split per seed (confirm.resample_splits)
+                workload = spec.workload.model_copy(update={"params": {**spec.workload.params,
+                                                                       "split_seed": split_seed}})
+                spec = spec.model_copy(update={"workload": workload})
+                self._preps = {k: v for k, v in self._preps.items() if k[2] is None}  # one resampled split at a time
+            self._preps[key] = with_saved_models(prepare(spec, self.device), self.store)
         return self._preps[key]
 
     def execute(self, claim: RunClaim) -> None:
         """Train a claimed run and record it; give it back on shutdown; drop it if the lease was lost."""
         lease = RunLease(self.store, claim, self.stop, self.heartbeat_s)
         outcome: RunOutcome | Exception
+        study: StudyRecord | None = None
         try:
-            prep = self._prep(self.store.get_study(claim.study_id))
+            study = self.store.get_study(claim.study_id)
+            prep = self._prep(study, claim.params.get(SPLIT_SEED_PARAM))
             outcome = execute_run(prep, claim.kind, claim.params, claim.seed, [EpochGuard(lease.check)])
         except Exception as exc:  # ``conclude`` decides: give the run back, drop it, or record it as failed
             outcome = exc
         if lease.conclude(outcome) is not None:
             self.runs_done += 1
+            if study is not None:  # the last run of a round: a sequential confirmation may need the next one
+                self._advance(study)
+
+    def _advance(self, study: StudyRecord) -> None:
+        try:
+            advance_confirmation(self.store, study)
+        except StoreError:
+            raise
+        except Exception as exc:  # a report this version cannot build must not stop the worker
+            logger.warning("study %s: the confirmation's next round was not queued: %s: %s", study.name,
+                           type(exc).__name__, exc)

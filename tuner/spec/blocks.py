@@ -6,7 +6,7 @@ puts them together.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -247,8 +247,27 @@ class ConfirmSpec(_Strict):
     """Retrain the best λ set(s) and the λ = 0 baseline over fresh seeds after the search
     (``tuner.analysis.confirm``)."""
 
-    seeds: int = Field(10, ge=2, le=1000, description="fresh training seeds per arm (same data splits)")
+    added_later = ("max_seeds", "round_seeds", "resample_splits", "test", "ablate")
+
+    seeds: Annotated[int, Field(ge=2, le=1000)] | Literal["auto"] = Field(10, description=(
+        "fresh training seeds per arm, or auto: rounds of round_seeds until the CI excludes 0 or max_seeds"))
     top_k: int = Field(1, ge=1, le=20, description="how many of the best distinct λ sets to retrain (1: the best)")
+    max_seeds: int = Field(16, ge=2, le=1000, description="seeds: auto stops here at the latest")
+    round_seeds: int = Field(4, ge=2, le=1000, description="seeds: auto adds this many seeds per round")
+    resample_splits: bool | None = Field(None, description=(
+        "every confirmation seed also redraws the data split (workloads with a split_seed param), analysed with "
+        "the corrected resampled t-test; null: the measured default (tuner.analysis.confirm)"))
+    test: Literal["auto", "paired", "corrected"] = Field("auto", description=(
+        "paired: the paired t-test (on one split: this split; on redrawn splits: the population of splits of this "
+        "data); corrected: Nadeau & Bengio's corrected resampled t-test (redrawn splits; conservative); auto: the "
+        "measured default"))
+    ablate: bool = Field(False, description="one more arm per searched aux task with its λ at 0, a verdict per task")
+
+    @model_validator(mode="after")
+    def _check_rounds(self) -> ConfirmSpec:
+        if self.seeds == "auto" and self.round_seeds > self.max_seeds:
+            raise ValueError(f"round_seeds ({self.round_seeds}) must be at most max_seeds ({self.max_seeds})")
+        return self
 
 
 WeightingName = Literal["uncertainty", "gradnorm", "dwa"]

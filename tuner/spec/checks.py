@@ -78,8 +78,11 @@ def budget_errors(spec: StudySpec) -> list[tuple[str, str]]:
     errors: list[tuple[str, str]] = []
     epochs, n_trials = spec.training.epochs, spec.search.n_trials
     confirm_runs = 0
-    if spec.confirm is not None:  # each of the top_k λ sets, the baseline and every arm, once per seed
-        confirm_runs = spec.confirm.seeds * (spec.confirm.top_k + 1 + len(spec.arms))
+    if spec.confirm is not None:  # each of the top_k λ sets, the baseline, every arm and ablation, once per seed
+        c = spec.confirm
+        seeds = c.max_seeds if c.seeds == "auto" else c.seeds
+        ablations = len(spec.searched_tasks()) if c.ablate else 0
+        confirm_runs = seeds * (c.top_k + 1 + len(spec.arms) + ablations)
     if n_trials * epochs > MAX_STUDY_EPOCHS:
         errors.append(("search.n_trials", f"n_trials × training.epochs = {n_trials} × {epochs} = "
                                           f"{n_trials * epochs} epochs; at most {MAX_STUDY_EPOCHS}: lower "
@@ -87,7 +90,7 @@ def budget_errors(spec: StudySpec) -> list[tuple[str, str]]:
     elif (n_trials + confirm_runs) * epochs > MAX_STUDY_EPOCHS:
         errors.append(("confirm.seeds", f"the search and its confirmation ({confirm_runs} runs) train "
                                         f"{(n_trials + confirm_runs) * epochs} epochs; at most {MAX_STUDY_EPOCHS}: "
-                                        "lower confirm.seeds, confirm.top_k or training.epochs"))
+                                        "lower confirm.seeds (or max_seeds), confirm.top_k or training.epochs"))
     size = spec.population.size
     if size * epochs > MAX_POPULATION_EPOCHS:
         errors.append(("population.size", f"population.size × training.epochs = {size} × {epochs} = "

@@ -1,9 +1,9 @@
 """``synthetic``: generated data with a known ground truth about which aux task helps.
 
-Generation (deterministic by ``data_seed``): inputs ``x ~ N(0, I_dim)``. Two orthonormal directions
-``U`` carry the signal: ``s = U x``. The main task has 4 classes, the quadrant of ``s``
-(``y = 2·[s₁>0] + [s₂>0]``), with a fraction ``label_noise`` of labels replaced at random, on few training
-samples, so the noisy main labels alone teach ``U`` poorly.
+Generation (deterministic by ``data_seed``; ``split_seed`` shuffles which samples go to which split): inputs
+``x ~ N(0, I_dim)``. Two orthonormal directions ``U`` carry the signal: ``s = U x``. The main task has 4
+classes, the quadrant of ``s`` (``y = 2·[s₁>0] + [s₂>0]``), with a fraction ``label_noise`` of labels replaced
+at random, on few training samples, so the noisy main labels alone teach ``U`` poorly.
 
 Ground truth of the auxiliary tasks:
 
@@ -44,6 +44,8 @@ class SyntheticParams(WorkloadParams):
     harmful_dim: int = Field(8, ge=1, le=MAX_DIM, description="random targets per sample of the harmful task")
     harmful_scale: float = Field(3.0, gt=0.0, le=1000.0, description="std of the harmful task's random targets")
     data_seed: Seed = 0
+    split_seed: Seed | None = Field(None, description=(
+        "shuffle the generated samples with this seed before cutting train/val/test; none: in generated order"))
 
     @model_validator(mode="after")
     def _fits_in_memory(self) -> SyntheticParams:
@@ -92,7 +94,8 @@ class SyntheticWorkload(Workload):
             "null": torch.rand(n, generator=g),
         }
         full = Split(x, y, aux)
-        idx = torch.arange(n)
+        idx = torch.arange(n) if p.split_seed is None else torch.randperm(
+            n, generator=torch.Generator().manual_seed(p.split_seed))
         a, b = p.n_train, p.n_train + p.n_val
         return WorkloadData(
             train=full.take(idx[:a]), val=full.take(idx[a:b]), test=full.take(idx[b:]),

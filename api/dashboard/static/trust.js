@@ -19,6 +19,9 @@ const AUX_TRUST = (() => {
     const c = trust.confirmation;
     $("trust-confirmation").textContent = c ? `Confirmation (${c.state}): ${c.verdict_line}` : trust.request.text;
     $("trust-confirmation").className = c && c.verdict ? "" : "muted";
+    const lines = c ? c.ablation_lines || [] : [];  // one line per aux task: helps, no detectable effect, hurts
+    $("trust-ablation").hidden = !lines.length;
+    $("trust-ablation").replaceChildren(...lines.map((line) => el("li", { text: line })));
     fill("trust-arms", c ? c.arms.map((a) => el("tr", {},
       el("td", { text: a.arm }), el("td", { text: a.kind }), el("td", { class: "reason", text: params(a) }),
       el("td", { class: "num", text: `${a.counts.complete} / ${a.seeds}` }),
@@ -37,9 +40,10 @@ const AUX_TRUST = (() => {
       : "no trial has measured task affinity yet";
     fill("trust-affinity-table", a ? a.summary.map((r) => el("tr", {},
       el("td", { text: r.task }), el("td", { class: "num", text: num(r.affinity) }),
-      el("td", { class: "num", text: num(r.std) }), el("td", { class: "num", text: r.trials }),
+      el("td", { class: "num", text: r.ci_low === null || r.ci_low === undefined ? "" : `${num(r.ci_low)} … ${num(r.ci_high)}` }),
+      el("td", { class: "num", text: r.trials }),
       el("td", { class: "num", text: r.negative_in }),
-      el("td", {}, r.advice ? el("span", { class: `badge ${r.advice === "keep" ? "passed" : "failed"}`, text: r.advice }) : ""))) : []);
+      el("td", {}, r.advice ? el("span", { class: `badge ${r.advice === "keep" ? "passed" : r.advice === "no advice" ? "" : "failed"}`, text: r.advice_from === "ablation" ? `${r.advice} (ablation)` : r.advice }) : ""))) : []);
   }
 
   function drawErrors(trust) {

@@ -16,6 +16,7 @@ from api.client import ApiError, AuxtuneClient
 from storage import Store
 from tests.api.factories import ADMIN, STUDIES, create_study, user
 from tests.e2e.test_service import free_port, wait_for
+from tuner.analysis.sequential import look_alphas
 from tuner.execution.worker import Worker, WorkerConfig
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -36,25 +37,46 @@ def test_confirm_a_study_through_the_api(client: TestClient, store: Store) -> No
     assert client.get(f"{STUDIES}/{sid}/affinity", headers=ADMIN).status_code == 409
     run_workers(store, "api-confirm")  # the search
 
-    bad = client.post(f"{STUDIES}/{sid}/confirm", json={"seeds": 1}, headers=ADMIN)
-    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "seeds"]
-    queued = client.post(f"{STUDIES}/{sid}/confirm", json={"seeds": 2}, headers=ADMIN)
+    for body, field in (({"seeds": 1}, "seeds"), ({"seeds": "many"}, "seeds"), ({"ablate": "maybe"}, "ablate"),
+                        ({"max_seeds": 10**6}, "max_seeds"), ({"rounds": 2}, "rounds")):
+        bad = client.post(f"{STUDIES}/{sid}/confirm", json=body, headers=ADMIN)
+        assert bad.status_code == 422 and bad.json()["detail"][0]["loc"][:2] == ["body", field], (body, bad.text)
+    queued = client.post(f"{STUDIES}/{sid}/confirm", json={"seeds": "auto", "max_seeds": 6, "ablate": True,
+                                                           "resample_splits": False}, headers=ADMIN)
     assert queued.status_code == 202, queued.text
     report = queued.json()
-    assert report["state"] == "queued" and report["counts"]["queued"] == 4 and report["verdict"] is None
-    assert [a["arm"] for a in report["arms"]] == ["baseline", "best"]
+    arms = [a["arm"] for a in report["arms"]]
+    assert report["state"] == "queued" and report["verdict"] is None and report["method"] == "paired"
+    assert arms[:2] == ["baseline", "best"] and set(arms[2:]) <= {"ablate_helpful", "ablate_harmful"}
+    assert report["counts"]["queued"] == 4 * len(arms)  # the first round: 4 seeds
     assert report["arms"][0]["params"] == {"helpful": 0.0, "harmful": 0.0, "neutral": 0.25}  # fixed λ stays
+    assert report["sequential"]["looks"] == [] and report["sequential"]["next_seeds"] == 4
 
-    run_workers(store, "api-confirm")  # no trial left: the worker takes the runs
+    run_workers(store, "api-confirm")  # no trial left: the worker takes the runs, round after round
     done = client.get(f"{STUDIES}/{sid}/confirmation", headers=ADMIN).json()
-    assert done["state"] == "complete" and done["counts"]["complete"] == 4 and done["seeds"] == 2
-    headline = next(c for c in done["comparisons"] if c["arm"] == "best")
+    seq = done["sequential"]
+    assert done["state"] == "complete" and seq["stopped"] and seq["alphas"] == pytest.approx(look_alphas([4, 6]))
+    assert (seq["reason"], seq["seeds"]) in (("decided", 4), ("max_seeds", 6)) and done["seeds"] == seq["seeds"]
+    assert done["counts"]["complete"] == seq["seeds"] * len(arms) and seq["why"].startswith("stopped at")
+    headline = next(c for c in done["comparisons"] if c["arm"] == "best" and c["against"] == "baseline")
     assert done["verdict"] == headline["test"]["verdict"] in ("better", "no detectable difference", "worse")
-    assert headline["test"]["p_value"] is not None and done["error_analysis"]["runs"] == {"baseline": 2, "best": 2}
+    assert headline["method"] == headline["test"]["method"] == "paired" and headline["test"]["wilcoxon_p"] is not None
+    tasks = {row["task"]: row for row in done["ablation"]}
+    assert set(tasks) == {"helpful", "harmful"}
+    assert all(r["verdict"] in ("helps", "no detectable effect", "hurts") or r["note"] for r in tasks.values())
+    assert done["error_analysis"]["runs"] == {"baseline": seq["seeds"], "best": seq["seeds"]}
 
     best = client.get(f"{STUDIES}/{sid}/best", headers=ADMIN).json()
-    assert best["confirmation"]["verdict"] == done["verdict"]
+    assert best["confirmation"]["verdict"] == done["verdict"] and best["confirmation"]["method"] == "paired"
     assert best["confirmation"]["difference"] == pytest.approx(headline["test"]["difference"])
+    assert [r["task"] for r in best["confirmation"]["ablation"]] == [r["task"] for r in done["ablation"]]
+    assert best["search_estimate"] == {"metric": "val_accuracy", "value": best["value"], "trial": best["trial"],
+                                       "seeds": 1}
+    confirmed = best["confirmed_estimate"]  # the winner's curse in the open: beside the search's own value
+    best_arm = next(a for a in done["arms"] if a["arm"] == "best")
+    assert confirmed["mean"] == pytest.approx(best_arm["val"]["mean"]) and confirmed["n"] == seq["seeds"]
+    assert confirmed["ci_low"] <= confirmed["mean"] <= confirmed["ci_high"]
+    assert confirmed["test_mean"] == pytest.approx(best_arm["test"]["mean"])
     affinity = client.get(f"{STUDIES}/{sid}/affinity", headers=ADMIN).json()
     assert set(affinity["ranking"]) == {"helpful", "harmful", "neutral"} and len(affinity["trials"]) == 3
     assert affinity["figure"]["data"][0]["type"] == "heatmap"

@@ -1,7 +1,7 @@
 """Confirmation: best λ and baseline retrained over fresh seeds on the same splits, every run stored.
 
 On ``synthetic`` the helpful-task study is confirmed "better" (p < 0.05); on a null aux task (targets
-independent of everything) "no detectable difference" in at least 9 of 10 studies with different seeds. Runs
+independent of everything) never "better" in 10 studies with different seeds. Runs
 go through real worker processes and a real SQLite file; a killed worker's run is finished by another.
 """
 
@@ -30,6 +30,7 @@ from tuner.analysis.confirm import (
     confirmation_report,
     plan_confirmation,
     request_confirmation,
+    run_lambdas,
 )
 from tuner.analysis.stats import BETTER, NO_DIFFERENCE
 from tuner.cli.main import app
@@ -74,7 +75,7 @@ def test_the_helpful_study_is_confirmed_better(tmp_path: Path) -> None:
     seeds = sorted({r.seed for r in runs})
     assert seeds == [1000 * 0 + CONFIRM_SEED_BASE + i for i in range(10)]  # fresh: no search trial's seed
     assert all(r.worker_id for r in runs)  # leased by a worker (one of the two may have left after the search)
-    assert next(r for r in runs if r.arm == "baseline").params == {"helpful": 0.0}
+    assert run_lambdas(next(r for r in runs if r.arm == "baseline").params) == {"helpful": 0.0}
 
     verdict = next(c for c in report["comparisons"] if c["arm"] == "best" and c["against"] == "baseline")["test"]
     assert report["verdict"] == verdict["verdict"] == BETTER and verdict["p_value"] < 0.05
@@ -102,11 +103,23 @@ def test_the_helpful_study_is_confirmed_better(tmp_path: Path) -> None:
     with Store(url) as store:
         assert {r.id: r.finished_at for r in store.runs(store.get_study("helpful").id)} == finished
 
+    # --ablate on a one-task study: its ablation arm is the baseline itself, so no run is added; one line per task
+    ablated = cli.invoke(app, ["confirm", "helpful", "--db", url, "--ablate"])
+    assert ablated.exit_code == 0, ablated.output
+    line = next(ln for ln in ablated.stdout.splitlines() if ln.startswith("helpful: "))
+    assert line.startswith("helpful: helps (best λ set minus the same with helpful at λ = 0: +"), line
+    assert "p = " in line and line.endswith("10 seeds)")
+    with Store(url) as store:
+        assert len(store.runs(store.get_study("helpful").id)) == 20
+
 
 def test_a_null_aux_task_makes_no_detectable_difference(tmp_path: Path) -> None:
     """Ten studies, each with its own search and training seeds, on an aux task whose targets are independent
-    of everything: the search always finds a "best" λ, the confirmation must not believe it."""
-    verdicts = []
+    of everything: the search always finds a "best" λ, the confirmation must not believe it. With the split
+    redrawn per seed (the default) the paired test is sharp enough to see what a large λ on random targets
+    really costs (noise in the trunk's gradient: ~0.4 test points at λ = 1 in bench/confirm_calibration.py), so
+    "worse" is allowed there; "better" never."""
+    verdicts: list[tuple[str | None, float]] = []
     with Store(f"sqlite:///{tmp_path / 'null.db'}") as store:
         for seed in range(10):
             spec = parse_spec(synthetic(f"null-{seed}", "null", seed=seed, epochs=5, n_train=150, n_test=600,
@@ -115,8 +128,11 @@ def test_a_null_aux_task_makes_no_detectable_difference(tmp_path: Path) -> None:
             Worker(store, config=WorkerConfig(poll_s=0.02)).run([spec.name])
             report = confirmation_report(store.get_study(study.id), store.runs(study.id))
             assert report["state"] == "complete" and report["seeds"] == 10
-            verdicts.append(report["verdict"])
-    assert sum(v == NO_DIFFERENCE for v in verdicts) >= 9, verdicts
+            best = next(a for a in report["arms"] if a["arm"] == "best")
+            verdicts.append((report["verdict"], best["params"]["null"]))
+    assert not [v for v in verdicts if v[0] == BETTER], verdicts
+    assert all(v[0] == NO_DIFFERENCE or v[1] >= 0.5 for v in verdicts), verdicts  # "worse" only at a large λ
+    assert sum(v[0] == NO_DIFFERENCE for v in verdicts) >= 5, verdicts
 
 
 def test_runs_keep_the_data_splits_and_only_the_seed_changes() -> None:
@@ -145,7 +161,7 @@ def test_the_plan_ranks_distinct_lambda_sets_and_leaves_out_the_baseline() -> No
     trials = [trial(0, 0.70, 0.0), trial(1, 0.66, 1.0), trial(2, 0.68, 0.5), trial(3, 0.68, 0.5),
               trial(4, None, 1.7, "failed"), trial(5, 0.60, 1.9)]
     plans = plan_confirmation(spec, trials, seeds=3, top_k=2)
-    arms = {(p.arm, p.kind, p.trial_number, json.dumps(dict(p.params), sort_keys=True)) for p in plans}
+    arms = {(p.arm, p.kind, p.trial_number, json.dumps(run_lambdas(dict(p.params)), sort_keys=True)) for p in plans}
     assert arms == {("baseline", "baseline", None, '{"helpful": 0.0}'), ("best", "lambda", 2, '{"helpful": 0.5}'),
                     ("rank2", "lambda", 1, '{"helpful": 1.0}'),
                     ("dwa", "weighting", None, '{"alpha": 1.5, "name": "dwa", "temperature": 2.0}')}
@@ -167,7 +183,7 @@ def test_the_same_lambdas_on_another_trunk_mode_are_another_arm() -> None:
     trials = [moded(0, 0.72, 0.5, "freeze"), moded(1, 0.70, 0.5, "finetune"), moded(2, 0.69, 0.0, "finetune"),
               moded(3, 0.50, 0.0, "freeze")]  # λ = 0 on the first mode is the baseline itself
     plans = plan_confirmation(spec, trials, seeds=2, top_k=5)
-    arms = {(p.arm, p.trial_number, json.dumps(dict(p.params), sort_keys=True)) for p in plans}
+    arms = {(p.arm, p.trial_number, json.dumps(run_lambdas(dict(p.params)), sort_keys=True)) for p in plans}
     assert arms == {("baseline", None, '{"helpful": 0.0}'),
                     ("best", 0, '{"helpful": 0.5, "trunk_mode": "freeze"}'),
                     ("rank2", 1, '{"helpful": 0.5, "trunk_mode": "finetune"}'),

@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from tuner.analysis.stats import BETTER, NO_DIFFERENCE, WORSE, compare, summarize, verdict_of, welch_df
+from tuner.analysis.stats import (
+    BETTER,
+    NO_DIFFERENCE,
+    WORSE,
+    compare,
+    compare_paired,
+    summarize,
+    verdict_of,
+    welch_df,
+)
 
 A = [0.61, 0.63, 0.60, 0.64, 0.62, 0.65, 0.61, 0.63]
 B = [0.58, 0.60, 0.57, 0.59, 0.61, 0.58, 0.56, 0.60, 0.59, 0.58]
@@ -65,3 +74,33 @@ def test_degenerate_samples() -> None:
     assert exact.verdict == BETTER and exact.p_value == 0.0 and exact.t is None
     with pytest.raises(ValueError, match="direction"):
         compare(A, B, "up")
+
+
+# -- paired and corrected resampled ------------------------------------------------------------------------------
+ARM = {s: v for s, v in enumerate([0.71, 0.69, 0.74, 0.70, 0.72, 0.68, 0.73, 0.75])}
+REF = {s: v for s, v in enumerate([0.69, 0.68, 0.71, 0.70, 0.69, 0.67, 0.70, 0.72])}
+
+
+def test_paired_against_scipy() -> None:
+    c = compare_paired({**ARM, 99: 0.9}, {**REF, 98: 0.1}, "maximize")  # unpaired seeds are left out
+    a, r = list(ARM.values()), list(REF.values())
+    ref = scipy_stats.ttest_rel(a, r)
+    assert (c.t, c.p_value, c.df) == (pytest.approx(ref.statistic), pytest.approx(ref.pvalue), 7)
+    ci = ref.confidence_interval(0.95)
+    assert (c.ci_low, c.ci_high) == (pytest.approx(ci.low), pytest.approx(ci.high))
+    assert c.wilcoxon_p == pytest.approx(scipy_stats.wilcoxon(np.subtract(a, r)).pvalue)
+    assert c.difference == pytest.approx(np.mean(np.subtract(a, r))) and c.method == "paired" and c.n_arm == 8
+    assert c.verdict == BETTER and compare_paired(ARM, REF, "minimize").verdict == WORSE
+    assert compare(a, r, "maximize").p_value > c.p_value  # pairing removes the seed-to-seed spread
+
+
+def test_the_corrected_resampled_t_test_inflates_the_variance_by_nadeau_bengio() -> None:
+    ratio = 0.25  # n_test / n_train
+    c = compare_paired(ARM, REF, "maximize", correction=ratio)
+    d = np.subtract(list(ARM.values()), list(REF.values()))
+    se = math.sqrt((1 / len(d) + ratio) * np.var(d, ddof=1))  # (1/J + n_test/n_train) · s²
+    assert c.t == pytest.approx(d.mean() / se) and c.method == "resampled" and c.wilcoxon_p is None
+    assert c.p_value == pytest.approx(2 * scipy_stats.t.sf(d.mean() / se, len(d) - 1))
+    half = scipy_stats.t.ppf(0.975, len(d) - 1) * se
+    assert (c.ci_low, c.ci_high) == (pytest.approx(d.mean() - half), pytest.approx(d.mean() + half))
+    assert compare_paired({0: 1.0, 1: 1.0}, {0: 1.0, 1: 1.0}, "maximize").verdict == NO_DIFFERENCE

@@ -46,3 +46,17 @@ def test_the_primary_metric_of_a_row_without_one_is_the_spec_default(objective: 
     if objective is not None:
         doc["objective"] = objective
     assert primary_metric(doc) == DEFAULT_METRIC == parse_spec(stored(objective={})).objective.metric
+
+
+def test_confirm_fields_added_later_keep_old_documents_and_are_bounded() -> None:
+    old = stored(confirm={"seeds": 10, "top_k": 1})  # a confirm block stored before seeds: auto and ablate
+    assert parse_spec(old).model_dump(mode="json", by_alias=True)["confirm"] == {"seeds": 10, "top_k": 1}
+    new = parse_spec(stored(confirm={"seeds": "auto", "max_seeds": 8, "ablate": True, "test": "corrected"}))
+    assert new.confirm is not None and (new.confirm.seeds, new.confirm.max_seeds, new.confirm.ablate) == ("auto", 8,
+                                                                                                          True)
+    for bad, field in (({"seeds": "many"}, "confirm.seeds"), ({"max_seeds": 5000}, "confirm.max_seeds"),
+                       ({"seeds": "auto", "round_seeds": 20}, "confirm"), ({"test": "welch"}, "confirm.test"),
+                       ({"ablate": "sometimes"}, "confirm.ablate")):
+        with pytest.raises(SpecError) as refused:
+            parse_spec(stored(confirm=bad))
+        assert any(loc.startswith(field) for loc, _ in refused.value.errors), (bad, refused.value.errors)

@@ -1,5 +1,5 @@
 """Task affinity (TAG lookahead): the probe measures what it claims, changes no training, and on ``synthetic``
-ranks helpful > neutral > harmful, flagging harmful as a candidate to drop (store, report, CLI)."""
+ranks helpful > neutral > harmful, harmful's CI below 0 (store, report, CLI)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from api.dashboard.trust_figures import affinity_figure
 from storage import Store
-from tuner.analysis.affinity_report import DROP, KEEP, affinity_report
+from tuner.analysis.affinity_report import NO_ADVICE, affinity_report
 from tuner.cli.main import app
 from tuner.engine.callbacks import trial_callbacks
 from tuner.engine.callbacks.affinity import AffinityProbe, affinity_probe
@@ -100,9 +100,12 @@ def test_affinity_ranks_helpful_over_neutral_over_harmful(affinity_study: tuple[
     assert report is not None
     assert report["ranking"] == ["helpful", "neutral", "harmful"], report["summary"]
     by_task = {row["task"]: row for row in report["summary"]}
-    assert by_task["helpful"]["affinity"] > 0 and by_task["helpful"]["advice"] == KEEP
-    assert by_task["harmful"]["affinity"] < 0 and by_task["harmful"]["advice"] == DROP
-    assert "harmful" in report["drop_candidates"] and "helpful" not in report["drop_candidates"]
+    assert by_task["helpful"]["affinity"] > 0 and by_task["helpful"]["ci_low"] > 0
+    assert by_task["harmful"]["affinity"] < 0 and by_task["harmful"]["ci_high"] < 0
+    # 5 trials: the λ slice cannot agree yet (it needs 5 trials that trained the task), so no advice from
+    # the affinity alone; tests/tuner/analysis/test_affinity_advice.py covers when it advises
+    assert by_task["helpful"]["advice"] == by_task["harmful"]["advice"] == NO_ADVICE
+    assert "helpful" not in report["drop_candidates"]
     # The λ = 0 control trains no aux head: it is listed, but no task's affinity averages it in.
     assert len(report["trials"]) == 5 and all(row["trials"] == 4 for row in report["summary"])
     figure = affinity_figure(report)
@@ -117,7 +120,7 @@ def test_the_affinity_command(affinity_study: tuple[str, str]) -> None:
     assert done.exit_code == 0, done.output
     report = json.loads(done.stdout)
     assert report["ranking"] == ["helpful", "neutral", "harmful"]
-    assert any(line.startswith("harmful: a step on it alone raises the main task's loss") and line.endswith(DROP)
+    assert any(line.startswith("harmful: no advice (affinity -") and "confirm with --ablate" in line
                for line in report["advice"])
 
 
