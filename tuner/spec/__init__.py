@@ -18,6 +18,7 @@ from tuner.spec.blocks import (
     PopulationSpec,
     PrunerSpec,
     SanitySpec,
+    SchedulerSpec,
     SearchSpec,
     TrainingSpec,
     WorkloadSpec,
@@ -30,6 +31,7 @@ from tuner.spec.study import StudySpec
 __all__ = [
     "ALGORITHMS", "LOSSES", "METRIC_DIRECTIONS", "PRUNERS", "WEIGHTINGS", "AffinitySpec", "ArmSpec", "AuxTaskSpec",
     "ConfirmSpec", "LambdaSpec", "LoaderSpec", "ObjectiveSpec", "PopulationSpec", "PrunerSpec", "SanitySpec",
-    "SearchSpec", "SpecError", "StudySpec", "TrainingSpec", "WorkloadSpec", "format_validation_error", "load_spec",
+    "SchedulerSpec", "SearchSpec", "SpecError", "StudySpec", "TrainingSpec", "WorkloadSpec", "format_validation_error",
+    "load_spec",
     "parse_spec", "primary_metric", "stored_spec",
 ]
