@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from storage._artifacts import ArtifactOps
+from storage._checkpoints import CheckpointOps
 from storage._claims import ClaimOps
 from storage._dashboard_queries import DashboardOps
 from storage._leases import LeaseOps
@@ -15,7 +16,7 @@ from storage._tokens import TokenOps
 
 
 class Store(StudyOps, ClaimOps, LeaseOps, QueryOps, ServiceOps, TokenOps, RunOps, DashboardOps, ParetoOps,
-            ArtifactOps):
+            ArtifactOps, CheckpointOps):
     """The SQL study store: auxtune's tables beside Optuna's RDB schema, in one SQLite file or PostgreSQL.
 
     ``Store(url)`` opens ``url`` (else ``$AUXTUNE_DB``, else ``sqlite:///./auxtune.db``), creating or upgrading
@@ -31,7 +32,8 @@ class Store(StudyOps, ClaimOps, LeaseOps, QueryOps, ServiceOps, TokenOps, RunOps
     under their own lease (``enqueue_runs``, ``claim_run``, ``heartbeat_run``, ``finish_run``, ``runs``); the
     dashboard's whole-study reads (``dashboard_version``, ``trial_points``, ``sanity_summary``, …); the Pareto
     front of a multi-objective study (``pareto_front``, ``objective_values``); saved models of finished trials
-    (``save_artifact``, ``artifact_info``, ``load_artifact``, ``artifacts``).
+    (``save_artifact``, ``artifact_info``, ``load_artifact``, ``artifacts``); a running trial's last checkpoint
+    (``save_checkpoint``, ``load_checkpoint``, ``drop_checkpoint``).
     """
 
     def __enter__(self) -> Store:

@@ -18,6 +18,7 @@ from tuner.engine.batches import SplitBatches
 from tuner.engine.controls import check_precision, make_optimisers
 from tuner.engine.domain import with_target_domain
 from tuner.engine.model import MultiTaskModel, build_model, resolve_device
+from tuner.engine.optim import make_optimizer
 from tuner.engine.saved import SavedModel, rebuild_trunk, start_trunk, tie_kd_heads
 from tuner.engine.user_model import FIELD, UserModule, check_module
 from tuner.spec import StudySpec
@@ -85,6 +86,8 @@ class PreparedStudy:
 
     def gate_optimizer(self, model: nn.Module, lr: float) -> torch.optim.Optimizer:
         """The sanity gate's optimiser for ``model`` at ``lr``: the workload's own, or the spec's (no schedule)."""
+        if not self.workload.brings_model():  # no LambdaLR: its warm-up would scale the gate's lr at creation
+            return make_optimizer(model.param_groups(lr), self.spec.training, lr)  # type: ignore[operator]
         return make_optimisers(self.workload, model, self.spec.training, lr)[0]
 
     def check_user_module(self) -> None:

@@ -1,0 +1,74 @@
+"""training.checkpoint_every: a worker SIGKILLed after a checkpoint; attempt 2 resumes from it and ends with the
+figures of an uninterrupted run; the checkpoint is dropped when the trial ends."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+
+from storage import Store
+from storage.models import CheckpointModel
+from tests.tuner.execution.test_study_run import _wait, spec_dict, worker_proc
+from tuner.execution.submit import create_or_resume
+from tuner.execution.worker import Worker, WorkerConfig
+from tuner.spec import parse_spec
+
+EPOCHS = 120
+
+
+def _doc(name: str) -> dict[str, Any]:
+    doc = spec_dict(name, n_trials=1, epochs=EPOCHS)
+    doc["training"].update({"checkpoint_every": 10, "scheduler": {"name": "cosine", "warmup_epochs": 3},
+                            "grad_clip": 1.0})
+    doc["search"]["controls"] = False
+    return doc
+
+
+def _checkpoints(store: Store) -> int:
+    with store.session("counting checkpoints") as session:
+        return int(session.scalar(select(func.count()).select_from(CheckpointModel)) or 0)
+
+
+def figures(result: dict[str, Any]) -> dict[str, Any]:
+    """What must not depend on the interruption: every epoch's losses and accuracy, the best epoch, the test."""
+    return {"epochs": [(e["epoch"], e["train_loss"], e["val_loss"], e["val_accuracy"]) for e in result["epochs"]],
+            "value": result["value"], "best_epoch": result["best_epoch"], "test": result["test_loss"],
+            "test_accuracy": result["test_accuracy"], "affinity": result["affinity"]["matrix"]}
+
+
+def test_a_sigkilled_trial_resumes_from_its_checkpoint_with_the_same_figures(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'resume.db'}"
+    with Store(url) as store:
+        study = create_or_resume(store, parse_spec(_doc("resumed")))
+        victim = worker_proc(url, study.name, 0)
+        try:
+            _wait(lambda: _checkpoints(store) > 0, 120, "the first checkpoint", every=0.02)
+            os.kill(victim.pid, signal.SIGKILL)
+            victim.wait(10)
+        finally:
+            if victim.poll() is None:
+                victim.kill()
+        (killed,) = store.trials(study.id)
+        assert killed.state == "running" and 0 < len(store.epochs(study.id, 0)) < EPOCHS  # killed mid-trial
+        rescuer = worker_proc(url, study.name, 1)
+        out, _ = rescuer.communicate(timeout=300)
+        assert rescuer.returncode == 0, out
+        (trial,) = store.trials(study.id)
+        assert trial.state == "complete" and trial.attempt == 2, (trial.state, trial.reason)
+        resumed_from = min(e.epoch for e in store.epochs(study.id, 0))
+        assert resumed_from > 0 and resumed_from % 10 == 0  # attempt 2 began after a checkpoint, not at epoch 0
+        assert _checkpoints(store) == 0  # dropped when the trial ended
+        assert trial.result is not None
+        resumed = figures(trial.result)
+
+    other = Store(f"sqlite:///{tmp_path / 'whole.db'}")
+    create_or_resume(other, parse_spec(_doc("resumed")))
+    Worker(other, config=WorkerConfig(lease_timeout_s=60, heartbeat_s=5, threads=1)).run(["resumed"])
+    (whole,) = other.trials(other.get_study("resumed").id)
+    assert whole.result is not None
+    assert resumed == figures(whole.result)
+    other.close()
