@@ -44,7 +44,7 @@ def test_a_sigkilled_trial_resumes_from_its_checkpoint_with_the_same_figures(tmp
     url = f"sqlite:///{tmp_path / 'resume.db'}"
     with Store(url) as store:
         study = create_or_resume(store, parse_spec(_doc("resumed")))
-        victim = worker_proc(url, study.name, 0)
+        victim = worker_proc(url, study.name, 0, 1.5)
         try:
             _wait(lambda: _checkpoints(store) > 0, 120, "the first checkpoint", every=0.02)
             os.kill(victim.pid, signal.SIGKILL)
