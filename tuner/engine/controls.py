@@ -76,7 +76,7 @@ def make_optimisers(workload: Workload, model: nn.Module, training: TrainingSpec
         WorkloadError: when ``configure_optimizers`` returns something else than an optimiser or a pair.
     """
     net = getattr(model, "net", model)
-    given = workload.configure_optimizers(net, lr, training.weight_decay) if workload.brings_model() else None
+    given = workload.configure_optimizers(net, lr, training.weight_decay) if workload.brings_optimizer() else None
     if given is None:
         opt = make_optimizer(model.param_groups(lr), training, lr)  # type: ignore[operator]
         if training.scheduler.name == "none" and training.scheduler.warmup_epochs == 0:

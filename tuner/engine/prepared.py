@@ -86,7 +86,7 @@ class PreparedStudy:
 
     def gate_optimizer(self, model: nn.Module, lr: float) -> torch.optim.Optimizer:
         """The sanity gate's optimiser for ``model`` at ``lr``: the workload's own, or the spec's (no schedule)."""
-        if not self.workload.brings_model():  # no LambdaLR: its warm-up would scale the gate's lr at creation
+        if not self.workload.brings_optimizer():  # no LambdaLR: its warm-up would scale the gate's lr at creation
             return make_optimizer(model.param_groups(lr), self.spec.training, lr)  # type: ignore[operator]
         return make_optimisers(self.workload, model, self.spec.training, lr)[0]
 

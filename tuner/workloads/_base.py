@@ -211,3 +211,8 @@ class Workload(ABC):
     def brings_model(cls) -> bool:
         """Whether this workload overrides ``build_model`` (told without torch: for the spec's checks)."""
         return cls.build_model is not Workload.build_model
+
+    @classmethod
+    def brings_optimizer(cls) -> bool:
+        """Whether this workload overrides ``configure_optimizers``."""
+        return cls.configure_optimizers is not Workload.configure_optimizers
