@@ -3,14 +3,18 @@ controls (scheduler, precision, grad_clip, accumulate)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 import torch
 from torch import nn
+from typer.testing import CliRunner
 
 import tuner.workloads
+from tuner.cli.main import app
 from tuner.engine.callbacks import trial_callbacks
 from tuner.engine.controls import StepControls, lr_factor
 from tuner.engine.loop import run_trial
@@ -191,3 +195,12 @@ def test_schedules_step_once_per_epoch() -> None:
     assert isinstance(mine.opt, torch.optim.SGD)
     mine.end_epoch()
     assert mine.opt.param_groups[0]["lr"] == pytest.approx(0.0015)
+
+
+def test_auxtune_validate_refuses_a_broken_module_naming_the_task(tmp_path: Path) -> None:
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(raw("user-missing")))
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    assert result.exit_code != 0
+    said = " ".join(result.output.split())
+    assert "workload.build_model: task 'harmful': forward(x) gave no tensor for it; expected shape [32, 8]" in said
