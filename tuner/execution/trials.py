@@ -106,6 +106,8 @@ class StoreCheckpoints:
         self.store, self.claim = store, claim
 
     def load(self) -> bytes | None:
+        if self.claim.attempt == 1:  # a first attempt has none: no read per trial
+            return None
         found = self.store.load_checkpoint(self.claim.trial_row_id)
         return None if found is None else found[1]
 

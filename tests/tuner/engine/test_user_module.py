@@ -16,10 +16,11 @@ from typer.testing import CliRunner
 import tuner.workloads
 from tuner.cli.main import app
 from tuner.engine.callbacks import trial_callbacks
+from tuner.engine.callbacks.weighting import make_weighting
 from tuner.engine.controls import StepControls, lr_factor
 from tuner.engine.loop import run_trial
 from tuner.engine.prepared import prepare
-from tuner.spec import SchedulerSpec, SpecError, parse_spec
+from tuner.spec import ArmSpec, SchedulerSpec, SpecError, parse_spec
 from tuner.workloads import WorkloadData, WorkloadError
 from tuner.workloads.synthetic import SyntheticWorkload
 
@@ -204,3 +205,13 @@ def test_auxtune_validate_refuses_a_broken_module_naming_the_task(tmp_path: Path
     assert result.exit_code != 0
     said = " ".join(result.output.split())
     assert "workload.build_model: task 'harmful': forward(x) gave no tensor for it; expected shape [32, 8]" in said
+
+
+def test_gradnorm_balances_a_user_module_on_its_shared_parameters() -> None:
+    spec = parse_spec(raw())
+    prep = prepare(spec)
+    gradnorm = make_weighting(ArmSpec(name="gradnorm"), list(prep.task_losses), spec.training.lr)
+    result = run_trial(prep, spec.default_lambdas(), seed=1, callbacks=[gradnorm])
+    assert result.status == "complete", result.reason
+    weights = gradnorm.summary()["final_weights"]
+    assert set(weights) == {"main", "helpful", "harmful"} and weights != dict.fromkeys(weights, 1.0)
