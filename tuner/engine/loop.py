@@ -104,6 +104,8 @@ def run_trial(
         state = checkpoints.resume(model, controls, train, best, callbacks)
         if state is not None:
             steps, first = state.steps, state.epoch + 1
+            logger.info("trial (seed %d): resumed from the checkpoint at epoch %d", seed, state.epoch)
+            dispatch(callbacks, "on_resume", list(result.epochs))
     for epoch in range(first, spec.training.epochs):
         t0 = time.perf_counter()
         sums: dict[str, float] = {}
