@@ -15,7 +15,8 @@ def user_module_errors(spec: StudySpec, workload: Workload) -> list[tuple[str, s
     """What a spec asks that a workload's own module cannot give, as ``(field, message)`` pairs."""
     errors: list[tuple[str, str]] = []
     training = spec.training
-    controls = [name for name, on in (("scheduler", training.scheduler.name != "none"),
+    controls = [name for name, on in (("scheduler", training.scheduler.name != "none"
+                                                    or training.scheduler.warmup_epochs > 0),
                                       ("precision", training.precision != "fp32"),
                                       ("grad_clip", training.grad_clip is not None),
                                       ("accumulate", training.accumulate > 1)) if on]
