@@ -20,6 +20,7 @@ from tuner.engine.callbacks.weighting import make_weighting
 from tuner.engine.controls import StepControls, lr_factor
 from tuner.engine.loop import run_trial
 from tuner.engine.prepared import prepare
+from tuner.engine.runs import execute_run, run_spec
 from tuner.spec import ArmSpec, SchedulerSpec, SpecError, parse_spec
 from tuner.workloads import WorkloadData, WorkloadError
 from tuner.workloads.synthetic import SyntheticWorkload
@@ -215,3 +216,11 @@ def test_gradnorm_balances_a_user_module_on_its_shared_parameters() -> None:
     assert result.status == "complete", result.reason
     weights = gradnorm.summary()["final_weights"]
     assert set(weights) == {"main", "helpful", "harmful"} and weights != dict.fromkeys(weights, 1.0)
+
+
+def test_a_confirmation_run_of_a_user_module_records_its_confusion_matrix() -> None:
+    spec = parse_spec(raw())
+    state, val, test, doc, reason = execute_run(prepare(run_spec(spec)), "best", spec.default_lambdas(), seed=5)
+    assert state == "complete" and val is not None and test is not None, reason
+    n = len(doc["confusion"])
+    assert n == 4 and sum(map(sum, doc["confusion"])) == 64  # synthetic: 4 classes; every test sample, once
