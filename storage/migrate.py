@@ -20,7 +20,7 @@ VERSION_TABLE = "auxtune_alembic_version"
 TABLE_PREFIX = "auxtune_"
 #: The newest revision in ``migrations/versions``; a test holds it equal to what Alembic finds there. Every open
 #: compares the database with it, so opening a current database needs no Alembic import (~0.1 s per process).
-HEAD = "0008"
+HEAD = "0009"
 
 
 def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:

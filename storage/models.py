@@ -278,3 +278,18 @@ class DatasetModel(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     meta: Mapped[dict[str, Any]]
     created_at: Mapped[datetime]
+
+
+class CheckpointModel(Base):
+    """The last checkpoint of a running trial (``torch.save`` bytes of its model, optimiser, RNG, …), so a requeued
+    attempt resumes from it (``tuner.engine.checkpoint``); one row per trial, dropped when the trial ends."""
+
+    __tablename__ = "auxtune_checkpoints"
+    __table_args__ = (UniqueConstraint("trial_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("auxtune_trials.id", ondelete="CASCADE"))
+    epoch: Mapped[int] = mapped_column(Integer)
+    attempt: Mapped[int] = mapped_column(Integer)
+    state: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime]

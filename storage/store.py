@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from storage._artifacts import ArtifactOps
+from storage._checkpoints import CheckpointOps
 from storage._claims import ClaimOps
 from storage._dashboard_queries import DashboardOps
 from storage._datasets import DatasetOps
@@ -16,7 +17,7 @@ from storage._tokens import TokenOps
 
 
 class Store(StudyOps, ClaimOps, LeaseOps, QueryOps, ServiceOps, TokenOps, RunOps, DashboardOps, ParetoOps,
-            ArtifactOps, DatasetOps):
+            ArtifactOps, DatasetOps, CheckpointOps):
     """The SQL study store: auxtune's tables beside Optuna's RDB schema, in one SQLite file or PostgreSQL.
 
     ``Store(url)`` opens ``url`` (else ``$AUXTUNE_DB``, else ``sqlite:///./auxtune.db``), creating or upgrading
@@ -33,7 +34,8 @@ class Store(StudyOps, ClaimOps, LeaseOps, QueryOps, ServiceOps, TokenOps, RunOps
     dashboard's whole-study reads (``dashboard_version``, ``trial_points``, ``sanity_summary``, …); the Pareto
     front of a multi-objective study (``pareto_front``, ``objective_values``); saved models of finished trials
     (``save_artifact``, ``artifact_info``, ``load_artifact``, ``artifacts``); uploaded data sets and their bytes,
-    chunked by SHA-256 (``save_dataset``, ``dataset``, ``blob_chunks``, ``blob_chunk``).
+    chunked by SHA-256 (``save_dataset``, ``dataset``, ``blob_chunks``, ``blob_chunk``); a running trial's last
+    checkpoint (``save_checkpoint``, ``load_checkpoint``, ``drop_checkpoint``).
     """
 
     def __enter__(self) -> Store:

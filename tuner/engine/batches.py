@@ -164,6 +164,21 @@ class SplitBatches:
             self._order.restart(data_seed)
         return self
 
+    def state_dict(self) -> dict[str, Any]:
+        """Where the training order stands (the generators, the epoch count): a trial's checkpoint keeps it."""
+        state: dict[str, Any] = {"generator": self.generator.get_state()}
+        if not self.in_memory:
+            order = self._order
+            state.update(order=order.generator.get_state(), data_seed=order.data_seed, epoch=order.epoch)
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue the order from ``state_dict``'s answer (a resumed trial)."""
+        self.generator.set_state(state["generator"].cpu())
+        if not self.in_memory:
+            self._order.generator.set_state(state["order"].cpu())
+            self._order.data_seed, self._order.epoch = int(state["data_seed"]), int(state["epoch"])
+
     def epoch(self) -> Iterator[Split]:
         """The next epoch's batches (a training split: a fresh random order; an evaluation one: in order)."""
         if self._loader is None:

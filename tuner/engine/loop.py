@@ -20,11 +20,12 @@ import torch
 from tuner.engine.batches import chunks
 from tuner.engine.best_epoch import BestEpoch
 from tuner.engine.callbacks.base import TrainStep, TrialCallback, TrialPruned, dispatch, stop_requested
+from tuner.engine.checkpoint import TrialCheckpoints
+from tuner.engine.controls import StepControls, autocast
 from tuner.engine.domain import target_metrics
 from tuner.engine.gpu import apply_determinism
 from tuner.engine.losses import MAIN, compute_losses
 from tuner.engine.model import MultiTaskModel
-from tuner.engine.optim import make_optimizer
 from tuner.engine.prepared import PreparedStudy
 from tuner.engine.sanity import sanity_gate
 from tuner.results import EpochMetrics, TrialResult
@@ -45,8 +46,9 @@ def evaluate(prep: PreparedStudy, model: MultiTaskModel, split: Split | Iterable
     n = 0
     for part in chunks(split) if isinstance(split, Split) else split:
         n += len(part)
-        out = model(part.x)
-        bd = compute_losses(out, part.y, part.aux, prep.task_losses, lambdas, prep.temperatures)
+        with autocast(prep.spec.training, part.x.device):
+            out = model(part.x)
+            bd = compute_losses(out, part.y, part.aux, prep.task_losses, lambdas, prep.temperatures)
         for k, v in bd.detached().items():
             sums[k] = sums.get(k, 0.0) + v * len(part)
         correct += int((out[MAIN].argmax(-1) == part.y).sum())
@@ -61,6 +63,7 @@ def run_trial(
     callbacks: Sequence[TrialCallback] = (),
     trunk_mode: str | None = None,
     data_seed: int | None = None,
+    checkpoints: TrialCheckpoints | None = None,
 ) -> TrialResult:
     """Run one trial of ``prep.spec`` with ``lambdas`` (complete: fixed λ filled in by the caller or here).
 
@@ -69,7 +72,9 @@ def run_trial(
     started from a saved model) defaults to the spec's first mode. Only ``callbacks`` run: pass
     ``tuner.engine.callbacks.trial_callbacks(prep, ...)`` for the ones the spec asks for (the affinity probe).
     ``data_seed`` seeds the minibatch order and augmentation (default: ``prep.data_seed(seed)``). The gate draws
-    from generators of its own, so a trial trains the same with the gate on or off.
+    from generators of its own, so a trial trains the same with the gate on or off. With ``checkpoints``
+    (``tuner.engine.checkpoint``) the trial resumes from its last checkpoint, if any (after its gate), and saves
+    one as ``training.checkpoint_every`` says; the optimiser steps as ``tuner.engine.controls`` says.
     """
     spec = prep.spec
     lambdas = spec.complete_lambdas(lambdas)
@@ -85,7 +90,7 @@ def run_trial(
     if spec.sanity.enabled:
         result.sanity = sanity_gate(model, prep.sanity_batch(seed), prep.task_losses, lambdas,
                                     spec.training, spec.sanity, prep.temperatures,
-                                    partial(stop_requested, callbacks))
+                                    partial(stop_requested, callbacks), prep.gate_optimizer)
         dispatch(callbacks, "on_sanity_end", result.sanity)
         if not result.sanity.passed:
             result.status = "failed_sanity"
@@ -93,25 +98,31 @@ def run_trial(
             result.seconds = time.perf_counter() - start
             return result
 
-    opt = make_optimizer(model.param_groups(spec.training.lr), spec.training, spec.training.lr)
+    controls = StepControls(prep.workload, model, spec.training, prep.device)
     train = prep.batches("train").restart(prep.data_seed(seed) if data_seed is None else data_seed)
     best: BestEpoch[dict[str, torch.Tensor]] = BestEpoch(result, spec.training.patience)
-    steps = 0
-    for epoch in range(spec.training.epochs):
+    steps, first = 0, 0
+    if checkpoints is not None:
+        state = checkpoints.resume(model, controls, train, best, callbacks)
+        if state is not None:
+            steps, first = state.steps, state.epoch + 1
+            logger.info("trial (seed %d): resumed from the checkpoint at epoch %d", seed, state.epoch)
+            dispatch(callbacks, "on_resume", list(result.epochs))
+    for epoch in range(first, spec.training.epochs):
         t0 = time.perf_counter()
         sums: dict[str, float] = {}
         for batch in train.epoch():
-            bd = compute_losses(model(batch.x), batch.y, batch.aux, prep.task_losses, lambdas,
-                                prep.temperatures)
+            with controls.autocast():
+                bd = compute_losses(model(batch.x), batch.y, batch.aux, prep.task_losses, lambdas,
+                                    prep.temperatures)
             step = TrainStep(steps, epoch, model, batch, bd, bd.total)
             dispatch(callbacks, "on_step", step)
             steps += 1
-            opt.zero_grad(set_to_none=True)
-            step.loss.backward()
-            opt.step()
+            controls.backward(step.loss)
             for k, v in bd.terms.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach()) * len(batch)
             sums["total"] = sums.get("total", 0.0) + float(bd.total.detach()) * len(batch)
+        controls.end_epoch()
         val_loss, val_acc = evaluate(prep, model, prep.batches("val"), lambdas)
         m = EpochMetrics(epoch=epoch, train_loss={k: v / len(train) for k, v in sums.items()},
                          val_loss=val_loss, val_accuracy=val_acc, seconds=time.perf_counter() - t0,
@@ -124,6 +135,8 @@ def run_trial(
             break
         if best.patience_spent:
             break
+        if checkpoints is not None:
+            checkpoints.after_epoch(epoch, steps, model, controls, train, best, callbacks)
 
     if best.state is not None:
         model.load_state_dict(best.state)

@@ -15,12 +15,15 @@ import torch
 from torch import nn
 
 from tuner.engine.batches import SplitBatches
+from tuner.engine.controls import check_precision, make_optimisers
 from tuner.engine.domain import with_target_domain
 from tuner.engine.model import MultiTaskModel, build_model, resolve_device
+from tuner.engine.optim import make_optimizer
 from tuner.engine.saved import SavedModel, rebuild_trunk, start_trunk, tie_kd_heads
+from tuner.engine.user_model import FIELD, UserModule, check_module
 from tuner.spec import StudySpec
 from tuner.spec.references import workload_aux_tasks
-from tuner.workloads import Split, Workload, WorkloadData, make_workload
+from tuner.workloads import Split, Workload, WorkloadData, WorkloadError, make_workload
 
 
 @dataclass
@@ -50,9 +53,12 @@ class PreparedStudy:
 
     def new_model(self, seed: int, trunk_mode: str | None = None) -> MultiTaskModel:
         """A freshly initialised model; with ``trunk``, its trunk starts from the saved one in ``trunk_mode``
-        (default: the spec's first mode)."""
+        (default: the spec's first mode). A workload that brings its own module (``build_model``) gets it wrapped
+        (``tuner.engine.user_model.UserModule``), initialised from torch's generator seeded with ``seed``."""
         torch.manual_seed(seed)
         spec = self.spec
+        if self.workload.brings_model():
+            return self._user_module()  # type: ignore[return-value]  # the loop's model protocol, not its class
         unloaded = [t.teacher for t in spec.aux_tasks if t.teacher is not None and t.name not in self.data.tasks]
         unloaded += [spec.trunk.from_trial] if spec.trunk is not None and self.trunk is None else []
         if unloaded:
@@ -69,6 +75,30 @@ class PreparedStudy:
             mode = trunk_mode or spec.trunk.modes()[0]
             model = start_trunk(model, self.trunk, mode, spec.trunk.lr_factor)
         return model.to(self.device)
+
+    def _user_module(self) -> UserModule:
+        tied = [t.name for t in self.spec.aux_tasks if t.teacher is not None]
+        own = [t.name for t in self.spec.aux_tasks if t.teacher is None]
+        net = self.workload.build_model(self.data, own)
+        if not isinstance(net, nn.Module):
+            raise WorkloadError(FIELD, f"build_model returned {type(net).__name__}, not a torch.nn.Module")
+        return UserModule(net, tied).to(self.device)
+
+    def gate_optimizer(self, model: nn.Module, lr: float) -> torch.optim.Optimizer:
+        """The sanity gate's optimiser for ``model`` at ``lr``: the workload's own, or the spec's (no schedule)."""
+        if not self.workload.brings_optimizer():  # no LambdaLR: its warm-up would scale the gate's lr at creation
+            return make_optimizer(model.param_groups(lr), self.spec.training, lr)  # type: ignore[operator]
+        return make_optimisers(self.workload, model, self.spec.training, lr)[0]
+
+    def check_user_module(self) -> None:
+        """Build the workload's own module once and refuse it if it breaks the contract (``check_module``); the
+        caller's random streams are left as they were."""
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.spec.training.seed)
+            module = self._user_module()
+            check_module(self.spec, module, self.sanity_batch(self.spec.training.seed), self.data)
+            self.gate_optimizer(module, self.spec.training.lr)  # refuses what configure_optimizers should not give
 
     def batches(self, split: Literal["train", "val", "test"]) -> SplitBatches:
         """The batches of one split: ``train`` in a seeded random order (``restart`` it per trial), the others in
@@ -110,4 +140,8 @@ def prepare(spec: StudySpec, device: str | torch.device | None = None) -> Prepar
     aux = workload_aux_tasks(spec)
     workload, data = _build_data(spec.workload.name, params_json, aux)
     dev = resolve_device(str(device)) if device is not None else resolve_device(spec.training.device)
-    return PreparedStudy(spec=spec, workload=workload, data=data.to(dev), device=dev)
+    check_precision(spec.training, dev)
+    prep = PreparedStudy(spec=spec, workload=workload, data=data.to(dev), device=dev)
+    if workload.brings_model():
+        prep.check_user_module()
+    return prep

@@ -23,6 +23,7 @@ import torch
 from tuner.engine.losses import MAIN, LossBreakdown, compute_losses
 from tuner.engine.model import MultiTaskModel
 from tuner.engine.optim import make_optimizer
+from tuner.engine.user_model import UserModule
 from tuner.results import SanityResult
 from tuner.spec import SanitySpec, TrainingSpec
 from tuner.workloads import Split
@@ -69,12 +70,24 @@ def wiring_problem(has_graph: bool, head_reached: bool, trunk_reached: bool) -> 
     return None
 
 
+def _wiring_parts(model: MultiTaskModel) -> tuple[list[torch.nn.Parameter], Callable[[str], list[torch.nn.Parameter]]]:
+    """The shared parameters, and each task's own: the trunk and the heads, or, for a workload's own module
+    (``tuner.engine.user_model``), its ``shared_parameters()`` (none without) and every other parameter."""
+    if isinstance(model, UserModule):
+        shared = model.shared_parameters() if model.has_shared else []
+        ids = {id(p) for p in shared}
+        rest = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
+        return shared, lambda name: rest
+    return ([p for p in model.trunk.parameters() if p.requires_grad],
+            lambda name: [p for p in model.heads[name].parameters() if p.requires_grad])
+
+
 def check_wiring(model: MultiTaskModel, breakdown: LossBreakdown) -> dict[str, str]:
     """Tasks whose own (unweighted) loss gives no gradient to their head or to the trunk, with why."""
-    trunk_params = [p for p in model.trunk.parameters() if p.requires_grad]
+    trunk_params, own = _wiring_parts(model)
     problems: dict[str, str] = {}
     for name, term in breakdown.terms.items():
-        head_params = [p for p in model.heads[name].parameters() if p.requires_grad]
+        head_params = own(name)
         head = trunk = False
         if term.requires_grad:
             grads = torch.autograd.grad(term, head_params + trunk_params, allow_unused=True, retain_graph=True)
@@ -170,24 +183,29 @@ def sanity_gate(
     sanity: SanitySpec,
     temperatures: dict[str, float] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    make_opt: Callable[[Any, float], torch.optim.Optimizer] | None = None,
 ) -> SanityResult:
     """Train a copy of ``model`` on ``batch`` and report whether the set-up can learn at all.
+
+    ``make_opt(model, lr)`` makes the gate's optimiser (a workload's own: ``PreparedStudy.gate_optimizer``);
+    default: ``training.optimizer``. The gate trains in fp32, without schedule, clipping or accumulation.
 
     ``should_stop`` is asked before every step; when it answers True the gate raises ``GateStopped``. The gate runs
     in a fork of torch's generators (``own_rng``): the caller's random streams are where they were.
     """
     with own_rng(batch.x.device):
-        return _gate(model, batch, task_losses, lambdas, training, sanity, temperatures, should_stop)
+        return _gate(model, batch, task_losses, lambdas, training, sanity, temperatures, should_stop, make_opt)
 
 
 def _gate(model: MultiTaskModel, batch: Split, task_losses: dict[str, str], lambdas: dict[str, float],
           training: TrainingSpec, sanity: SanitySpec, temperatures: dict[str, float] | None,
-          should_stop: Callable[[], bool] | None) -> SanityResult:
+          should_stop: Callable[[], bool] | None,
+          make_opt: Callable[[Any, float], torch.optim.Optimizer] | None) -> SanityResult:
     start = time.perf_counter()
     net = copy.deepcopy(model)
     net.train()
     lr = gate_lr(training, sanity)
-    opt = make_optimizer(net.param_groups(lr), training, lr)
+    opt = make_opt(net, lr) if make_opt is not None else make_optimizer(net.param_groups(lr), training, lr)
     judge = GateJudge(sanity, lr)
     for step in range(sanity.max_steps + 1):
         check_stop(should_stop, step)
@@ -214,5 +232,5 @@ def study_gate(prep: PreparedStudy, spec: StudySpec,
     lambdas = spec.default_lambdas()
     seed = spec.training.seed
     result = sanity_gate(prep.new_model(seed), prep.sanity_batch(seed), prep.task_losses, lambdas, spec.training,
-                         spec.sanity, prep.temperatures, should_stop)
+                         spec.sanity, prep.temperatures, should_stop, prep.gate_optimizer)
     return lambdas, result

@@ -13,6 +13,11 @@ from tuner.results import EpochMetrics, SanityResult
 from tuner.search import SnapshotPruner, pruning_step
 
 
+def _row(metrics: EpochMetrics) -> dict:
+    # A shallow copy (each field is a float or a flat dict): ``dataclasses.asdict`` took 30 µs an epoch.
+    return {k: dict(v) if isinstance(v, dict) else v for k, v in vars(metrics).items()}
+
+
 class StudyCancelled(LeaseAborted):
     """The trial's study was cancelled while it trained: the trial ends as ``failed`` and is not retried."""
 
@@ -68,11 +73,14 @@ class StoreReporter(TrialCallback):
         self._check()
         self.store.record_sanity(self.claim, result.to_dict())
 
+    def on_resume(self, epochs: list[EpochMetrics]) -> None:
+        """The epochs an earlier attempt trained before its checkpoint: this attempt's rows hold them too."""
+        self._pending.extend((m.epoch, _row(m)) for m in epochs)
+        self.flush()
+
     def on_epoch_end(self, metrics: EpochMetrics) -> None:
         self._check()
-        # A shallow copy (each field is a float or a flat dict): ``dataclasses.asdict`` took 30 µs an epoch.
-        self._pending.append((metrics.epoch, {k: dict(v) if isinstance(v, dict) else v
-                                              for k, v in vars(metrics).items()}))
+        self._pending.append((metrics.epoch, _row(metrics)))
         value = metrics.objective(self.metric)
         pruned = False
         if self.pruning is not None and value == value:

@@ -18,6 +18,7 @@ from typing import Any
 from storage import Claim, Store, StudyRecord
 from tuner.engine.callbacks import trial_callbacks
 from tuner.engine.callbacks.keeper import ModelKeeper
+from tuner.engine.checkpoint import TrialCheckpoints
 from tuner.engine.gpu import free_memory, is_out_of_memory, out_of_memory
 from tuner.engine.loop import run_trial
 from tuner.engine.model import MultiTaskModel, resolve_device
@@ -105,6 +106,23 @@ class TrialLease(Lease[TrialResult]):
         return state if finish(self.store, self.claim, state, values, result.to_dict(), result.reason) else None
 
 
+class StoreCheckpoints:
+    """A leased trial's checkpoints in the store (``tuner.engine.checkpoint.CheckpointSink``): written under its
+    lease, read by the attempt that resumes it."""
+
+    def __init__(self, store: Store, claim: Claim):
+        self.store, self.claim = store, claim
+
+    def load(self) -> bytes | None:
+        if self.claim.attempt == 1:  # a first attempt has none: no read per trial
+            return None
+        found = self.store.load_checkpoint(self.claim.trial_row_id)
+        return None if found is None else found[1]
+
+    def save(self, epoch: int, blob: bytes) -> None:
+        self.store.save_checkpoint(self.claim, epoch, blob)
+
+
 class TrialWorker:
     """Claims, trains and concludes trials for one worker process; one per ``tuner.execution.worker.Worker``."""
 
@@ -148,11 +166,16 @@ class TrialWorker:
         try:
             outcome = run_trial(prep, trial_lambdas(claim), seed=trial_seed(ctx.spec, claim),
                                 callbacks=trial_callbacks(prep, lease.reporter, keeper),
-                                trunk_mode=ctx.spec.trunk_mode_of(claim.params))
+                                trunk_mode=ctx.spec.trunk_mode_of(claim.params),
+                                checkpoints=TrialCheckpoints(StoreCheckpoints(self.store, claim),
+                                                             ctx.spec.training.checkpoint_every))
             lease.reporter.flush()
         except Exception as exc:  # ``conclude`` decides: give the trial back, drop it, or record it as failed
             outcome = exc
-        if self.conclude(lease, outcome) == "complete" and keeper.model is not None:
+        state = self.conclude(lease, outcome)
+        if state is not None:  # the trial ended (a trial given back keeps its checkpoint for the next attempt)
+            self.store.drop_checkpoint(claim.trial_row_id)
+        if state == "complete" and keeper.model is not None:
             self.save_model(ctx, claim, keeper.model)
 
     def conclude(self, lease: TrialLease, outcome: TrialResult | Exception, members: int = 1) -> str | None:

@@ -19,6 +19,7 @@ from tuner.spec.blocks import (
     PrunerSpec,
     ReevaluateSpec,
     SanitySpec,
+    SchedulerSpec,
     SearchSpec,
     TrainingSpec,
     WorkloadSpec,
@@ -31,7 +32,7 @@ from tuner.spec.study import StudySpec
 __all__ = [
     "ALGORITHMS", "LOSSES", "METRIC_DIRECTIONS", "PRUNERS", "WEIGHTINGS", "AffinitySpec", "ArmSpec", "AuxTaskSpec",
     "ConfirmSpec", "LambdaSpec", "LoaderSpec", "ObjectiveSpec", "PopulationSpec", "PrunerSpec", "ReevaluateSpec",
-    "SanitySpec",
-    "SearchSpec", "SpecError", "StudySpec", "TrainingSpec", "WorkloadSpec", "format_validation_error", "load_spec",
+    "SanitySpec", "SchedulerSpec", "SearchSpec", "SpecError", "StudySpec", "TrainingSpec", "WorkloadSpec",
+    "format_validation_error", "load_spec",
     "parse_spec", "primary_metric", "stored_spec",
 ]

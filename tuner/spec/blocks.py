@@ -158,8 +158,20 @@ class LoaderSpec(_Strict):
     persistent_workers: bool = Field(True, description="keep the workers alive between epochs and trials")
 
 
+class SchedulerSpec(_Strict):
+    """The built-in optimiser's learning-rate schedule, stepped once per epoch (``tuner.engine.controls``); a
+    workload's own ``configure_optimizers`` brings its own instead. Written as a name (``cosine``) or a mapping."""
+
+    name: Literal["none", "cosine", "step", "onecycle"] = "none"
+    warmup_epochs: int = Field(0, ge=0, le=limits.MAX_EPOCHS,
+                               description="epochs of linear warm-up from lr/25 to lr (onecycle: default 30%)")
+    step_size: int = Field(10, gt=0, le=limits.MAX_EPOCHS, description="step: epochs between two lr drops")
+    gamma: float = Field(0.1, gt=0.0, le=1.0, description="step: factor of each drop")
+
+
 class TrainingSpec(_Strict):
-    added_later = ("loader", "deterministic")
+    added_later = ("loader", "deterministic", "scheduler", "precision", "grad_clip", "accumulate",
+                   "checkpoint_every")
 
     epochs: int = Field(20, gt=0, le=limits.MAX_EPOCHS)
     batch_size: int = Field(64, gt=0, le=limits.MAX_BATCH_SIZE)
@@ -174,6 +186,28 @@ class TrainingSpec(_Strict):
     loader: LoaderSpec = Field(default_factory=LoaderSpec, description="how data-set splits are read")
     deterministic: bool = Field(False, description="deterministic kernels: torch.use_deterministic_algorithms and "
                                                    "cudnn.deterministic on, cudnn.benchmark off (slower on a GPU)")
+    scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec, description="lr schedule, per epoch")
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="autocast precision: bf16 on CPU or GPU; fp16 (with a grad scaler) on CUDA only")
+    grad_clip: float | None = Field(None, gt=0.0, le=limits.MAX_GRAD_CLIP,
+                                    description="clip the gradient's total norm to this (None: no clipping)")
+    accumulate: int = Field(1, ge=1, le=limits.MAX_ACCUMULATE,
+                            description="minibatches whose gradients add up to one optimiser step")
+    checkpoint_every: int | Literal["auto"] = Field(
+        "auto", description=("checkpoint a trial every this many epochs so a requeued attempt resumes; 0: never; "
+                             "auto: about every minute once an epoch has been timed"))
+
+    @field_validator("scheduler", mode="before")
+    @classmethod
+    def _scheduler_name(cls, v: Any) -> Any:
+        return {"name": v} if isinstance(v, str) else v
+
+    @field_validator("checkpoint_every")
+    @classmethod
+    def _check_checkpoint_every(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and not 0 <= v <= limits.MAX_EPOCHS:
+            raise ValueError(f"checkpoint_every must be 'auto' or an epoch count in [0, {limits.MAX_EPOCHS}]")
+        return v
 
     @field_validator("device")
     @classmethod

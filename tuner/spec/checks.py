@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from tuner.spec.errors import SpecError
 from tuner.spec.limits import MAX_GRID_SIZE, MAX_POPULATION_EPOCHS, MAX_STUDY_EPOCHS
+from tuner.spec.model_checks import user_module_errors
 from tuner.workloads import WorkloadError, make_workload
 
 if TYPE_CHECKING:
@@ -61,6 +62,7 @@ def check_spec_against_workload(spec: StudySpec) -> None:
             errors.append((f"aux_tasks.{i}.loss",
                            f"loss {task.loss!r} does not fit task {task.name!r} ({info.kind} targets); "
                            f"use one of {list(info.losses)}"))
+    errors.extend(user_module_errors(spec, workload))
     on_target = [m for m in spec.objective.metrics() if m.startswith("target_")]
     if on_target and not any(info.kind == "domain" for info in tasks.values()):
         errors.append(("objective", f"{on_target} need a target domain and workload {spec.workload.name!r} has "

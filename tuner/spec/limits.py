@@ -54,6 +54,8 @@ MAX_AUX_TASKS = 64
 #: A DataLoader's worker processes (``training.loader.num_workers``) and the batches each reads ahead.
 MAX_LOADER_WORKERS = 64
 MAX_PREFETCH_FACTOR = 64
+MAX_GRAD_CLIP = 1e6
+MAX_ACCUMULATE = 1_024
 
 #: Aux task names: a metric (``val_loss:<task>``), a loss key and a trial param each; a ``.`` splits field
 #: paths, and ``main``/``total`` are the main task's and the summed loss's keys.

@@ -150,7 +150,8 @@ class Workload(ABC):
     third-party workloads register through the entry-point group ``auxtune.workloads``.
 
     Subclasses set ``name``, ``description``, ``params_model``, and implement ``describe_tasks`` and
-    ``build``. They may override ``build_trunk`` to bring their own shared trunk.
+    ``build``. They may override ``build_trunk`` to bring their own shared trunk, or bring the whole model
+    (``build_model``) and its optimiser (``configure_optimizers``): see docs/workloads.md, "Your own model".
     """
 
     name: ClassVar[str]
@@ -192,3 +193,26 @@ class Workload(ABC):
     def build_trunk(self, input_shape: tuple[int, ...], hidden: int) -> tuple[nn.Module, int] | None:
         """Return ``(trunk, feature_dim)`` to replace the default trunk, or None for the default."""
         return None
+
+    def build_model(self, data: WorkloadData, aux_tasks: Sequence[str]) -> nn.Module | None:
+        """The user's own module, or None for the engine's (trunk + linear heads). Its ``forward(x)`` returns a dict:
+        ``"main"`` → the main task's logits ``(batch, n_classes)``, and each aux task in ``aux_tasks`` → its head's
+        output ``(batch, dim)`` (or ``(batch,)`` when dim is 1). It may define ``shared_parameters()`` (the
+        parameters every task shares), which the affinity probe and GradNorm need. Initialise it from torch's
+        global generator (the engine seeds it per trial)."""
+        return None
+
+    def configure_optimizers(self, model: nn.Module, lr: float, weight_decay: float) -> Any:
+        """The user's optimiser for ``model`` (an optimiser, or ``(optimiser, lr_scheduler)``, the scheduler stepped
+        once per epoch), or None for the spec's ``training.optimizer`` and ``training.scheduler``."""
+        return None
+
+    @classmethod
+    def brings_model(cls) -> bool:
+        """Whether this workload overrides ``build_model`` (told without torch: for the spec's checks)."""
+        return cls.build_model is not Workload.build_model
+
+    @classmethod
+    def brings_optimizer(cls) -> bool:
+        """Whether this workload overrides ``configure_optimizers``."""
+        return cls.configure_optimizers is not Workload.configure_optimizers

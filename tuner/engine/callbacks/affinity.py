@@ -29,6 +29,7 @@ from torch.func import functional_call
 
 from tuner.engine.callbacks.base import TrainStep, TrialCallback
 from tuner.engine.losses import MAIN, compute_losses
+from tuner.engine.user_model import UserModule
 
 if TYPE_CHECKING:
     from tuner.engine.prepared import PreparedStudy
@@ -66,7 +67,10 @@ class AffinityProbe(TrialCallback):
         """Measure ``Z_{i→j}`` on this step's minibatch (and add it to the averages); returns this step's."""
         start = time.perf_counter()
         model, batch, terms = step.model, step.batch, step.losses.terms
-        named = [(n, p) for n, p in model.trunk.named_parameters() if p.requires_grad]
+        user = isinstance(model, UserModule)  # a workload's own module: its shared_parameters(), moved in place
+        shared = {id(p) for p in model.shared_parameters()} if isinstance(model, UserModule) else set()
+        named = ([(n, p) for n, p in model.named_parameters() if id(p) in shared] if user
+                 else [(n, p) for n, p in model.trunk.named_parameters() if p.requires_grad])
         if not named:  # a frozen trunk (tuner.engine.transfer): no shared step whose effect could be measured
             return {}
         params = [p for _, p in named]
@@ -75,12 +79,15 @@ class AffinityProbe(TrialCallback):
         devices = [batch.x.device] if batch.x.device.type == "cuda" else []
         out: dict[str, dict[str, float]] = {}
         with torch.no_grad(), torch.random.fork_rng(devices=devices):
-            buffers = {n: b.clone() for n, b in model.trunk.named_buffers()}
+            buffers = {n: b.clone() for n, b in (model if user else model.trunk).named_buffers()}
             for src in self.tasks:
                 moved = {n: p.detach() if g is None else p.detach() - self.lr * g
                          for (n, p), g in zip(named, grads[src], strict=True)}
-                feats = functional_call(model.trunk, {**moved, **buffers}, (batch.x,))
-                outputs = {t: model.heads[t](model.head_input(t, feats)) for t in self.targets}
+                if user:  # the whole forward, its buffers (BatchNorm statistics) copies that the probe may move
+                    outputs = functional_call(model, {**moved, **buffers}, (batch.x,), strict=False)
+                else:
+                    feats = functional_call(model.trunk, {**moved, **buffers}, (batch.x,))
+                    outputs = {t: model.heads[t](model.head_input(t, feats)) for t in self.targets}
                 after = compute_losses(outputs, batch.y, batch.aux, self._measured, step.losses.lambdas,
                                        self.temperatures).terms
                 out[src] = {}
@@ -93,6 +100,14 @@ class AffinityProbe(TrialCallback):
         self.probes += 1
         self.seconds += time.perf_counter() - start
         return out
+
+    def state_dict(self) -> dict[str, Any]:
+        """The sums so far (a trial's checkpoint keeps them, ``tuner.engine.checkpoint``)."""
+        return {"sums": self._sums, "counts": self._counts, "probes": self.probes, "seconds": self.seconds}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._sums, self._counts = state["sums"], state["counts"]
+        self.probes, self.seconds = int(state["probes"]), float(state["seconds"])
 
     def matrix(self) -> dict[str, dict[str, float | None]]:
         """Mean ``Z_{src→dst}`` over the probed steps (``None`` where never measured)."""

@@ -54,6 +54,10 @@ class TrialCallback:
     def on_sanity_end(self, result: SanityResult) -> None:
         pass
 
+    def on_resume(self, epochs: list[EpochMetrics]) -> None:
+        """The trial resumed from a checkpoint (``tuner.engine.checkpoint``): ``epochs`` were trained by an earlier
+        attempt and are not run again (a reporter records them for this attempt; nothing is pruned on them)."""
+
     def on_step(self, step: TrainStep) -> None:
         pass
 

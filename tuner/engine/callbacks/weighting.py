@@ -27,6 +27,7 @@ import torch
 
 from tuner.engine.callbacks.base import TrainStep, TrialCallback
 from tuner.engine.losses import MAIN
+from tuner.engine.user_model import UserModule
 from tuner.results import EpochMetrics
 from tuner.spec import ArmSpec
 
@@ -123,7 +124,9 @@ class GradNorm(_LearnedParameter):
 
     @staticmethod
     def last_shared_layer(step: TrainStep) -> torch.Tensor:
-        weights = [p for p in step.model.trunk.parameters() if p.requires_grad and p.ndim >= 2]
+        model = step.model
+        shared = model.shared_parameters() if isinstance(model, UserModule) else model.trunk.parameters()
+        weights = [p for p in shared if p.requires_grad and p.ndim >= 2]
         if not weights:
             raise ValueError("GradNorm needs a weight matrix in the shared trunk; this model's trunk has none")
         return weights[-1]

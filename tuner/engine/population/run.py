@@ -72,6 +72,13 @@ def population_support(prep: PreparedStudy) -> str | None:
     """
     if saved_model_refs(prep.spec):
         return "a trunk or kd teacher from a saved model (tuner.engine.transfer) trains one trial at a time"
+    if prep.workload.brings_model() or prep.workload.brings_optimizer():
+        return "a workload's own module or optimiser (tuner.engine.user_model) trains one trial at a time"
+    training = prep.spec.training
+    if (training.scheduler.name != "none" or training.scheduler.warmup_epochs or training.precision != "fp32"
+            or training.grad_clip is not None or training.accumulate > 1):
+        return ("training.scheduler, precision, grad_clip and accumulate (tuner.engine.controls) train one trial "
+                "at a time")
     model = prep.new_model(prep.spec.training.seed)
     if any(True for _ in model.buffers()):
         return "the model has buffers (e.g. batch-norm statistics), which the batched path does not update"
