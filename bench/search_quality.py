@@ -92,7 +92,7 @@ def run_study(prep: PreparedStudy, algorithm: str, startup: int | None) -> list[
     backend.enqueue_controls(study)
     out: list[tuple[float, dict[str, float]]] = []
     for _ in range(backend.max_trials()):
-        trial = backend.ask(study)
+        trial = study.ask()  # as a worker's claim: a new trial, then the backend's suggest (re-evaluation first)
         lambdas = {k: float(v) for k, v in backend.suggest(trial).items()}
         result = run_trial(prep, lambdas, seed=spec.training.seed + trial.number)
         value = result.value if result.status == "complete" and result.value is not None else math.nan
