@@ -134,7 +134,7 @@ class SearchSpec(_Strict):
     changed_defaults = {"algorithm": "tpe"}
 
     algorithm: Literal["auto", "tpe", "gp", "cmaes", "qmc", "random", "grid", "ax", "nsga2", "nsga3"] = Field(
-        "auto", description="'auto' (the default): gp on a small λ space, else tpe (tuner.spec.study."
+        "auto", description="'auto' (the default): the measured choice, now tpe (tuner.spec.study."
                             "default_algorithm); stored as the algorithm it resolved to")
     n_trials: int = Field(30, gt=0, le=limits.MAX_TRIALS)
     seed: limits.Seed = 0

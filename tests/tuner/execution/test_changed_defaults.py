@@ -10,7 +10,7 @@ import pytest
 from storage import Store, StudyConflict
 from tuner.execution.submit import create_or_resume
 from tuner.spec import parse_spec
-from tuner.spec.study import GP_MAX_DIMENSIONS, validate_structure
+from tuner.spec.study import validate_structure
 
 
 def spec_doc(n_tasks: int = 2, **search: object) -> dict:
@@ -23,13 +23,12 @@ def spec_doc(n_tasks: int = 2, **search: object) -> dict:
     }
 
 
-def test_auto_is_gp_on_a_small_lambda_space_and_tpe_otherwise() -> None:
-    assert validate_structure(spec_doc()).search.algorithm == "gp"
-    assert validate_structure(spec_doc(GP_MAX_DIMENSIONS + 1)).search.algorithm == "tpe"
-    assert validate_structure(spec_doc(n_trials=5000)).search.algorithm == "tpe"
+def test_auto_resolves_to_the_measured_default_and_is_stored_resolved() -> None:
+    assert validate_structure(spec_doc()).search.algorithm == "tpe"
     assert validate_structure(spec_doc(algorithm="random")).search.algorithm == "random"
+    assert validate_structure(spec_doc(algorithm="gp")).search.algorithm == "gp"
     stored = validate_structure(spec_doc(algorithm="auto")).model_dump(mode="json", by_alias=True)
-    assert stored["search"]["algorithm"] == "gp"  # stored as what it resolved to: the digest is deterministic
+    assert stored["search"]["algorithm"] == "tpe"  # stored as what it resolved to: the digest is deterministic
 
 
 def test_a_study_stored_with_the_old_defaults_resumes_from_its_spec_file(tmp_path: Path) -> None:
