@@ -81,7 +81,8 @@
       : best
         ? `trial ${best.trial}${best.control ? ` (${best.control})` : ""}: ${state.study.metric} = ${num(best.value)}`
         : "no completed trial yet";
-    $("best-lambdas").textContent = best ? JSON.stringify(best.lambdas, null, 2) : "";
+    $("best-lambdas").textContent = best ? JSON.stringify(best.lambdas, null, 2)
+      + (best.params ? `\nparams: ${JSON.stringify(best.params)}` : "") : "";
     $("controls-summary").textContent = state.controls.length ? "controls: " + state.controls.map((c) =>
       `${c.label} (trial ${c.trial}) ${c.value === null ? c.state : num(c.value)}`).join(" · ") : "";
   }

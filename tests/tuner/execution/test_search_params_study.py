@@ -4,11 +4,13 @@ in-process worker, and the confirmation it runs after the search."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 from pathlib import Path
 
 import pytest
 
+from api.schemas import BestPublic
 from storage import Store
 from tuner.analysis.confirm import TRAIN_PARAMS_PARAM
 from tuner.analysis.documents import best_document
@@ -19,7 +21,7 @@ from tuner.spec.params import searched_params, with_params
 from tuner.spec.transfer import lambda_params
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_study_run import _run_in_process, spec_dict  # noqa: E402
+from test_study_run import _run_in_process, auxtune, spec_dict  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +30,9 @@ def searched_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Store, dic
     doc["search"]["params"] = {"lr": {"low": 1e-3, "high": 3e-2, "log": True}, "batch_size": {"choices": [8, 32]}}
     doc["sanity"] = {"enabled": False}
     doc["confirm"] = {"seeds": 2, "resample_splits": False}
-    store = _run_in_process(f"sqlite:///{tmp_path_factory.mktemp('params') / 's.db'}", doc)
+    url = f"sqlite:///{tmp_path_factory.mktemp('params') / 's.db'}"
+    doc["url"] = url
+    store = _run_in_process(url, {k: v for k, v in doc.items() if k != "url"})
     return store, doc
 
 
@@ -38,7 +42,7 @@ def test_each_trial_trains_with_its_own_searched_params(searched_study: tuple[St
     rows = [t for t in store.trials(study.id) if t.state == "complete"]
     assert len(rows) == 5
     assert len({t.params["param.lr"] for t in rows}) == 5 and {t.params["param.batch_size"] for t in rows} <= {8, 32}
-    spec = parse_spec(doc)
+    spec = parse_spec({k: v for k, v in doc.items() if k != "url"})
     base = prepare(spec, "cpu")
     for row in rows[:2]:  # retrained here at the trial's params: the stored value again; at the spec's: another
         lambdas, seed = lambda_params(row.params), spec.training.seed + row.number
@@ -57,6 +61,10 @@ def test_best_shows_params_beside_lambdas_and_the_confirmation_trains_at_them(
     assert best is not None and set(best["lambdas"]) == {"helpful", "harmful"}
     top = next(t for t in store.trials(study.id) if t.number == best["trial"])
     assert best["params"] == searched_params(top.params) and set(best["params"]) == {"lr", "batch_size"}
+    assert BestPublic.model_validate(best).model_dump(exclude_none=True)["params"] == best["params"]  # /best
+    cli = auxtune("best", doc["name"], "--db", doc["url"], "--json")
+    assert cli.returncode == 0, cli.stderr
+    assert json.loads(cli.stdout)["params"] == best["params"]
     runs = sorted(store.runs(study.id), key=lambda r: r.arm)  # baseline, then best (the best non-baseline λ set)
     assert {r.arm for r in runs} == {"baseline", "best"} and all(r.state == "complete" for r in runs)
     best_arm = searched_params(next(t for t in store.trials(study.id) if t.number == runs[-1].trial_number).params)
