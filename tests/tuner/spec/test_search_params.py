@@ -8,11 +8,14 @@ from typing import Any
 
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from pydantic import Field
 
+import tuner.workloads
 from tuner.search import make_backend
 from tuner.spec import SpecError, parse_spec
 from tuner.spec.params import param_key, searched_params, with_params
 from tuner.spec.transfer import lambda_params
+from tuner.workloads.synthetic import SyntheticParams, SyntheticWorkload
 
 BASE: dict[str, Any] = {
     "name": "params-test",
@@ -99,3 +102,34 @@ def test_a_trials_params_set_its_training_fields_and_stay_out_of_its_lambdas() -
     trial_spec = with_params(spec, searched_params(stored))
     assert (trial_spec.training.lr, trial_spec.training.batch_size) == (3e-3, 128)
     assert spec.training.batch_size == 64 and with_params(spec, {}) is spec
+
+
+class WideParams(SyntheticParams):
+    width: int = Field(32, ge=8, le=256)
+
+
+class WideSynthetic(SyntheticWorkload):
+    """The synthetic workload with a searchable model param of its own."""
+
+    name = "synthetic-wide"
+    params_model = WideParams
+    model_params = {"width": "int"}
+
+
+@pytest.fixture
+def _wide(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tuner.workloads, "_plugins", lambda: {WideSynthetic.name: WideSynthetic})
+
+
+@pytest.mark.usefixtures("_wide")
+def test_a_workloads_own_model_param_is_searched_checked_and_reaches_the_workload() -> None:
+    doc = spec_with({"width": {"low": 16, "high": 64}, "lr": {"low": 1e-3, "high": 1e-2}})
+    doc["workload"] = {"name": WideSynthetic.name}
+    spec = parse_spec(doc)
+    assert make_backend(spec).search_space()["param.width"] == IntDistribution(16, 64)
+    trial_spec = with_params(spec, {"width": 48, "lr": 2e-3})
+    assert trial_spec.workload.params == {"width": 48} and trial_spec.training.lr == 2e-3
+    doc["search"]["params"]["width"] = {"low": 16, "high": 1024}
+    assert "1024" in errors_of(doc)["search.params.width"]
+    doc["search"]["params"] = {"depth": {"choices": [1, 2]}}
+    assert "allowed: ['lr', 'weight_decay', 'batch_size', 'hidden', 'width']" in errors_of(doc)["search.params.depth"]
