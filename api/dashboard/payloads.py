@@ -26,7 +26,7 @@ from api.dashboard.trust import trust_panel
 from storage import FINISHED_TRIAL_STATES, TRIAL_STATES, Store, StudyRecord, TrialPoint
 from tuner.analysis.pareto import pareto_so_far
 from tuner.spec import primary_metric
-from tuner.spec.params import is_param_key, searched_params
+from tuner.spec.params import is_param_key, param_key, searched_params
 
 #: Most trials whose curves are drawn at once.
 MAX_CURVES = 10
@@ -125,7 +125,7 @@ def _sort_key(key: str, snapshot: StudySnapshot) -> Any:
 
 
 def valid_sort(key: str, snapshot: StudySnapshot) -> bool:
-    return key in SORT_KEYS or key in {f"lambda:{d.name}" for d in snapshot.dims}
+    return key in SORT_KEYS or key in {f"lambda:{name}" for name in table_names(snapshot)}
 
 
 def sorted_points(snapshot: StudySnapshot, key: str, descending: bool) -> list[TrialPoint]:
@@ -160,7 +160,13 @@ def trials_page(snapshot: StudySnapshot, store: Store, sort: str = "number", des
                      "sanity": None if gate is None else {"passed": gate.passed, "reason": gate.reason}})
     return {"version": snapshot.version, "unchanged": False, "data": rows, "count": len(ordered),
             "offset": offset, "limit": limit, "sort": sort, "order": "desc" if descending else "asc",
-            "lambda_names": [d.name for d in snapshot.dims]}
+            "lambda_names": table_names(snapshot)}
+
+
+def table_names(snapshot: StudySnapshot) -> list[str]:
+    """The trial table's param columns: each searched λ, then each searched training param (``param.<name>``)."""
+    searched = (snapshot.study.spec.get("search") or {}).get("params") or {}
+    return [d.name for d in snapshot.dims] + [param_key(str(n)) for n in searched]
 
 
 def default_curve_trials(snapshot: StudySnapshot) -> list[int]:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from api.dashboard.payloads import study_state, trials_page
+from api.dashboard.snapshot import SnapshotCache
 from api.schemas import BestPublic
 from storage import Store
 from tuner.analysis.confirm import TRAIN_PARAMS_PARAM
@@ -69,6 +71,20 @@ def test_best_shows_params_beside_lambdas_and_the_confirmation_trains_at_them(
     assert {r.arm for r in runs} == {"baseline", "best"} and all(r.state == "complete" for r in runs)
     best_arm = searched_params(next(t for t in store.trials(study.id) if t.number == runs[-1].trial_number).params)
     assert all(r.params[TRAIN_PARAMS_PARAM] == best_arm for r in runs), ([r.params for r in runs], best)
+
+
+def test_the_dashboard_shows_params_in_the_best_panel_and_the_trial_table(
+        searched_study: tuple[Store, dict]) -> None:
+    store, doc = searched_study
+    study = store.get_study(doc["name"])
+    snapshot = SnapshotCache().get(store, study)
+    state = study_state(snapshot)
+    assert set(state["best"]["lambdas"]) == {"helpful", "harmful"} and set(state["best"]["params"]) == {"lr",
+                                                                                                         "batch_size"}
+    page = trials_page(snapshot, store, sort="lambda:param.lr")
+    assert page["lambda_names"] == ["helpful", "harmful", "param.lr", "param.batch_size"]
+    lrs = [r["lambdas"]["param.lr"] for r in page["data"]]
+    assert lrs == sorted(lrs) and len(lrs) == 5
 
 
 def test_a_study_without_params_shows_none() -> None:
