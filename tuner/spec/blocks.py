@@ -171,7 +171,8 @@ class SearchSpec(_Strict):
                               description="most trials running at once; 0 = no limit")
     reevaluate: ReevaluateSpec | None = Field(None, description=(
         "re-run the leading λ sets on more seeds during the search (counted in n_trials) and rank by the mean"))
-    params: dict[str, ParamRange] = Field(default_factory=dict, max_length=limits.MAX_SEARCH_PARAMS, description=(
+    params: dict[Annotated[str, Field(min_length=1, max_length=64)], ParamRange] = Field(
+        default_factory=dict, max_length=limits.MAX_SEARCH_PARAMS, description=(
         "training params searched with the λ: lr, weight_decay, batch_size, hidden, or a workload's model_params"))
 
 
