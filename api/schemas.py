@@ -100,6 +100,9 @@ class EvaluationsPublic(BaseModel):
 
 class BestPublic(BaseModel):
     lambdas: dict[str, float] = Field(description="every aux task's λ, the fixed ones included")
+    params: dict[str, float | int | str] | None = Field(
+        None, exclude_if=lambda v: v is None,  # only a study with search.params: old documents stay the same
+        description="the best trial's searched training params (search.params: lr, batch_size, …)")
     value: float = Field(description="the best trial's value; with search.reevaluate, the best mean over seeds")
     trial: int
     metric: str

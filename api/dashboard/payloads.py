@@ -26,6 +26,7 @@ from api.dashboard.trust import trust_panel
 from storage import FINISHED_TRIAL_STATES, TRIAL_STATES, Store, StudyRecord, TrialPoint
 from tuner.analysis.pareto import pareto_so_far
 from tuner.spec import primary_metric
+from tuner.spec.params import is_param_key, param_key, searched_params
 
 #: Most trials whose curves are drawn at once.
 MAX_CURVES = 10
@@ -52,7 +53,7 @@ def all_lambdas(spec: dict[str, Any], params: dict[str, Any]) -> dict[str, float
     """Every aux task's λ of a trial, fixed ones included, in the spec's order (what ``/best`` answers)."""
     order = [t.get("name") for t in spec.get("aux_tasks") or []]
     _, fixed = lambda_space(spec, [])
-    merged = {**fixed, **{k: float(v) for k, v in params.items() if isinstance(v, int | float)}}
+    merged = {**fixed, **{k: float(v) for k, v in params.items() if isinstance(v, int | float) and not is_param_key(k)}}
     return {k: merged[k] for k in sorted(merged, key=lambda k: order.index(k) if k in order else len(order))}
 
 
@@ -92,7 +93,8 @@ def _build_state(snapshot: StudySnapshot) -> dict[str, Any]:
         "finished": _finished(counts), "total": snapshot.study.n_trials,
         "best": None if best is None else {"trial": best.number, "value": best.value,
                                            "lambdas": all_lambdas(snapshot.study.spec, best.params),
-                                           "control": snapshot.controls.get(best.number)},
+                                           "control": snapshot.controls.get(best.number),
+                                           **_searched(best.params)},
         "controls": [{"trial": n, "label": label, "state": by_number[n].state, "value": by_number[n].value}
                      for n, label in sorted(snapshot.controls.items())],
         "lambdas": [{"name": d.name, "low": d.low, "high": d.high, "log": d.log} for d in snapshot.dims],
@@ -123,7 +125,7 @@ def _sort_key(key: str, snapshot: StudySnapshot) -> Any:
 
 
 def valid_sort(key: str, snapshot: StudySnapshot) -> bool:
-    return key in SORT_KEYS or key in {f"lambda:{d.name}" for d in snapshot.dims}
+    return key in SORT_KEYS or key in {f"lambda:{name}" for name in table_names(snapshot)}
 
 
 def sorted_points(snapshot: StudySnapshot, key: str, descending: bool) -> list[TrialPoint]:
@@ -158,7 +160,13 @@ def trials_page(snapshot: StudySnapshot, store: Store, sort: str = "number", des
                      "sanity": None if gate is None else {"passed": gate.passed, "reason": gate.reason}})
     return {"version": snapshot.version, "unchanged": False, "data": rows, "count": len(ordered),
             "offset": offset, "limit": limit, "sort": sort, "order": "desc" if descending else "asc",
-            "lambda_names": [d.name for d in snapshot.dims]}
+            "lambda_names": table_names(snapshot)}
+
+
+def table_names(snapshot: StudySnapshot) -> list[str]:
+    """The trial table's param columns: each searched λ, then each searched training param (``param.<name>``)."""
+    searched = (snapshot.study.spec.get("search") or {}).get("params") or {}
+    return [d.name for d in snapshot.dims] + [param_key(str(n)) for n in searched]
 
 
 def default_curve_trials(snapshot: StudySnapshot) -> list[int]:
@@ -201,3 +209,9 @@ def studies_page(store: Store, studies: Sequence[StudyRecord], count: int) -> di
                 row["best"]["primary_objective"] = row["metric"]
         rows.append(row)
     return {"data": rows, "count": count}
+
+
+def _searched(params: dict[str, Any]) -> dict[str, Any]:
+    """The best trial's searched training params (``search.params``) as ``{"params": …}``; ``{}`` without any."""
+    trained = searched_params(params)
+    return {"params": trained} if trained else {}

@@ -140,6 +140,12 @@ CASES = [
     Case("λ infinite", "POST", STUDIES, 422, ["body", "aux_tasks", 0, "lambda", "high"], ("finite",),
          content=b'{"name": "n", "workload": {"name": "synthetic"}, "aux_tasks": [{"name": "helpful", "loss": "bce",'
                  b' "lambda": {"high": Infinity}}]}', content_type="application/json"),
+    Case("search.params unknown name", "POST", STUDIES, 422, ["body", "search", "params", "dropout"],
+         ("allowed: ['lr', 'weight_decay', 'batch_size', 'hidden']",),
+         json=_spec(search={"params": {"dropout": {"low": 0, "high": 0.5}}})),
+    Case("search.params choices for cmaes", "POST", STUDIES, 422, ["body", "search", "params", "batch_size"],
+         ("cannot search choices",), json=_spec(search={"algorithm": "cmaes",
+                                                        "params": {"batch_size": {"choices": [32, 64]}}})),
     Case("n_trials beyond the store", "POST", STUDIES, 422, ["body", "search", "n_trials"], ("less than or equal",),
          json=_spec(search={"n_trials": 2**40})),
     Case("integer beyond 64 bits", "POST", STUDIES, 422, ["body", "workload", "params", "n_train"], ("too large",),

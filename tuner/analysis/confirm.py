@@ -30,6 +30,7 @@ from tuner.analysis.confirm_report import (
     BEST,
     DESIGN_PARAM,
     SPLIT_SEED_PARAM,
+    TRAIN_PARAMS_PARAM,
     ablation_lines,
     confirmation_report,
     confirmation_summary,
@@ -38,10 +39,12 @@ from tuner.analysis.confirm_report import (
     verdict_line,
 )
 from tuner.spec import ConfirmSpec, StudySpec, stored_spec
+from tuner.spec.params import searched_params
 from tuner.spec.transfer import TRUNK_MODE_PARAM, lambda_params
 from tuner.workloads import WorkloadError, get_workload
 
 __all__ = ["ABLATE_PREFIX", "BASELINE", "BEST", "CONFIRMABLE_STATUSES", "CONFIRM_SEED_BASE", "ConfirmError",
+           "SPLIT_SEED_PARAM", "TRAIN_PARAMS_PARAM",
            "ablation_lines", "advance_confirmation", "confirmation_report", "confirmation_summary",
            "plan_confirmation", "request_confirmation", "run_lambdas", "stored_confirmation", "verdict_line",
            "wants_confirmation"]
@@ -155,15 +158,19 @@ def plan_confirmation(spec: StudySpec, trials: Sequence[TrialRecord], seeds: int
         arms += [("ablation", ABLATE_PREFIX + task, {**lambdas, **mode}, number)
                  for task, lambdas in ablation_lambdas(spec, best).items()]
     seed_list = [spec.training.seed + CONFIRM_SEED_BASE + i for i in range(seeds)]
-    return [_plan(kind, arm, params, seed, number, design, resample_splits)
+    # Every run trains at the best trial's searched params (search.params), so the arms differ in their λ only.
+    best_trial = next((t for t in trials if t.number == ranked[0][0]), None)
+    trained = searched_params(best_trial.params) if best_trial is not None else {}
+    extra = {TRAIN_PARAMS_PARAM: trained} if trained else {}
+    return [_plan(kind, arm, params, seed, number, design, resample_splits, extra)
             for kind, arm, params, number in arms for seed in seed_list]
 
 
 def _plan(kind: str, arm: str, params: dict[str, Any], seed: int, number: int | None, design: dict[str, Any],
-          resample_splits: bool) -> RunPlan:
+          resample_splits: bool, extra: dict[str, Any]) -> RunPlan:
     split = {SPLIT_SEED_PARAM: seed} if resample_splits else {}
-    return RunPlan(kind=kind, arm=arm, params={**run_lambdas(params), DESIGN_PARAM: design, **split}, seed=seed,
-                   trial_number=number)
+    return RunPlan(kind=kind, arm=arm, params={**run_lambdas(params), DESIGN_PARAM: design, **split, **extra},
+                   seed=seed, trial_number=number)
 
 
 def _without_design(params: dict[str, Any] | Any) -> dict[str, Any]:
@@ -240,7 +247,10 @@ def advance_confirmation(store: Store, study: StudyRecord, design: dict[str, Any
     by_arm: dict[str, list[RunRecord]] = {}
     for r in runs:
         by_arm.setdefault(r.arm, []).append(r)
-    plans = [_plan(arm_runs[0].kind, arm, arm_runs[0].params, base + i, arm_runs[0].trial_number, design, resample)
+    trained = next((r.params[TRAIN_PARAMS_PARAM] for r in runs if TRAIN_PARAMS_PARAM in r.params), None)
+    extra = {TRAIN_PARAMS_PARAM: trained} if trained else {}
+    plans = [_plan(arm_runs[0].kind, arm, arm_runs[0].params, base + i, arm_runs[0].trial_number, design, resample,
+                   extra)
              for arm, arm_runs in by_arm.items() for i in range(target)
              if base + i not in {r.seed for r in arm_runs}]
     return store.enqueue_runs(study.id, plans) if plans else runs

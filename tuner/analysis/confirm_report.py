@@ -30,6 +30,8 @@ BASELINE, BEST = "baseline", "best"
 ABLATE_PREFIX = "ablate_"
 #: Keys of a run's params that describe the confirmation, not the λ (task names cannot start with ``@``).
 DESIGN_PARAM, SPLIT_SEED_PARAM = "@design", "@split_seed"
+#: The best trial's searched training params (``search.params``), which every run of the confirmation trains with.
+TRAIN_PARAMS_PARAM = "@params"
 HELPS, NO_EFFECT, HURTS = "helps", "no detectable effect", "hurts"
 _METHOD_WORDS = {"welch": "Welch", "paired": "paired t-test", "paired_splits": "paired t-test over redrawn splits",
                  "resampled": "corrected resampled t-test"}

@@ -12,6 +12,7 @@ from storage import BestTrial, Candidate, Store, StudyRecord
 from tuner.analysis.confirm import confirmation_summary, stored_confirmation
 from tuner.analysis.pareto import pareto_public, pareto_so_far
 from tuner.spec import SpecError, primary_metric, stored_spec
+from tuner.spec.params import searched_params
 from tuner.spec.transfer import TRUNK_MODE_PARAM, lambda_params
 
 
@@ -64,7 +65,8 @@ def best_document(store: Store, study: StudyRecord) -> dict[str, Any] | None:
     """The study's answer so far; None while no trial has completed.
 
     A single objective: the best λ set (every aux task's λ, fixed ones included), its value, trial, metric and
-    direction, the trunk mode when the study searches it, once a confirmation was queued its summary and, once its
+    direction, the trunk mode when the study searches it, its searched training params (``params``, with
+    ``search.params``), once a confirmation was queued its summary and, once its
     best arm has finished runs, the search's estimate (``search_estimate``: ``value``, one seed, the best of many,
     so optimistic) with the best λ set's value over the confirmation's seeds beside it (``confirmed_estimate``,
     mean and 95 % CI). Without them the document is as it always was.
@@ -88,6 +90,9 @@ def best_document(store: Store, study: StudyRecord) -> dict[str, Any] | None:
         doc["evaluations"] = evaluations(candidate)
     if TRUNK_MODE_PARAM in top.params:  # a study that searches the trunk mode (tuner.engine.transfer)
         doc["trunk_mode"] = str(top.params[TRUNK_MODE_PARAM])
+    trained = searched_params(top.params)
+    if trained:  # a study that searches training params (search.params) beside the λ
+        doc["params"] = trained
     confirmation = stored_confirmation(store, study)
     if confirmation is not None:
         doc["confirmation"] = confirmation_summary(confirmation)

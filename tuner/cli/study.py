@@ -50,8 +50,8 @@ if TYPE_CHECKING:
     from tuner.spec import StudySpec
 
 #: The keys of ``best``'s document in the order it prints them, after ``study``.
-BEST_KEYS = ("lambdas", "value", "trial", "metric", "direction", "trunk_mode", "search_estimate", "confirmed_estimate",
-             "confirmation", "evaluations")
+BEST_KEYS = ("lambdas", "params", "value", "trial", "metric", "direction", "trunk_mode", "search_estimate",
+             "confirmed_estimate", "confirmation", "evaluations")
 
 
 def run(

@@ -9,18 +9,27 @@ its lease expire and the next claim requeues the run. How a run trains is ``tune
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
+from typing import Any
 
 from storage import DEFAULT_LEASE_TIMEOUT_S, LeaseLost, RunClaim, Store, StoreError, StudyRecord
-from tuner.analysis.confirm import SPLIT_SEED_PARAM, advance_confirmation, request_confirmation, wants_confirmation
+from tuner.analysis.confirm import (
+    SPLIT_SEED_PARAM,
+    TRAIN_PARAMS_PARAM,
+    advance_confirmation,
+    request_confirmation,
+    wants_confirmation,
+)
 from tuner.engine.prepared import PreparedStudy, prepare
 from tuner.engine.runs import EpochGuard, RunOutcome, execute_run, run_spec
 from tuner.engine.transfer import with_saved_models
 from tuner.execution.datasets import DatasetCache
 from tuner.execution.lease import Lease
 from tuner.spec import stored_spec
+from tuner.spec.params import with_params
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +71,7 @@ class RunWorker:
         self.datasets = datasets or DatasetCache(store)
         self.lease_timeout_s, self.heartbeat_s, self.max_attempts = lease_timeout_s, heartbeat_s, max_attempts
         self.device, self.auto_confirm_every_s = device, auto_confirm_every_s
-        self._preps: dict[tuple[int, str, int | None], PreparedStudy] = {}
+        self._preps: dict[tuple[int, str, int | None, str], PreparedStudy] = {}
         self._checked_at = -float("inf")
         self._no_confirm: set[tuple[int, str]] = set()
         self.runs_done = 0
@@ -100,11 +109,13 @@ class RunWorker:
                 logger.warning("study %s: no automatic confirmation: %s: %s", study.name, type(exc).__name__, exc)
                 self._no_confirm.add(key)
 
-    def _prep(self, study: StudyRecord, split_seed: int | None = None) -> PreparedStudy:
-        """The study prepared to train runs; with ``split_seed``, on the data split that seed draws."""
-        key = (study.id, study.spec_hash, split_seed)
+    def _prep(self, study: StudyRecord, split_seed: int | None = None,
+              params: dict[str, Any] | None = None) -> PreparedStudy:
+        """The study prepared to train runs; with ``split_seed``, on the data split that seed draws; with
+        ``params``, at those searched training params (the best trial's: ``search.params``)."""
+        key = (study.id, study.spec_hash, split_seed, json.dumps(params or {}, sort_keys=True))
         if key not in self._preps:
-            spec = run_spec(stored_spec(self.datasets.materialize(study.spec)))
+            spec = with_params(run_spec(stored_spec(self.datasets.materialize(study.spec))), params or {})
             if split_seed is not None:  # a confirmation that redraws the split per seed (confirm.resample_splits)
                 workload = spec.workload.model_copy(update={"params": {**spec.workload.params,
                                                                        "split_seed": split_seed}})
@@ -120,7 +131,7 @@ class RunWorker:
         study: StudyRecord | None = None
         try:
             study = self.store.get_study(claim.study_id)
-            prep = self._prep(study, claim.params.get(SPLIT_SEED_PARAM))
+            prep = self._prep(study, claim.params.get(SPLIT_SEED_PARAM), claim.params.get(TRAIN_PARAMS_PARAM))
             outcome = execute_run(prep, claim.kind, claim.params, claim.seed, [EpochGuard(lease.check)])
         except Exception as exc:  # ``conclude`` decides: give the run back, drop it, or record it as failed
             outcome = exc

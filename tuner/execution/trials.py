@@ -9,6 +9,7 @@ SIGTERM, a pause or a store outage, or dropped once its lease was lost.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from tuner.execution.reporter import StoreReporter, StudyCancelled
 from tuner.results import TrialResult, trial_values
 from tuner.search import REEVALUATES_ATTR, SearchBackend, SnapshotPruner, first_pruning_step, warmup_range
 from tuner.spec import StudySpec
+from tuner.spec.params import searched_params, with_params
 from tuner.spec.transfer import lambda_params
 
 logger = logging.getLogger(__name__)
@@ -153,22 +155,35 @@ class TrialWorker:
             ctx.prep = with_saved_models(prepare(ctx.spec, self.device), self.store)
         return ctx.prep
 
+    def trial_prepared(self, ctx: StudyContext, claim: Claim) -> PreparedStudy:
+        """The prepared study as ``claim`` trains: with its searched params (``search.params``) set in its spec.
+        A training param reuses the study's data (new batches at a new batch size); a workload's own param
+        prepares that workload's data (``prepare`` caches it per workload params)."""
+        prep = self.prepared(ctx)
+        params = searched_params(claim.params)
+        if not params:
+            return prep
+        spec = with_params(ctx.spec, params)
+        if spec.workload == ctx.spec.workload:
+            return dataclasses.replace(prep, spec=spec)
+        return with_saved_models(prepare(spec, self.device), self.store)
+
     def run_claim(self, ctx: StudyContext, claim: Claim) -> None:
         """Run one claimed trial and report it; give it back on shutdown; drop it if the lease was lost."""
         lease = self.lease(ctx, claim)
         try:
-            prep = self.prepared(ctx)
+            prep = self.trial_prepared(ctx, claim)
         except Exception as exc:
             self._unpreparable(lease, exc)
             return
         outcome: TrialResult | Exception
         keeper = ModelKeeper()
         try:
-            outcome = run_trial(prep, trial_lambdas(claim), seed=trial_seed(ctx.spec, claim),
+            outcome = run_trial(prep, trial_lambdas(claim), seed=trial_seed(prep.spec, claim),
                                 callbacks=trial_callbacks(prep, lease.reporter, keeper),
                                 trunk_mode=ctx.spec.trunk_mode_of(claim.params),
                                 checkpoints=TrialCheckpoints(StoreCheckpoints(self.store, claim),
-                                                             ctx.spec.training.checkpoint_every))
+                                                             prep.spec.training.checkpoint_every))
             lease.reporter.flush()
         except Exception as exc:  # ``conclude`` decides: give the trial back, drop it, or record it as failed
             outcome = exc

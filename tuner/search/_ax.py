@@ -248,6 +248,7 @@ class AxBackend(SearchBackend):
 
     algorithm = "ax"
     categorical = False
+    searches_params = False
     requires = ("ax",)
     startup_trials = AX_INIT_TRIALS
 

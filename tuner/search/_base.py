@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import optuna
-from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.exceptions import ExperimentalWarning
 from optuna.pruners import BasePruner
 from optuna.samplers import BaseSampler
@@ -30,6 +30,7 @@ from optuna.trial import BaseTrial, Trial
 from tuner.search._reevaluate import REEVALUATES_ATTR, reevaluation_due
 from tuner.search._snapshot import warmup_epochs
 from tuner.spec import AuxTaskSpec, SpecError, StudySpec
+from tuner.spec.params import TRAINING_PARAMS, is_integer, param_key
 from tuner.spec.transfer import TRUNK_MODE_PARAM
 
 logger = logging.getLogger(__name__)
@@ -86,8 +87,10 @@ class SearchBackend(abc.ABC):
 
     algorithm: ClassVar[str]
     requires: ClassVar[tuple[str, ...]] = ()
-    #: Whether the sampler searches a categorical dimension (the trunk mode) next to the λ.
+    #: Whether the sampler searches a categorical dimension (the trunk mode, a param's choices) next to the λ.
     categorical: ClassVar[bool] = True
+    #: Whether the sampler searches ``search.params`` ranges next to the λ (choices need ``categorical`` too).
+    searches_params: ClassVar[bool] = True
 
     #: Random (or space-filling) trials before the model takes over, controls included; None where the
     #: algorithm has no start-up phase. A bench may set it on an instance to compare start-ups.
@@ -103,6 +106,7 @@ class SearchBackend(abc.ABC):
                 f"{self.algorithm!r} searches continuous λ only and cannot search the trunk mode; choose tpe, "
                 "random, grid, gp, nsga2 or nsga3, or give one mode",
             )])
+        self._param_errors()
         if spec.search.reevaluate is not None and spec.objective.multi:
             raise SpecError([(
                 "search.reevaluate",
@@ -131,6 +135,21 @@ class SearchBackend(abc.ABC):
                 "false",
             )])
 
+    def _param_errors(self) -> None:
+        errors: list[tuple[str, str]] = []
+        for name, rng in self.spec.search.params.items():
+            if not self.searches_params:
+                errors.append((f"search.params.{name}", f"{self.algorithm!r} searches the λ only; choose tpe, gp, "
+                                                        "random, cmaes, qmc, nsga2 or nsga3, or drop the param"))
+            elif rng.choices is not None and not self.categorical:
+                errors.append((f"search.params.{name}", f"{self.algorithm!r} cannot search choices; give a range "
+                                                        "(low/high) or choose tpe, gp, random, nsga2 or nsga3"))
+        if self.spec.search.params and self.spec.population.size > 1:
+            errors.append(("search.params", "a population trains its members with one training setup; set "
+                                            "population.size to 1 or drop search.params"))
+        if errors:
+            raise SpecError(errors)
+
     # -- the sampler --------------------------------------------------------------------------------------
     @abc.abstractmethod
     def sampler(self, stream: int = 0) -> BaseSampler:
@@ -154,7 +173,29 @@ class SearchBackend(abc.ABC):
         }
         if self._modes:
             space[TRUNK_MODE_PARAM] = CategoricalDistribution(self._modes)
+        space.update(self.param_space())
         return space
+
+    def param_space(self) -> dict[str, BaseDistribution]:
+        """One distribution per ``search.params`` entry, named ``param.<name>`` (``tuner.spec.params``)."""
+        space: dict[str, BaseDistribution] = {}
+        for name, rng in self.spec.search.params.items():
+            if rng.choices is not None:
+                space[param_key(name)] = CategoricalDistribution(rng.choices)
+            elif is_integer(name, self._model_params()):
+                space[param_key(name)] = IntDistribution(int(rng.low or 0), int(rng.high or 0), log=rng.log)
+            else:
+                space[param_key(name)] = FloatDistribution(float(rng.low or 0.0), float(rng.high or 0.0),
+                                                           log=rng.log)
+        return space
+
+    def _model_params(self) -> dict[str, str]:
+        # Only a workload's own int params need the registry; torch-free (tuner.workloads builds nothing here).
+        names = [n for n in self.spec.search.params if n not in TRAINING_PARAMS]
+        if not names:
+            return {}
+        from tuner.workloads import make_workload
+        return dict(type(make_workload(self.spec.workload.name, self.spec.workload.params)).model_params)
 
     def ask(self, study: optuna.Study) -> Trial:
         """A new trial of ``study`` with every searched λ already sampled (enqueued controls come first)."""
@@ -173,6 +214,13 @@ class SearchBackend(abc.ABC):
         out: dict[str, Any] = dict(self.lambdas_of(trial))
         if self._modes:
             out[TRUNK_MODE_PARAM] = trial.suggest_categorical(TRUNK_MODE_PARAM, self._modes)
+        for name, dist in self.param_space().items():
+            if isinstance(dist, CategoricalDistribution):
+                out[name] = trial.suggest_categorical(name, dist.choices)
+            elif isinstance(dist, IntDistribution):
+                out[name] = trial.suggest_int(name, dist.low, dist.high, log=dist.log)
+            elif isinstance(dist, FloatDistribution):
+                out[name] = trial.suggest_float(name, dist.low, dist.high, log=dist.log)
         return out
 
     def _maybe_reevaluate(self, trial: Trial) -> None:

@@ -25,6 +25,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tuner.search._base import SearchBackend
 from tuner.spec import SpecError, StudySpec
 from tuner.spec.checks import grid_errors, grid_size
+from tuner.spec.params import param_key
 from tuner.spec.transfer import TRUNK_MODE_PARAM
 
 logger = logging.getLogger(__name__)
@@ -87,6 +88,10 @@ class GridBackend(SearchBackend):
 
     def __init__(self, spec: StudySpec) -> None:
         super().__init__(spec)
+        ranges = [name for name, rng in spec.search.params.items() if rng.choices is None]
+        if ranges:
+            raise SpecError([(f"search.params.{name}", "grid searches a param's choices only; give choices "
+                                                       "(a list) or choose tpe, gp or random") for name in ranges])
         too_large = grid_errors(spec)  # parse_spec refuses these too; a spec stored before the limit is here
         if too_large:
             raise SpecError(too_large)
@@ -105,6 +110,8 @@ class GridBackend(SearchBackend):
             out[t.name] = [lo, *(min(max(float(v), lo), hi) for v in values[1:-1]), hi]
         if self._modes:
             out[TRUNK_MODE_PARAM] = list(self._modes)
+        for name, rng in self.spec.search.params.items():
+            out[param_key(name)] = list(rng.choices or [])
         return out
 
     def grid_size(self) -> int:

@@ -129,8 +129,34 @@ class ReevaluateSpec(_Strict):
                        description="evaluations of each leading λ set, the first included (each on its own seed)")
 
 
+class ParamRange(_Strict):
+    """One searched training or model param (``search.params.<name>``): a range ``low``..``high`` (log scale if
+    ``log``; integers for an integer field) or a list of ``choices``."""
+
+    low: float | None = Field(None, ge=-limits.MAX_PARAM_VALUE, le=limits.MAX_PARAM_VALUE)
+    high: float | None = Field(None, ge=-limits.MAX_PARAM_VALUE, le=limits.MAX_PARAM_VALUE)
+    log: bool = Field(False, description="search on a log scale (needs low > 0)")
+    choices: list[int | float | str] | None = Field(None, min_length=1, max_length=limits.MAX_PARAM_CHOICES)
+
+    @model_validator(mode="after")
+    def _check_shape(self) -> ParamRange:
+        if self.choices is not None:
+            if self.low is not None or self.high is not None or self.log:
+                raise ValueError("give either choices or low/high (and log), not both")
+            if len(set(map(str, self.choices))) != len(self.choices):
+                raise ValueError("choices are listed more than once; list each once")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError("give low and high (a range) or choices (a list)")
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) must be ≤ high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError("log scale needs low > 0; set low to e.g. 1e-4 or drop log")
+        return self
+
+
 class SearchSpec(_Strict):
-    added_later = ("reevaluate",)
+    added_later = ("reevaluate", "params")
     changed_defaults = {"algorithm": "tpe"}
 
     algorithm: Literal["auto", "tpe", "gp", "cmaes", "qmc", "random", "grid", "ax", "nsga2", "nsga3"] = Field(
@@ -145,6 +171,9 @@ class SearchSpec(_Strict):
                               description="most trials running at once; 0 = no limit")
     reevaluate: ReevaluateSpec | None = Field(None, description=(
         "re-run the leading λ sets on more seeds during the search (counted in n_trials) and rank by the mean"))
+    params: dict[Annotated[str, Field(min_length=1, max_length=64)], ParamRange] = Field(
+        default_factory=dict, max_length=limits.MAX_SEARCH_PARAMS, description=(
+        "training params searched with the λ: lr, weight_decay, batch_size, hidden, or a workload's model_params"))
 
 
 class LoaderSpec(_Strict):

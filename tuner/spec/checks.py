@@ -6,11 +6,13 @@ builds the study (``tuner.spec.stored``), since the workload registry and data f
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 from tuner.spec.errors import SpecError
 from tuner.spec.limits import MAX_GRID_SIZE, MAX_POPULATION_EPOCHS, MAX_STUDY_EPOCHS
 from tuner.spec.model_checks import user_module_errors
+from tuner.spec.params import param_errors
 from tuner.workloads import WorkloadError, make_workload
 
 if TYPE_CHECKING:
@@ -63,6 +65,8 @@ def check_spec_against_workload(spec: StudySpec) -> None:
                            f"loss {task.loss!r} does not fit task {task.name!r} ({info.kind} targets); "
                            f"use one of {list(info.losses)}"))
     errors.extend(user_module_errors(spec, workload))
+    errors.extend(param_errors(spec, workload.model_params))
+    errors.extend(_model_param_errors(spec))
     on_target = [m for m in spec.objective.metrics() if m.startswith("target_")]
     if on_target and not any(info.kind == "domain" for info in tasks.values()):
         errors.append(("objective", f"{on_target} need a target domain and workload {spec.workload.name!r} has "
@@ -73,6 +77,21 @@ def check_spec_against_workload(spec: StudySpec) -> None:
                                     "give the target file the label column, or use val_accuracy"))
     if errors:
         raise SpecError(errors)
+
+
+def _model_param_errors(spec: StudySpec) -> list[tuple[str, str]]:
+    """Each searched value of a workload's own param, checked by the workload's ``params_model``."""
+    errors: list[tuple[str, str]] = []
+    workload_cls = type(make_workload(spec.workload.name, spec.workload.params))
+    for name, rng in spec.search.params.items():
+        if name not in workload_cls.model_params:
+            continue
+        for value in rng.choices if rng.choices is not None else (rng.low, rng.high):
+            try:
+                make_workload(spec.workload.name, {**spec.workload.params, name: value})
+            except WorkloadError as exc:
+                errors.append((f"search.params.{name}", f"{value!r}: {exc.message}"))
+    return errors
 
 
 def budget_errors(spec: StudySpec) -> list[tuple[str, str]]:
@@ -107,7 +126,8 @@ def grid_size(spec: StudySpec) -> int:
     """How many points the grid of ``spec`` has, by arithmetic (the grid itself may be too large to build)."""
     searched = len(spec.searched_tasks())
     modes = spec.trunk_modes() if spec.trunk is not None and spec.trunk.searched else []
-    return int(spec.search.grid_points ** searched) * max(1, len(modes))
+    choices = [len(rng.choices) for rng in spec.search.params.values() if rng.choices is not None]
+    return int(spec.search.grid_points ** searched) * max(1, len(modes)) * math.prod(choices)
 
 
 def grid_errors(spec: StudySpec) -> list[tuple[str, str]]:

@@ -38,6 +38,10 @@ MAX_POPULATION_EPOCHS = 100_000
 MAX_GATE_STEPS = 1_000
 MAX_BATCH_SIZE = 65_536
 MAX_HIDDEN = 4_096
+#: ``search.params``: at most this many searched params, each with at most this many choices, values bounded.
+MAX_SEARCH_PARAMS = 8
+MAX_PARAM_CHOICES = 64
+MAX_PARAM_VALUE = 1e9
 #: Generous on purpose: the sanity gate judges a learning rate (it names a blown-up loss and says to lower it);
 #: the bound keeps the number finite and in float32 range.
 MAX_LR = 1e6

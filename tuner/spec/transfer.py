@@ -34,8 +34,9 @@ def split_trial_ref(ref: str) -> tuple[str, int]:
 
 
 def lambda_params(params: Mapping[str, Any]) -> dict[str, float]:
-    """The λ of a trial's stored params: every param but the searched trunk mode, as floats."""
-    return {k: float(v) for k, v in params.items() if k != TRUNK_MODE_PARAM}
+    """The λ of a trial's stored params: every param but the searched trunk mode and the searched training params
+    (``param.<name>``, ``tuner.spec.params``), as floats."""
+    return {k: float(v) for k, v in params.items() if k != TRUNK_MODE_PARAM and not k.startswith("param.")}
 
 
 class TrunkSpec(BaseModel):

@@ -159,6 +159,9 @@ class Workload(ABC):
     params_model: ClassVar[type[WorkloadParams]] = WorkloadParams
     #: params that hold file paths; a spec loaded from a file resolves them against the file's folder.
     path_params: ClassVar[tuple[str, ...]] = ()
+    #: params of ``params_model`` that ``search.params`` may search (a width, a dropout): name → ``"float"``,
+    #: ``"int"`` or ``"choice"``; each searched value is checked by ``params_model`` at submission.
+    model_params: ClassVar[dict[str, Literal["float", "int", "choice"]]] = {}
 
     def __init__(self, params: dict[str, Any] | WorkloadParams | None = None):
         if isinstance(params, WorkloadParams):

@@ -81,7 +81,8 @@
       : best
         ? `trial ${best.trial}${best.control ? ` (${best.control})` : ""}: ${state.study.metric} = ${num(best.value)}`
         : "no completed trial yet";
-    $("best-lambdas").textContent = best ? JSON.stringify(best.lambdas, null, 2) : "";
+    $("best-lambdas").textContent = best ? JSON.stringify(best.lambdas, null, 2)
+      + (best.params ? `\nparams: ${JSON.stringify(best.params)}` : "") : "";
     $("controls-summary").textContent = state.controls.length ? "controls: " + state.controls.map((c) =>
       `${c.label} (trial ${c.trial}) ${c.value === null ? c.state : num(c.value)}`).join(" · ") : "";
   }
@@ -143,7 +144,9 @@
 
   // -- the trial table -------------------------------------------------------------------------------------------
   function columns(names) {
-    return [["", null], ["#", "number"], ...names.map((n) => [`λ ${n}`, `lambda:${n}`]), ["value", "value"],
+    // A searched training param (search.params) is stored as param.<name>: its column is headed by its name.
+    const label = (n) => (n.startsWith("param.") ? n.slice("param.".length) : `λ ${n}`);
+    return [["", null], ["#", "number"], ...names.map((n) => [label(n), `lambda:${n}`]), ["value", "value"],
       ["state", "state"], ["sanity gate", null], ["attempt", "attempt"], ["worker", "worker"], ["duration", "seconds"]];
   }
 
@@ -172,7 +175,8 @@
     return el("tr", { dataset: { trial: row.number, state: row.state }, class: view.selected.has(row.number) ? "selected" : null },
       el("td", {}, box),
       el("td", { class: "num" }, `${row.number}`, row.control ? el("span", { class: "badge control", text: row.control }) : null),
-      ...names.map((n) => el("td", { class: "num", text: num(row.lambdas[n], 3) })),
+      ...names.map((n) => el("td", { class: "num", text: typeof row.lambdas[n] === "string" ? row.lambdas[n]
+        : num(row.lambdas[n], 3) })),
       el("td", { class: "num", text: num(row.value) }),
       el("td", { title: row.reason || null }, el("span", { class: `badge ${row.state}`, text: row.state })),
       sanityCell(row),
