@@ -1,5 +1,6 @@
-"""examples/resnet-plugin end to end over REST: a plugin that brings its own module (BatchNorm, custom heads) and
-its own SGD + cosine, registered through its ``auxtune.workloads`` entry point, trained by real workers.
+"""examples/resnet-plugin end to end over REST, lr searched beside the λ: a plugin that brings its own module
+(BatchNorm, custom heads) and its own SGD + cosine, registered through its ``auxtune.workloads`` entry point,
+trained by real workers.
 
 The shared environment is not touched: the example's package folder goes on PYTHONPATH of the service and its
 workers, beside a ``.dist-info`` written from the example's pyproject.toml (what ``pip install`` would write), so
@@ -42,6 +43,7 @@ def test_the_resnet_plugin_study_runs_over_rest(tmp_path: Path, monkeypatch: pyt
     doc.update(name="resnet", workload={**doc["workload"], "name": "resnet-images"},  # type: ignore[dict-item]
                affinity={"every": 3})
     doc["training"].update(lr=0.05, epochs=2)  # type: ignore[union-attr]
+    doc["search"] = {**doc.get("search", {}), "params": {"lr": {"low": 0.01, "high": 0.1, "log": True}}}  # type: ignore[dict-item]
     svc = Service(f"sqlite:///{tmp_path / 'svc.db'}", 1)
     try:
         svc.start_api()
@@ -55,7 +57,10 @@ def test_the_resnet_plugin_study_runs_over_rest(tmp_path: Path, monkeypatch: pyt
         assert study["status"] == "done", study
         trials = svc.get(f"/studies/{sid}/trials?limit=10").json()["data"]
         assert len(trials) == 2 and all(t["state"] == "complete" for t in trials), trials
+        lrs = [t["lambdas"]["param.lr"] for t in trials]  # lr searched beside the λ (a trial param), one per trial
+        assert all(0.01 <= lr <= 0.1 for lr in lrs) and lrs[0] != lrs[1], trials
         best = svc.get(f"/studies/{sid}/best").json()
         assert set(best["lambdas"]) == {"ear", "coat"} and best["value"] is not None, best
+        assert best["params"]["lr"] in lrs, best
     finally:
         svc.close()
