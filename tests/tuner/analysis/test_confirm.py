@@ -1,7 +1,7 @@
 """Confirmation: best λ and baseline retrained over fresh seeds on the same splits, every run stored.
 
 On ``synthetic`` the helpful-task study is confirmed "better" (p < 0.05); on a null aux task (targets
-independent of everything) never "better" in 10 studies with different seeds. Runs
+independent of everything) never "better" in 6 studies with different seeds. Runs
 go through real worker processes and a real SQLite file; a killed worker's run is finished by another.
 """
 
@@ -114,14 +114,14 @@ def test_the_helpful_study_is_confirmed_better(tmp_path: Path) -> None:
 
 
 def test_a_null_aux_task_makes_no_detectable_difference(tmp_path: Path) -> None:
-    """Ten studies, each with its own search and training seeds, on an aux task whose targets are independent
+    """Six studies, each with its own search and training seeds, on an aux task whose targets are independent
     of everything: the search always finds a "best" λ, the confirmation must not believe it. With the split
     redrawn per seed (the default) the paired test is sharp enough to see what a large λ on random targets
     really costs (noise in the trunk's gradient: ~0.4 test points at λ = 1 in bench/confirm_calibration.py), so
     "worse" is allowed there; "better" never."""
     verdicts: list[tuple[str | None, float]] = []
     with Store(f"sqlite:///{tmp_path / 'null.db'}") as store:
-        for seed in range(10):
+        for seed in range(6):
             spec = parse_spec(synthetic(f"null-{seed}", "null", seed=seed, epochs=5, n_train=150, n_test=600,
                                         confirm={"seeds": 10}, sanity={"enabled": False}))
             study = create_or_resume(store, spec)
@@ -132,7 +132,7 @@ def test_a_null_aux_task_makes_no_detectable_difference(tmp_path: Path) -> None:
             verdicts.append((report["verdict"], best["params"]["null"]))
     assert not [v for v in verdicts if v[0] == BETTER], verdicts
     assert all(v[0] == NO_DIFFERENCE or v[1] >= 0.5 for v in verdicts), verdicts  # "worse" only at a large λ
-    assert sum(v[0] == NO_DIFFERENCE for v in verdicts) >= 5, verdicts
+    assert sum(v[0] == NO_DIFFERENCE for v in verdicts) >= 3, verdicts
 
 
 def test_runs_keep_the_data_splits_and_only_the_seed_changes() -> None:
