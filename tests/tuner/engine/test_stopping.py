@@ -104,8 +104,8 @@ def test_a_long_study_gate_stops_on_sigterm_or_cancel(how: str, tmp_path: Path) 
                 os.kill(proc.pid, signal.SIGTERM)
             else:
                 assert store.transition_study(study.id, "cancelled", ("queued",)) is not None
-            # A step of this gate is a 1024-wide matmul on 1024 rows: on 2 cores shared with the rest of the suite one
-            # step alone took seconds, so the bound is 3 notices; an unchecked gate would run its 1 000 steps for minutes.
+            # One step of this gate (a 1024-wide matmul on 1024 rows) took seconds on 2 loaded cores: the bound is
+            # 3 notices; an unchecked gate would run its 1 000 steps for minutes.
             took = _stopped_within(proc, 3 * NOTICE_S + 1)
         finally:
             if proc.poll() is None:
