@@ -123,9 +123,11 @@ def slurm(
                 raise typer.Exit(130) from None  # Slurm jobs keep running: scancel stops them
             interrupted = True
             stop_local(jobs)
-    for job, _, line in ended:
+    for job, _, line, _ in ended:
         echo(f"job {job.job_id}: {line}")
-    if interrupted:
+    # A Ctrl-C while the jobs were being started (SIGINT ignored here then, see above) still reached the workers,
+    # which stopped and gave their trials back: it was an interrupt all the same.
+    if interrupted or any(stopped_by == "SIGINT" for *_, stopped_by in ended):
         raise typer.Exit(130)
-    if not all(ok for _, ok, _ in ended):
+    if not all(ok for _, ok, _, _ in ended):
         raise fail([f"a job ended with an error: see its log in {plan.log_dir}"], EXIT_CHECK_FAILED)

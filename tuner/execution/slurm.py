@@ -281,13 +281,15 @@ def stop_local(jobs: list[submitit.Job[Any]]) -> None:
                 pass
 
 
-def outcome(job: submitit.Job[Any]) -> tuple[bool, str]:
-    """Wait for ``job``; (ended well, one line on how it ended) from its result or its error's last line."""
+def outcome(job: submitit.Job[Any]) -> tuple[bool, str, str | None]:
+    """Wait for ``job``; (ended well, one line on how it ended, the signal that stopped its worker or None) from its
+    result or its error's last line."""
     job.wait()
     error = job.exception()
     if error is not None:
         lines = [line for line in str(error).splitlines() if line.strip()]
-        return False, (lines[-1] if lines else type(error).__name__)
+        return False, (lines[-1] if lines else type(error).__name__), None
     result = job.result()
-    how = f", stopped by {result['stopped_by']}" if result.get("stopped_by") else ""
-    return True, f"worker {result['worker']} ran {result['trials']} trial(s){how}"
+    stopped_by = result.get("stopped_by") or None
+    how = f", stopped by {stopped_by}" if stopped_by else ""
+    return True, f"worker {result['worker']} ran {result['trials']} trial(s){how}", stopped_by

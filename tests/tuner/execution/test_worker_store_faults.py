@@ -44,7 +44,10 @@ def test_workers_survive_terminated_connections_and_finish_the_budget_exactly_on
                 w.kill()
         admin.dispose()
     assert [w.returncode for w in workers] == [0, 0], outs
-    assert len(drops) >= 3 and all(killed >= 2 for killed, _ in drops), drops  # mid-study, both workers hit
+    # mid-study, each drop hit a live connection, and at least one hit more than one (a worker between its
+    # reconnect and its next statement holds none, so not every drop finds both)
+    assert len(drops) >= 3 and all(killed >= 1 for killed, _ in drops), drops
+    assert any(killed >= 2 for killed, _ in drops), drops
     with Store(url) as store:
         rows = store.trials(study.id, limit=100)
         assert sorted(t.number for t in rows) == list(range(n)), [(t.number, t.state) for t in rows]
