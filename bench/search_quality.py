@@ -15,7 +15,9 @@ random or space-filling trials before the model, controls included) of ``tpe``, 
 ``name+re`` turns on ``search.reevaluate`` (top 3, 3 seeds each) and chooses by the best mean: ``gp+re``.
 
     python bench/search_quality.py [--workloads synthetic,table,digits] [--algorithms tpe,gp,ax,random,cmaes,qmc]
-        [--budgets 10,20,30] [--study-seeds 3] [--fresh-seeds 6] [--epochs 20] [--jsonl out.jsonl]
+        [--budgets 10,20,30] [--study-seeds 3] [--first-study-seed 0] [--fresh-seeds 6] [--epochs 20]
+        [--jsonl out.jsonl]
+    python bench/search_quality.py --summarise a.jsonl,b.jsonl   # the tables of earlier (or split) runs
 
 Prints figures; asserts nothing. A study's lines are printed as it ends (``--jsonl`` keeps them too).
 """
@@ -138,42 +140,88 @@ def mean_se(values: list[float]) -> str:
     return f"{100 * m:5.1f} ± {100 * se:3.1f}"
 
 
-def bench_workload(workload: str, args: argparse.Namespace, sink: Any) -> None:
+def bench_workload(workload: str, args: argparse.Namespace, sink: Any) -> list[dict[str, Any]]:
     budgets = sorted(args.budgets)
-    rows: dict[str, dict[int, list[float]]] = {}
-    shown: dict[str, list[float]] = {}
-    truth: Truth | None = None
+    lines: list[dict[str, Any]] = []
+    truth = Truth(prepare(study_spec(workload, "random", 2, 0, args.epochs), "cpu"), args.fresh_seeds)
     for algo in args.algorithms:
         name, _, startup = algo.partition(":")
         name, re_, _ = name.partition("+re")
-        for seed in range(args.study_seeds):
+        for seed in range(args.first_study_seed, args.first_study_seed + args.study_seeds):
             spec = study_spec(workload, name, budgets[-1], seed, args.epochs, reevaluate=bool(re_))
             prep = prepare(spec, "cpu")
-            if truth is None:
-                truth = Truth(prepare(study_spec(workload, "random", 2, 0, args.epochs), "cpu"), args.fresh_seeds)
             start = time.perf_counter()
             trials = run_study(prep, name, int(startup) if startup else None)
             search_s = time.perf_counter() - start
             line: dict[str, Any] = {"workload": workload, "algorithm": algo, "study_seed": seed,
+                                    "epochs": args.epochs, "fresh_seeds": args.fresh_seeds,
                                     "search_s": round(search_s, 1), "budgets": {}}
             for b in budgets:
                 value, lambdas = chosen(trials, b, by_mean=bool(re_))
-                true = truth(lambdas)
-                rows.setdefault(algo, {}).setdefault(b, []).append(true)
-                line["budgets"][b] = {"shown": value, "true": true, "lambdas": lambdas}
-            shown.setdefault(algo, []).append(line["budgets"][budgets[-1]]["shown"])
+                line["budgets"][str(b)] = {"shown": value, "true": truth(lambdas), "lambdas": lambdas}
+            lines.append(line)
             print(json.dumps(line), flush=True)
             if sink is not None:
                 sink.write(json.dumps(line) + "\n")
                 sink.flush()
-    assert truth is not None
-    base = truth({t["name"]: 0.0 for t in WORKLOADS[workload]["aux_tasks"]})
-    print(f"\n{workload}: true test accuracy (%) of the chosen λ, mean ± se over {args.study_seeds} study seeds "
-          f"({args.fresh_seeds} fresh seeds each, {args.epochs} epochs); λ = 0 baseline: {100 * base:.1f}")
+    line = {"workload": workload, "baseline": truth({t["name"]: 0.0 for t in WORKLOADS[workload]["aux_tasks"]}),
+            "epochs": args.epochs, "fresh_seeds": args.fresh_seeds}
+    lines.append(line)
+    if sink is not None:
+        sink.write(json.dumps(line) + "\n")
+    return lines
+
+
+def paired(diffs: list[float]) -> str:
+    """Mean paired difference in points, its 95 % t interval and the paired t-test's two-sided p (scipy)."""
+    if len(diffs) < 2:
+        return "-"
+    from scipy import stats
+
+    m = statistics.fmean(diffs)
+    se = statistics.stdev(diffs) / math.sqrt(len(diffs))
+    half = stats.t.ppf(0.975, len(diffs) - 1) * se
+    p = float(stats.ttest_1samp(diffs, 0.0).pvalue) if se > 0 else (0.0 if m else 1.0)
+    return f"{100 * m:+.1f} [{100 * (m - half):+.1f}, {100 * (m + half):+.1f}] p={p:.3f}"
+
+
+def report(workload: str, lines: list[dict[str, Any]]) -> None:
+    """The table of one workload from its study lines (this run's, or ``--summarise``'s files): per algorithm and
+    budget the mean ± se of the chosen λ's true accuracy, then each algorithm against ``random`` paired by study
+    seed (the same seed gives both the same training seeds and the same controls)."""
+    studies = [ln for ln in lines if ln.get("workload") == workload and "algorithm" in ln]
+    bases = [ln["baseline"] for ln in lines if ln.get("workload") == workload and "baseline" in ln]
+    if not studies:
+        return
+    budgets = sorted({int(b) for ln in studies for b in ln["budgets"]})
+    by: dict[str, dict[int, dict[int, float]]] = {}  # algorithm -> budget -> study seed -> true
+    shown: dict[str, list[float]] = {}
+    for ln in studies:
+        for b, got in ln["budgets"].items():
+            by.setdefault(ln["algorithm"], {}).setdefault(int(b), {})[ln["study_seed"]] = got["true"]
+        shown.setdefault(ln["algorithm"], []).append(ln["budgets"][str(budgets[-1])]["shown"])
+    seeds = sorted({ln["study_seed"] for ln in studies})
+    base = f"; λ = 0 baseline: {100 * bases[0]:.1f}" if bases else ""
+    fresh = sorted({str(ln.get("fresh_seeds", "?")) for ln in studies})
+    epochs = sorted({str(ln.get("epochs", "?")) for ln in studies})
+    print(f"\n{workload}: true test accuracy (%) of the chosen λ, mean ± se over {len(seeds)} study seeds "
+          f"({'/'.join(fresh)} fresh seeds each, {'/'.join(epochs)} epochs){base}")
     head = "".join(f"{f'{b} trials':>15}" for b in budgets)
     print(f"{'algorithm':<10}{head}{'shown at ' + str(budgets[-1]):>16}")
-    for algo, by_budget in rows.items():
-        print(f"{algo:<10}" + "".join(f"{mean_se(by_budget[b]):>15}" for b in budgets) + f"{mean_se(shown[algo]):>16}")
+    for algo, per_budget in by.items():
+        print(f"{algo:<10}" + "".join(f"{mean_se(list(per_budget[b].values())):>15}" for b in budgets)
+              + f"{mean_se(shown[algo]):>16}")
+    if "random" in by:
+        print("\nagainst random, paired by study seed: mean difference (points) [95 % CI] paired-t p")
+        for algo, per_budget in by.items():
+            if algo == "random":
+                continue
+            cells = []
+            for b in budgets:
+                common = sorted(set(per_budget[b]) & set(by["random"][b]))
+                cells.append(f"{b}: {paired([per_budget[b][s] - by['random'][b][s] for s in common])} "
+                             f"(n={len(common)})")
+            print(f"{algo:<10}" + "   ".join(cells))
     print(flush=True)
 
 
@@ -183,10 +231,12 @@ def main() -> None:
     parser.add_argument("--algorithms", default="tpe,gp,ax,random,cmaes,qmc")
     parser.add_argument("--budgets", default="10,20,30")
     parser.add_argument("--study-seeds", type=int, default=3)
+    parser.add_argument("--first-study-seed", type=int, default=0, help="study seeds from this one (split a run)")
     parser.add_argument("--fresh-seeds", type=int, default=6)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--jsonl", default=None, help="also append each study's line to this file")
+    parser.add_argument("--summarise", default=None, help="only print the tables of these --jsonl files (a,b,...)")
     args = parser.parse_args()
     args.algorithms = [a for a in args.algorithms.split(",") if a]
     args.budgets = [int(b) for b in args.budgets.split(",")]
@@ -195,8 +245,14 @@ def main() -> None:
     logging.getLogger("ax").setLevel(logging.ERROR)
     sink = open(args.jsonl, "a") if args.jsonl else None  # noqa: SIM115 (kept open for the whole run)
     print(f"torch {torch.__version__}, optuna {optuna.__version__}, python {sys.version.split()[0]}", flush=True)
+    if args.summarise:
+        lines = [json.loads(row) for path in args.summarise.split(",") for row in Path(path).read_text().splitlines()
+                 if row.strip()]
+        for workload in dict.fromkeys(ln["workload"] for ln in lines):
+            report(workload, lines)
+        return
     for workload in args.workloads.split(","):
-        bench_workload(workload, args, sink)
+        report(workload, bench_workload(workload, args, sink))
 
 
 if __name__ == "__main__":

@@ -160,8 +160,9 @@ class SearchSpec(_Strict):
     changed_defaults = {"algorithm": "tpe"}
 
     algorithm: Literal["auto", "tpe", "gp", "cmaes", "qmc", "random", "grid", "ax", "nsga2", "nsga3"] = Field(
-        "auto", description="'auto' (the default): the measured choice, now tpe (tuner.spec.study."
-                            "default_algorithm); stored as the algorithm it resolved to")
+        "auto", description="'auto' (the default): the measured choice, now gp for a small single-objective "
+                            "search, tpe otherwise (tuner.spec.study.default_algorithm); stored as the algorithm "
+                            "it resolved to")
     n_trials: int = Field(30, gt=0, le=limits.MAX_TRIALS)
     seed: limits.Seed = 0
     controls: bool = Field(True, description="enqueue λ=0 (baseline) and λ=1 (equal weights) first")
