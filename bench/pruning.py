@@ -10,7 +10,7 @@ optionally with a warm-up: ``median`` (the warm-up follows the epochs: ``tuner.s
 ``median:2`` (the old fixed 2-epoch warm-up), ``hyperband``, ``none``.
 
     python bench/pruning.py [--settings none,median,median:2,hyperband] [--study-seeds 3] [--trials 30]
-        [--epochs 30] [--fresh-seeds 6] [--algorithm tpe]
+        [--epochs 30] [--fresh-seeds 6] [--algorithm auto]
     python bench/pruning.py --part overhead [--others 30] [--epochs 30]
 
 ``--part overhead``: the cost of a pruning decision per epoch, against ``--others`` complete trials on a SQLite
@@ -74,7 +74,8 @@ def run_study(doc: dict[str, Any]) -> dict[str, Any]:
         epochs = sum(len(store.epochs(study.id, t.number)) for t in rows)
         best = store.best_trial(study.id)
         assert best is not None
-        return {"wall_s": wall, "cpu_s": cpu, "epochs": epochs, "pruned": sum(t.state == "pruned" for t in rows),
+        return {"algorithm": study.spec["search"]["algorithm"], "wall_s": wall, "cpu_s": cpu, "epochs": epochs,
+                "pruned": sum(t.state == "pruned" for t in rows),
                 "best": {k: float(v) for k, v in best.params.items()}, "shown": best.value}
 
 
@@ -132,7 +133,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--fresh-seeds", type=int, default=6)
-    parser.add_argument("--algorithm", default="tpe")
+    parser.add_argument("--algorithm", default="auto", help="the search (default auto: what a new spec gets)")
     parser.add_argument("--part", choices=("quality", "overhead"), default="quality")
     parser.add_argument("--others", type=int, default=30)
     args = parser.parse_args()
@@ -153,8 +154,8 @@ def main() -> None:
             run = run_study(spec_doc(setting, seed, args))
             run["true"] = truth(run["best"])
             runs.setdefault(setting, []).append(run)
-            print(f"{setting:<12} seed {seed}: {run['wall_s']:6.1f} s wall, {run['cpu_s']:6.1f} s CPU, "
-                  f"{run['epochs']:4d} epochs, "
+            print(f"{setting:<12} seed {seed} ({run['algorithm']}): {run['wall_s']:6.1f} s wall, "
+                  f"{run['cpu_s']:6.1f} s CPU, {run['epochs']:4d} epochs, "
                   f"{run['pruned']:2d} pruned, shown {100 * run['shown']:.1f}, true {100 * run['true']:.1f}, "
                   f"λ {({k: round(v, 2) for k, v in run['best'].items()})}", flush=True)
     base = runs.get("none")

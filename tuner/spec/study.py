@@ -36,27 +36,31 @@ from tuner.spec.objectives import aux_task_of
 from tuner.spec.transfer import TRUNK_MODE_PARAM, ArtifactsSpec, TrunkSpec
 
 #: The largest search ``search.algorithm: auto`` gives to ``gp``: searched dimensions (λ and ``search.params``) and
-#: trials. GP's ask models every trial (~45 ms at 30 trials, ~130 ms at 200 on this 2-core machine, against ~4 ms
-#: for TPE) and its gain was measured on 3 λ (``bench/search_quality.py``); beyond these TPE's cost stays flat.
+#: trials. GP's ask models every trial (``bench/sampler_cost.py``: 19 ms at 30 trials of 3 λ, 68 ms at 200, 75 ms at
+#: 200 of 5 λ, against 1-2 ms for TPE) and its gain was measured on 3 λ (``bench/search_quality.py``).
 GP_MAX_DIMS = 5
 GP_MAX_TRIALS = 200
 
 
 def default_algorithm(spec: StudySpec) -> str:
     """What ``search.algorithm: auto`` runs for ``spec``: ``gp`` (5 start-up trials, controls included) for a small
-    single-objective search, ``tpe`` (5 start-up trials, multivariate, constant liar) otherwise.
+    single-objective search without a pruner, ``tpe`` (5 start-up trials, multivariate, constant liar) otherwise.
 
     ``bench/search_quality.py`` on synthetic (3 λ, 24 study seeds, the chosen λ retrained on 6 fresh seeds; README,
     "Choosing the algorithm"): at 30 trials gp:5 chose λ worth 62.3 ± 0.1 true test accuracy, tpe:5 61.8 ± 0.1,
     random 61.2 ± 0.2; paired by study seed, gp +1.1 [+0.6, +1.5] points over random and +0.4 over tpe (p = 0.013);
     at 40 epochs (12 study seeds) the same order. A Pareto study (several objectives), more than ``GP_MAX_DIMS``
     searched dimensions or more than ``GP_MAX_TRIALS`` trials get TPE, whose ask does not grow with them (GP's
-    multi-objective acquisition and large histories cost seconds an ask, paid inside the claim). ``auto`` is the
-    name of that measured choice, so a later measurement can change it; a spec stores what it resolved to.
+    multi-objective acquisition and large histories cost seconds an ask, paid inside the claim). So does a study
+    with a pruner: GP models complete trials only, and with most trials pruned it chose from the few that finished
+    (``bench/pruning.py --algorithm gp``, 2 study seeds: median and hyperband chose λ = 0, the control, on one and
+    lost 1.6 and 4.1 points on the other), where TPE learns from pruned trials too (their last values). ``auto`` is
+    the name of that measured choice, so a later measurement can change it; a spec stores what it resolved to.
     """
     dims = len(spec.searched_tasks()) + len(spec.search.params)
     small = dims <= GP_MAX_DIMS and spec.search.n_trials <= GP_MAX_TRIALS
-    return "gp" if small and len(spec.objective.directions()) == 1 else "tpe"
+    single = len(spec.objective.directions()) == 1
+    return "gp" if small and single and spec.search.pruner.name == "none" else "tpe"
 
 
 class StudySpec(_Strict):

@@ -23,21 +23,27 @@ def spec_doc(n_tasks: int = 2, **search: object) -> dict:
     }
 
 
+OFF = {"name": "none"}  # no pruner
+
+
 def test_auto_resolves_to_the_measured_default_and_is_stored_resolved() -> None:
-    assert validate_structure(spec_doc()).search.algorithm == "gp"  # a small single-objective search
+    # a small single-objective search without a pruner (GP models complete trials only)
+    assert validate_structure(spec_doc(pruner=OFF)).search.algorithm == "gp"
+    assert validate_structure(spec_doc()).search.algorithm == "tpe"  # spec_doc's median pruner
     assert validate_structure(spec_doc(algorithm="random")).search.algorithm == "random"
     assert validate_structure(spec_doc(algorithm="tpe")).search.algorithm == "tpe"
-    stored = validate_structure(spec_doc(algorithm="auto")).model_dump(mode="json", by_alias=True)
+    stored = validate_structure(spec_doc(algorithm="auto", pruner=OFF)).model_dump(mode="json", by_alias=True)
     assert stored["search"]["algorithm"] == "gp"  # stored as what it resolved to: the digest is deterministic
     # beyond GP's measured reach, TPE: more searched dimensions, more trials, or a Pareto study
-    assert validate_structure(spec_doc(n_tasks=GP_MAX_DIMS)).search.algorithm == "gp"
-    assert validate_structure(spec_doc(n_tasks=GP_MAX_DIMS + 1)).search.algorithm == "tpe"
-    with_lr = spec_doc(n_tasks=GP_MAX_DIMS, params={"lr": {"low": 1e-4, "high": 1e-2, "log": True}})
+    assert validate_structure(spec_doc(n_tasks=GP_MAX_DIMS, pruner=OFF)).search.algorithm == "gp"
+    assert validate_structure(spec_doc(n_tasks=GP_MAX_DIMS + 1, pruner=OFF)).search.algorithm == "tpe"
+    lr = {"low": 1e-4, "high": 1e-2, "log": True}
+    with_lr = spec_doc(n_tasks=GP_MAX_DIMS, pruner=OFF, params={"lr": lr})
     assert validate_structure(with_lr).search.algorithm == "tpe"
-    assert validate_structure(spec_doc(n_trials=GP_MAX_TRIALS)).search.algorithm == "gp"
-    assert validate_structure(spec_doc(n_trials=GP_MAX_TRIALS + 1)).search.algorithm == "tpe"
+    assert validate_structure(spec_doc(n_trials=GP_MAX_TRIALS, pruner=OFF)).search.algorithm == "gp"
+    assert validate_structure(spec_doc(n_trials=GP_MAX_TRIALS + 1, pruner=OFF)).search.algorithm == "tpe"
     also = {"metric": "val_loss:helpful", "direction": "minimize"}
-    pareto = {**spec_doc(), "objective": [{"metric": "val_accuracy"}, also]}
+    pareto = {**spec_doc(pruner=OFF), "objective": [{"metric": "val_accuracy"}, also]}
     assert validate_structure(pareto).search.algorithm == "tpe"
 
 
@@ -50,7 +56,7 @@ def test_a_study_stored_with_the_old_defaults_resumes_from_its_spec_file(tmp_pat
         first = store.create_or_resume_study("old", old, ["maximize"], 8)
         assert create_or_resume(store, parse_spec(doc)).id == first.id  # the same spec file resumes it
         assert store.get_study("old").spec == old
-        assert parse_spec(doc).search.algorithm == "gp"  # what the same file makes of a new study
+        assert parse_spec(doc).search.algorithm == "tpe"  # what the same file makes of a new study (a pruner)
         for other in ({"algorithm": "gp"}, {"pruner": {"name": "median", "warmup_epochs": 5}}):
             with pytest.raises(StudyConflict):  # a spec that says otherwise is another study
                 create_or_resume(store, parse_spec(spec_doc(**other)))
