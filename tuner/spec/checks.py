@@ -51,6 +51,11 @@ def check_spec_against_workload(spec: StudySpec) -> None:
     for i, task in enumerate(spec.aux_tasks):
         info = tasks.get(task.name)
         if task.teacher is not None:  # its targets come from the teacher (tuner.engine.transfer), not the workload
+            if workload.reads_per_item:  # the same refusal as tuner.engine.transfer's, before anything is queued
+                errors.append((f"aux_tasks.{i}.teacher",
+                               "a kd teacher predicts every input once, which needs in-memory splits; workload "
+                               f"{spec.workload.name!r} reads its splits per item: drop the teacher (or use the "
+                               "saved model as trunk.from_trial)"))
             continue
         if info is None:
             errors.append((f"aux_tasks.{i}.name",

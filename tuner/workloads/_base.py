@@ -162,6 +162,9 @@ class Workload(ABC):
     #: params of ``params_model`` that ``search.params`` may search (a width, a dropout): name → ``"float"``,
     #: ``"int"`` or ``"choice"``; each searched value is checked by ``params_model`` at submission.
     model_params: ClassVar[dict[str, Literal["float", "int", "choice"]]] = {}
+    #: True when ``build`` gives data sets read per item (``images``): what needs every input in memory (a kd
+    #: teacher's predictions) is then refused at submission, not only by the worker that builds the data.
+    reads_per_item: ClassVar[bool] = False
 
     def __init__(self, params: dict[str, Any] | WorkloadParams | None = None):
         if isinstance(params, WorkloadParams):

@@ -135,6 +135,7 @@ class ImagesWorkload(Workload):
     description: ClassVar[str] = "your image folder (one sub-folder per class) + per-class attribute scores"
     params_model: ClassVar[type[WorkloadParams]] = ImagesParams
     path_params: ClassVar[tuple[str, ...]] = ("root", "attributes", "targets")
+    reads_per_item: ClassVar[bool] = True
 
     @property
     def p(self) -> ImagesParams:

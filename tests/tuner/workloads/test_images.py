@@ -95,3 +95,13 @@ def test_per_image_targets_and_an_unreadable_image(folder: tuple[Path, Path], tm
     (broken / "pug" / "00002.png").write_bytes(b"not a png")
     with pytest.raises(ValueError, match=r"workload.params.root: cannot read image 'pug/00002.png'"):
         prepare(parse_spec(images_spec(broken, attributes)))
+
+
+def test_a_kd_teacher_is_refused_at_submission_naming_the_field(folder: tuple[Path, Path]) -> None:
+    # a teacher predicts every input once, in memory; an image folder is read per item: refused before it is
+    # queued, not only by the worker that would build the data
+    root, attributes = folder
+    spec = images_spec(root, attributes)
+    spec["aux_tasks"] = [*spec["aux_tasks"], {"name": "distil", "loss": "kd", "teacher": "teacher/3"}]  # type: ignore[misc]
+    field, message = _refusal(spec)
+    assert field == "aux_tasks.2.teacher" and "reads its splits per item" in message and "trunk.from_trial" in message
