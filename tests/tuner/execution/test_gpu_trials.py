@@ -19,6 +19,7 @@ import pytest
 from storage import Store
 from tests.tuner.execution.oom_plugin import MESSAGE
 from tests.tuner.execution.test_study_run import ROOT, spec_dict
+from tuner.analysis.confirm import request_confirmation
 from tuner.execution.submit import create_or_resume
 from tuner.spec import parse_spec
 from tuner.workloads import _plugins
@@ -52,9 +53,9 @@ def test_out_of_memory_fails_that_trial_and_the_worker_takes_the_next(tmp_path: 
     with Store(url) as store:
         study = create_or_resume(store, parse_spec(doc))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(oom_plugin), os.environ.get("PYTHONPATH", str(ROOT))])}
-    worker = subprocess.run([sys.executable, "-m", "tuner.cli", "worker", "--no-forever", "--db", url, "--study",
-                             "oom", "--epoch-flush", "0"], cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=240)
+    command = [sys.executable, "-m", "tuner.cli", "worker", "--no-forever", "--db", url, "--study", "oom",
+               "--epoch-flush", "0"]
+    worker = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     assert worker.returncode == 0, worker.stderr  # it went on after each out-of-memory trial, and ended when done
     with Store(url) as store:
         trials = {t.number: t for t in store.trials(study.id)}
@@ -68,6 +69,19 @@ def test_out_of_memory_fails_that_trial_and_the_worker_takes_the_next(tmp_path: 
     for t in trials.values():  # the flags it trained with, beside its thread count; deterministic as the spec asks
         assert t.result is not None and t.result["torch_threads"] == 1
         assert t.result["cudnn"] == {"benchmark": False, "deterministic": True, "deterministic_algorithms": True}
+    # the confirmation's runs alike: a run whose seed builds the failing trunk fails naming the batch size and
+    # device, and the same worker trains the others
+    with Store(url) as store:
+        request_confirmation(store, store.get_study(study.id), seeds=2)
+    worker = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert worker.returncode == 0, worker.stderr
+    with Store(url) as store:
+        runs = store.runs(study.id)
+    assert len(runs) == 4 and {r.state for r in runs} == {"complete", "failed"}, [(r.seed, r.state) for r in runs]
+    for r in runs:
+        if r.state == "failed":
+            assert r.reason is not None and r.reason.startswith(f"TrialOutOfMemory: out of memory on {on}"), r.reason
+            assert "at training.batch_size 32: lower training.batch_size" in r.reason, r.reason
 
 
 def test_trials_record_the_default_cudnn_flags(tmp_path: Path) -> None:
