@@ -177,6 +177,35 @@ class Datasets:
     def get(self, dataset_id: str, principal: Principal, loc: list[str | int]) -> DatasetPublic:
         return public(self.record(dataset_id, principal, loc))
 
+    def delete(self, dataset_id: str, principal: Principal, loc: list[str | int]) -> None:
+        """Delete the data set (404, 403 as ``record``) unless a stored study names it (409, naming the caller's
+        studies among them: delete them first). Its bytes leave the store unless another upload has the same; this
+        API's cached copy goes with them, and so do the files an earlier version kept for it in the data dir (else
+        the next start would import it again). Workers' caches keep their copies until their cache dir is cleared.
+        """
+        record = self.record(dataset_id, principal, loc)
+        try:
+            done = self.store.delete_dataset(dataset_id)
+        except DatasetNotFound:
+            raise ApiError(404, f"no dataset with id {dataset_id!r}", loc, "not_found") from None
+        if done.users:
+            mine = [name for name, owner in done.users if principal.may_access(owner)]
+            others = len(done.users) - len(mine)
+            named = ", ".join(mine[:10]) + (f" and {len(mine) - 10} more" if len(mine) > 10 else "")
+            parts = [f"your stud{'y' if len(mine) == 1 else 'ies'} {named}"] if mine else []
+            parts += [f"{others} stud{'y' if others == 1 else 'ies'} of other owners"] if others else []
+            said = " and ".join(parts)
+            raise ApiError(409, f"dataset {dataset_id} is used by {said}; delete those studies first "
+                                "(DELETE /api/v1/studies/{id}), then the data set", loc, "in_use")
+        for path in (self.root / f"{dataset_id}.json", self.root / f"{dataset_id}.{record.format}"):
+            path.unlink(missing_ok=True)
+        if done.bytes_freed:
+            entry = self.cache.entry(record)
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+
     # -- specs ---------------------------------------------------------------------------------------------
     def resolve_references(self, spec: dict[str, Any], principal: Principal, allow_server_paths: bool) -> ResolvedSpec:
         """``spec`` with every ``dataset:<id>[/<path>]`` in the workload's file params replaced by this machine's

@@ -8,7 +8,7 @@ per-epoch metrics, sanity-gate results and workers. This package never imports `
 from storage._artifacts import ArtifactRecord
 from storage._claims import SuggestFn
 from storage._dashboard_queries import SanityFailure, SanitySummary, TrialPoint
-from storage._datasets import CHUNK_BYTES, DatasetRecord
+from storage._datasets import CHUNK_BYTES, DatasetDeletion, DatasetRecord
 from storage._pareto import ParetoSize, ParetoTrial, dominates, non_dominated
 from storage._runs import RunClaim, RunPlan, RunRecord
 from storage._tokens import TokenRecord
@@ -58,6 +58,7 @@ __all__ = [
     "BestTrial",
     "Candidate",
     "Claim",
+    "DatasetDeletion",
     "DatasetNotFound",
     "DatasetRecord",
     "EpochRecord",

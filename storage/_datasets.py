@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any
 
-from sqlalchemy import exc, insert, select, update
+from sqlalchemy import delete, exc, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from storage._core import StoreCore, as_utc, json_safe, utcnow
 from storage.errors import DatasetNotFound, StoreError
-from storage.models import BlobChunkModel, BlobModel, DatasetModel
+from storage.models import BlobChunkModel, BlobModel, DatasetModel, StudyModel
 
 #: Bytes per stored chunk: small enough for any driver's parameter, large enough that 50 MB is 50 statements.
 CHUNK_BYTES = 1 << 20
@@ -37,6 +37,26 @@ class DatasetRecord:
     size: int
     meta: dict[str, Any]
     created_at: datetime
+
+
+def refers_to(value: Any, dataset_id: str) -> bool:
+    """Whether a stored spec (or any value in it) names the data set: ``dataset:<id>`` or ``dataset:<id>/<path>``."""
+    if isinstance(value, str):
+        return value == f"dataset:{dataset_id}" or value.startswith(f"dataset:{dataset_id}/")
+    if isinstance(value, Mapping):
+        return any(refers_to(v, dataset_id) for v in value.values())
+    if isinstance(value, list):
+        return any(refers_to(v, dataset_id) for v in value)
+    return False
+
+
+@dataclass(frozen=True)
+class DatasetDeletion:
+    """What ``delete_dataset`` did: ``users`` (name, owner) of the studies naming the data set, which kept it (nothing
+    deleted); else ``bytes_freed``: whether its blob went too (no other data set had the same bytes)."""
+
+    users: list[tuple[str, str | None]]
+    bytes_freed: bool = False
 
 
 def _record(row: DatasetModel) -> DatasetRecord:
@@ -93,6 +113,31 @@ class DatasetOps(StoreCore):
             if row is None:
                 raise DatasetNotFound(f"no dataset with id {dataset_id!r}")
             return _record(row)
+
+    def delete_dataset(self, dataset_id: str) -> DatasetDeletion:
+        """Delete the data set ``dataset_id`` unless a stored study names it (then nothing is deleted and
+        ``users`` names those studies: delete them first). Its bytes go in the same transaction unless another data
+        set has the same digest. ``DatasetNotFound`` if there is none.
+
+        The studies are read in the same transaction, one row at a time (specs are small). A study submitted at the
+        same moment checked the data set before it was deleted; its workers then fail to fetch it, naming it."""
+        with self.session("deleting a data set") as session:
+            row = session.get(DatasetModel, dataset_id)
+            if row is None:
+                raise DatasetNotFound(f"no dataset with id {dataset_id!r}")
+            users = [(name, owner) for name, owner, spec in
+                     session.execute(select(StudyModel.name, StudyModel.owner, StudyModel.spec).order_by(StudyModel.id))
+                     if refers_to(spec, dataset_id)]
+            if users:
+                return DatasetDeletion(users)
+            sha256 = row.sha256
+            session.delete(row)
+            session.flush()
+            if session.scalar(select(func.count()).select_from(DatasetModel).where(DatasetModel.sha256 == sha256)):
+                return DatasetDeletion([], bytes_freed=False)
+            session.execute(delete(BlobChunkModel).where(BlobChunkModel.sha256 == sha256))
+            session.execute(delete(BlobModel).where(BlobModel.sha256 == sha256))
+            return DatasetDeletion([], bytes_freed=True)
 
     def blob_chunks(self, sha256: str) -> int:
         """How many chunks the blob ``sha256`` has (read them with ``blob_chunk``); ``DatasetNotFound`` if none."""

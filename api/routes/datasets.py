@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Path, UploadFile
+from fastapi import APIRouter, File, Form, Path, Response, UploadFile
 
 from api.datasets import ID_PATTERN
 from api.deps import CurrentPrincipal, DatasetsDep, SettingsDep
@@ -40,3 +40,16 @@ def read_dataset(
     datasets: DatasetsDep, principal: CurrentPrincipal,
 ) -> DatasetPublic:
     return datasets.get(dataset_id, principal, ["path", "dataset_id"])
+
+
+@router.delete("/{dataset_id}", status_code=204, response_class=Response,
+               responses=error_responses(401, 403, 404, 409, 422))
+def delete_dataset(
+    dataset_id: Annotated[str, Path(pattern=ID_PATTERN, description="the id POST /datasets returned")],
+    datasets: DatasetsDep, principal: CurrentPrincipal,
+) -> Response:
+    """Delete an uploaded data set, and its bytes unless another upload has the same. Refused (409, naming your
+    studies) while a stored study refers to it: a study keeps its data so it can resume and be confirmed; delete
+    those studies first."""
+    datasets.delete(dataset_id, principal, ["path", "dataset_id"])
+    return Response(status_code=204)

@@ -36,3 +36,31 @@ def test_bytes_that_do_not_match_their_digest_store_nothing(store: Store) -> Non
         sha = hashlib.sha256(b"x").hexdigest()
         store.save_dataset("d" * 32, io.BytesIO(b"x"), sha, owner=None, filename="x.csv", fmt="csv", meta={})
         store.blob_chunk(sha, 5)
+
+
+def test_a_dataset_is_deleted_with_its_bytes_only_once_nothing_names_it(store: Store) -> None:
+    blob = os.urandom(CHUNK_BYTES + 7)
+    sha = hashlib.sha256(blob).hexdigest()
+    for dataset_id in ("e" * 32, "f" * 32):  # the same bytes uploaded twice: one blob
+        store.save_dataset(dataset_id, io.BytesIO(blob), sha, owner="alice", filename="p.zip", fmt="folder", meta={})
+    doc = {"name": "uses-e", "workload": {"name": "images", "params": {"root": f"dataset:{'e' * 32}/images"}}}
+    study = store.create_or_resume_study("uses-e", doc, ["maximize"], 2, owner="bob")
+    unrelated = {"name": "other", "workload": {"name": "images", "params": {"root": f"dataset:{'e' * 31}0/x"}}}
+    store.create_or_resume_study("other", unrelated, ["maximize"], 2)
+
+    kept = store.delete_dataset("e" * 32)  # a study names it: nothing is deleted
+    assert kept.users == [("uses-e", "bob")] and store.dataset("e" * 32).sha256 == sha
+    gone = store.delete_dataset("f" * 32)  # its twin goes, the shared bytes stay for "e"
+    assert gone.users == [] and not gone.bytes_freed and store.blob_chunks(sha) == 2
+    with pytest.raises(DatasetNotFound):
+        store.dataset("f" * 32)
+
+    store.delete_study(study.id)
+    last = store.delete_dataset("e" * 32)
+    assert last.users == [] and last.bytes_freed
+    with pytest.raises(DatasetNotFound):
+        store.blob_chunks(sha)
+    with pytest.raises(DatasetNotFound):
+        store.blob_chunk(sha, 0)  # the chunks went with the blob
+    with pytest.raises(DatasetNotFound):
+        store.delete_dataset("e" * 32)

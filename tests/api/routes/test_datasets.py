@@ -136,3 +136,40 @@ def test_an_upload_an_earlier_version_kept_on_disk_is_imported_into_the_store(tm
         r = client.post(STUDIES, json=table_spec("old-data", f"dataset:{legacy_id}"), headers=ADMIN)
         assert r.status_code == 201, r.text
     assert (settings.data_dir / f"{legacy_id}.csv").exists()  # studies of that version name it by its path
+
+
+def test_delete_refuses_while_a_study_uses_it_then_frees_the_bytes(client: TestClient, settings: Settings) -> None:
+    alice, bob = user(client, "alice"), user(client, "bob")
+    content = csv_bytes()
+    ds = upload(client, content, headers=alice).json()
+    twin = upload(client, content, filename="again.csv", headers=alice).json()  # the same bytes: one blob
+    cached = settings.data_dir / f"{ds['sha256']}.csv"
+    r = client.post(STUDIES, json=table_spec("alices", ds["reference"]), headers=alice)
+    assert r.status_code == 201, r.text
+    alices = r.json()["id"]
+    r = client.post(STUDIES, json=table_spec("admins", ds["reference"]), headers=ADMIN)
+    assert r.status_code == 201, r.text
+    admins = r.json()["id"]
+
+    assert client.delete(f"{DATASETS}/{ds['id']}", headers=bob).status_code == 403  # not bob's
+    r = client.delete(f"{DATASETS}/{ds['id']}", headers=alice)
+    assert r.status_code == 409, r.text
+    [error] = r.json()["detail"]
+    assert error["loc"] == ["path", "dataset_id"] and "your study alices" in error["msg"]
+    assert "1 study of other owners" in error["msg"] and "admins" not in error["msg"]  # names only hers
+    assert client.get(f"{DATASETS}/{ds['id']}", headers=alice).status_code == 200  # nothing deleted
+
+    assert client.delete(f"{DATASETS}/{twin['id']}", headers=alice).status_code == 204
+    assert client.get(f"{DATASETS}/{twin['id']}", headers=alice).status_code == 404
+    assert cached.exists()  # the bytes are still the other data set's
+
+    for study, headers in ((alices, alice), (admins, ADMIN)):
+        assert client.post(f"{STUDIES}/{study}/cancel", headers=headers).status_code == 200
+        assert client.delete(f"{STUDIES}/{study}", headers=headers).status_code == 204
+    assert client.delete(f"{DATASETS}/{ds['id']}", headers=alice).status_code == 204
+    assert not cached.exists()  # the API's copy went with the store's bytes
+    r = client.delete(f"{DATASETS}/{ds['id']}", headers=alice)
+    assert r.status_code == 404 and r.json()["detail"][0]["loc"] == ["path", "dataset_id"]
+    r = client.post(STUDIES, json=table_spec("late", ds["reference"]), headers=alice)
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "workload", "params", "data"]
+    assert client.delete(f"{DATASETS}/not-an-id", headers=alice).status_code == 422
