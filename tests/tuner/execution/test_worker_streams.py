@@ -21,7 +21,10 @@ def test_two_workers_without_stream_never_repeat_a_lambda_set(tmp_path, algorith
     url = f"sqlite:///{tmp_path / 'streams.db'}"
     n = 10
     with Store(url) as store:
-        study = create_or_resume(store, parse_spec(spec_dict("two-hands", n_trials=n, epochs=40, algorithm=algorithm)))
+        # trials long enough (~1 s each, idle) that the second process is up (it imports torch: seconds on a loaded
+        # machine) before the first has run them all
+        study = create_or_resume(store, parse_spec(spec_dict("two-hands", n_trials=n, epochs=300,
+                                                             algorithm=algorithm)))
         workers = [worker_proc(url, study.name, None, 10.0) for _ in range(2)]
         try:
             outs = [w.communicate(timeout=300)[0] for w in workers]
