@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -242,6 +243,15 @@ class AuxtuneClient:
             return self._json(  # type: ignore[no-any-return]
                 "POST", f"{API_PREFIX}/datasets", files={"file": (p.name, handle)},
                 data={"label": label, **({"unlabelled": "true"} if unlabelled else {})})
+
+    def dataset(self, dataset_id: str) -> dict[str, Any]:
+        """An uploaded data set's record (owner, format, what its check found)."""
+        return self._json("GET", f"{API_PREFIX}/datasets/{quote(str(dataset_id), safe='')}")  # type: ignore[no-any-return]
+
+    def delete_dataset(self, dataset_id: str) -> None:
+        """Delete an uploaded data set, and its bytes unless another upload has the same; 409 while a stored study
+        refers to it (delete those studies first)."""
+        self._request("DELETE", f"{API_PREFIX}/datasets/{quote(str(dataset_id), safe='')}")
 
     def workloads(self) -> dict[str, Any]:
         return self._json("GET", f"{API_PREFIX}/workloads")  # type: ignore[no-any-return]

@@ -142,6 +142,14 @@ def test_refusals_read_as_one_line_per_problem(client: AuxtuneClient, tmp_path: 
     assert missing.value.status is None
     dataset = client.upload_dataset(_write(tmp_path / "dogs.csv", csv_bytes()), label="breed")
     assert dataset["reference"] == f"dataset:{dataset['id']}" and dataset["rows"] == 30
+    assert client.dataset(dataset["id"]) == dataset
+    client.delete_dataset(dataset["id"])
+    with pytest.raises(ApiError, match=r"^dataset_id: no dataset with id") as deleted:
+        client.dataset(dataset["id"])
+    assert deleted.value.status == 404
+    with pytest.raises(ApiError) as odd:
+        client.delete_dataset("../studies")
+    assert odd.value.status in (404, 422)
 
 
 def test_an_unreachable_server_and_a_bad_url_say_so() -> None:
