@@ -39,6 +39,7 @@ import torch
 
 from storage.candidates import group, ranked
 from tuner.analysis.confirm import CONFIRM_SEED_BASE
+from tuner.analysis.stats import compare_paired
 from tuner.engine.loop import run_trial
 from tuner.engine.prepared import PreparedStudy, prepare
 from tuner.search import make_backend
@@ -172,17 +173,14 @@ def bench_workload(workload: str, args: argparse.Namespace, sink: Any) -> list[d
     return lines
 
 
-def paired(diffs: list[float]) -> str:
-    """Mean paired difference in points, its 95 % t interval and the paired t-test's two-sided p (scipy)."""
-    if len(diffs) < 2:
-        return "-"
-    from scipy import stats
-
-    m = statistics.fmean(diffs)
-    se = statistics.stdev(diffs) / math.sqrt(len(diffs))
-    half = stats.t.ppf(0.975, len(diffs) - 1) * se
-    p = float(stats.ttest_1samp(diffs, 0.0).pvalue) if se > 0 else (0.0 if m else 1.0)
-    return f"{100 * m:+.1f} [{100 * (m - half):+.1f}, {100 * (m + half):+.1f}] p={p:.3f}"
+def paired(arm: dict[int, float], reference: dict[int, float]) -> str:
+    """``arm − reference`` paired by study seed, in points: the mean difference, its 95 % t interval and the
+    paired t-test's two-sided p (``tuner.analysis.stats.compare_paired``, the confirmation's own test)."""
+    c = compare_paired(arm, reference, "maximize")
+    if c.p_value is None or c.difference is None or c.ci_low is None or c.ci_high is None:
+        return f"- (n={c.n_arm})"
+    return (f"{100 * c.difference:+.1f} [{100 * c.ci_low:+.1f}, {100 * c.ci_high:+.1f}] p={c.p_value:.3f} "
+            f"(n={c.n_arm})")
 
 
 def report(workload: str, lines: list[dict[str, Any]]) -> None:
@@ -216,12 +214,7 @@ def report(workload: str, lines: list[dict[str, Any]]) -> None:
         for algo, per_budget in by.items():
             if algo == "random":
                 continue
-            cells = []
-            for b in budgets:
-                common = sorted(set(per_budget[b]) & set(by["random"][b]))
-                cells.append(f"{b}: {paired([per_budget[b][s] - by['random'][b][s] for s in common])} "
-                             f"(n={len(common)})")
-            print(f"{algo:<10}" + "   ".join(cells))
+            print(f"{algo:<10}" + "   ".join(f"{b}: {paired(per_budget[b], by['random'][b])}" for b in budgets))
     print(flush=True)
 
 
