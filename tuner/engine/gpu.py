@@ -18,8 +18,11 @@ from __future__ import annotations
 import gc
 import os
 import traceback
+from typing import TypeVar
 
 import torch
+
+Outcome = TypeVar("Outcome")
 
 #: cuBLAS needs this workspace setting for deterministic matmuls (CUDA ≥ 10.2); set only if the user has not.
 CUBLAS_WORKSPACE = ":4096:8"
@@ -66,6 +69,18 @@ def free_memory(device: torch.device | str | None = None) -> None:
     gc.collect()
     if torch.cuda.is_available() and (device is None or torch.device(device).type == "cuda"):
         torch.cuda.empty_cache()
+
+
+def as_outcome(outcome: Outcome, batch_size: int, device: torch.device, members: int = 1
+               ) -> Outcome | TrialOutOfMemory:
+    """How a trial or run that ended with ``outcome`` is recorded: ``outcome`` itself, or for an out-of-memory
+    error its :class:`TrialOutOfMemory` (``out_of_memory``), once what it held is freed (``free_memory``)."""
+    if not isinstance(outcome, BaseException) or not is_out_of_memory(outcome):
+        return outcome
+    recorded = out_of_memory(outcome, batch_size, device, members)
+    del outcome  # the error's frames are cleared; let go of the error too before collecting
+    free_memory(device)
+    return recorded
 
 
 def apply_determinism(deterministic: bool) -> None:

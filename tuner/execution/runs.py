@@ -23,7 +23,7 @@ from tuner.analysis.confirm import (
     request_confirmation,
     wants_confirmation,
 )
-from tuner.engine.gpu import free_memory, is_out_of_memory, out_of_memory
+from tuner.engine.gpu import as_outcome
 from tuner.engine.prepared import PreparedStudy, prepare
 from tuner.engine.runs import EpochGuard, RunOutcome, execute_run, run_spec
 from tuner.engine.transfer import with_saved_models
@@ -137,11 +137,8 @@ class RunWorker:
             outcome = execute_run(prep, claim.kind, claim.params, claim.seed, [EpochGuard(lease.check)])
         except Exception as exc:  # ``conclude`` decides: give the run back, drop it, or record it as failed
             outcome = exc
-        if isinstance(outcome, Exception) and is_out_of_memory(outcome) and prep is not None:
-            # as a trial's (``tuner.execution.trials``): the run fails naming its batch size and device, and what
-            # it held is freed before the next run
-            outcome = out_of_memory(outcome, prep.spec.training.batch_size, prep.device)
-            free_memory(prep.device)
+        if prep is not None:  # out of memory: the run fails naming its batch size and device, as a trial does
+            outcome = as_outcome(outcome, prep.spec.training.batch_size, prep.device)
         if lease.conclude(outcome) is not None:
             self.runs_done += 1
             if study is not None:  # the last run of a round: a sequential confirmation may need the next one

@@ -20,7 +20,7 @@ from storage import Claim, Store, StudyRecord
 from tuner.engine.callbacks import trial_callbacks
 from tuner.engine.callbacks.keeper import ModelKeeper
 from tuner.engine.checkpoint import TrialCheckpoints
-from tuner.engine.gpu import free_memory, is_out_of_memory, out_of_memory
+from tuner.engine.gpu import as_outcome
 from tuner.engine.loop import run_trial
 from tuner.engine.model import MultiTaskModel, resolve_device
 from tuner.engine.prepared import PreparedStudy, prepare
@@ -199,11 +199,9 @@ class TrialWorker:
         Out of device memory (``tuner.engine.gpu``): the trial fails with a reason naming its batch size and
         device (``members``: trials trained together with it), and what it held is freed before the next one.
         """
-        if isinstance(outcome, Exception) and is_out_of_memory(outcome):
-            spec = lease.ctx.spec
-            device = lease.ctx.prep.device if lease.ctx.prep is not None else resolve_device(spec.training.device)
-            outcome = out_of_memory(outcome, spec.training.batch_size, device, members)
-            free_memory(device)
+        spec = lease.ctx.spec
+        device = lease.ctx.prep.device if lease.ctx.prep is not None else resolve_device(spec.training.device)
+        outcome = as_outcome(outcome, spec.training.batch_size, device, members)
         state = lease.conclude(outcome)
         if not isinstance(outcome, Exception):
             self.trials_run += 1
