@@ -34,7 +34,7 @@ from tuner.engine.losses import MAIN
 from tuner.engine.model import MultiTaskModel
 from tuner.engine.saved import SavedModel, rebuild_trunk
 from tuner.spec.references import find_saved_model, saved_model_refs, shape_problem
-from tuner.spec.transfer import split_trial_ref
+from tuner.spec.transfer import split_trial_ref, teacher_needs_memory
 from tuner.workloads import Split, SplitData, TaskInfo, WorkloadData
 
 if TYPE_CHECKING:
@@ -152,9 +152,7 @@ def with_saved_models(prep: PreparedStudy, store: Store) -> PreparedStudy:
             continue
         field = f"aux_tasks.{i}.teacher"
         if not data.in_memory:
-            raise TransferError(field, f"a kd teacher predicts every input once, which needs in-memory splits; "
-                                       f"workload {spec.workload.name!r} reads its splits per item: drop the "
-                                       "teacher (or use the saved model as trunk.from_trial)")
+            raise TransferError(field, teacher_needs_memory(spec.workload.name))
         saved = load_saved_model(store, task.teacher, field)
         _check_shape(saved, field, data.input_shape, data.n_classes)
         teacher = teacher_model(saved).to(prep.device)

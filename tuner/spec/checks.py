@@ -13,6 +13,7 @@ from tuner.spec.errors import SpecError
 from tuner.spec.limits import MAX_GRID_SIZE, MAX_POPULATION_EPOCHS, MAX_STUDY_EPOCHS
 from tuner.spec.model_checks import user_module_errors
 from tuner.spec.params import param_errors
+from tuner.spec.transfer import teacher_needs_memory
 from tuner.workloads import WorkloadError, make_workload
 
 if TYPE_CHECKING:
@@ -51,11 +52,8 @@ def check_spec_against_workload(spec: StudySpec) -> None:
     for i, task in enumerate(spec.aux_tasks):
         info = tasks.get(task.name)
         if task.teacher is not None:  # its targets come from the teacher (tuner.engine.transfer), not the workload
-            if workload.reads_per_item:  # the same refusal as tuner.engine.transfer's, before anything is queued
-                errors.append((f"aux_tasks.{i}.teacher",
-                               "a kd teacher predicts every input once, which needs in-memory splits; workload "
-                               f"{spec.workload.name!r} reads its splits per item: drop the teacher (or use the "
-                               "saved model as trunk.from_trial)"))
+            if workload.reads_per_item:  # the worker's refusal (tuner.engine.transfer), before anything is queued
+                errors.append((f"aux_tasks.{i}.teacher", teacher_needs_memory(spec.workload.name)))
             continue
         if info is None:
             errors.append((f"aux_tasks.{i}.name",

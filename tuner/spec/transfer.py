@@ -33,6 +33,14 @@ def split_trial_ref(ref: str) -> tuple[str, int]:
     return study, int(number)
 
 
+def teacher_needs_memory(workload: str) -> str:
+    """Why a kd teacher cannot serve ``workload``, whose splits are read per item: the refusal at submission
+    (``tuner.spec.checks``, ``Workload.reads_per_item``) and by the worker that builds the data
+    (``tuner.engine.transfer``)."""
+    return (f"a kd teacher predicts every input once, which needs in-memory splits; workload {workload!r} reads "
+            "its splits per item: drop the teacher (or use the saved model as trunk.from_trial)")
+
+
 def lambda_params(params: Mapping[str, Any]) -> dict[str, float]:
     """The λ of a trial's stored params: every param but the searched trunk mode and the searched training params
     (``param.<name>``, ``tuner.spec.params``), as floats."""
