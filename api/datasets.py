@@ -35,6 +35,7 @@ from tuner.spec.dataset_refs import (
     ID_PATTERN,
     PREFIX,
     is_reference,
+    names_dataset,
     parse_reference,
     path_inside,
     with_params,
@@ -185,7 +186,7 @@ class Datasets:
         """
         record = self.record(dataset_id, principal, loc)
         try:
-            done = self.store.delete_dataset(dataset_id)
+            done = self.store.delete_dataset(dataset_id, lambda spec: names_dataset(spec, dataset_id))
         except DatasetNotFound:
             raise ApiError(404, f"no dataset with id {dataset_id!r}", loc, "not_found") from None
         if done.users:
@@ -200,11 +201,7 @@ class Datasets:
         for path in (self.root / f"{dataset_id}.json", self.root / f"{dataset_id}.{record.format}"):
             path.unlink(missing_ok=True)
         if done.bytes_freed:
-            entry = self.cache.entry(record)
-            if entry.is_dir():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                entry.unlink(missing_ok=True)
+            self.cache.evict(record)
 
     # -- specs ---------------------------------------------------------------------------------------------
     def resolve_references(self, spec: dict[str, Any], principal: Principal, allow_server_paths: bool) -> ResolvedSpec:

@@ -9,7 +9,7 @@ upload in memory, on SQLite as on PostgreSQL; identical uploads share one blob.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any
@@ -37,17 +37,6 @@ class DatasetRecord:
     size: int
     meta: dict[str, Any]
     created_at: datetime
-
-
-def refers_to(value: Any, dataset_id: str) -> bool:
-    """Whether a stored spec (or any value in it) names the data set: ``dataset:<id>`` or ``dataset:<id>/<path>``."""
-    if isinstance(value, str):
-        return value == f"dataset:{dataset_id}" or value.startswith(f"dataset:{dataset_id}/")
-    if isinstance(value, Mapping):
-        return any(refers_to(v, dataset_id) for v in value.values())
-    if isinstance(value, list):
-        return any(refers_to(v, dataset_id) for v in value)
-    return False
 
 
 @dataclass(frozen=True)
@@ -114,10 +103,11 @@ class DatasetOps(StoreCore):
                 raise DatasetNotFound(f"no dataset with id {dataset_id!r}")
             return _record(row)
 
-    def delete_dataset(self, dataset_id: str) -> DatasetDeletion:
-        """Delete the data set ``dataset_id`` unless a stored study names it (then nothing is deleted and
-        ``users`` names those studies: delete them first). Its bytes go in the same transaction unless another data
-        set has the same digest. ``DatasetNotFound`` if there is none.
+    def delete_dataset(self, dataset_id: str, names_it: Callable[[Mapping[str, Any]], bool]) -> DatasetDeletion:
+        """Delete the data set ``dataset_id`` unless a stored study names it (``names_it(spec)``: the reference
+        syntax is the caller's, ``tuner.spec.dataset_refs.names_dataset``; then nothing is deleted and ``users``
+        names those studies: delete them first). Its bytes go in the same transaction unless another data set has
+        the same digest. ``DatasetNotFound`` if there is none.
 
         The studies are read in the same transaction, one row at a time (specs are small). A study submitted at the
         same moment checked the data set before it was deleted; its workers then fail to fetch it, naming it."""
@@ -127,7 +117,7 @@ class DatasetOps(StoreCore):
                 raise DatasetNotFound(f"no dataset with id {dataset_id!r}")
             users = [(name, owner) for name, owner, spec in
                      session.execute(select(StudyModel.name, StudyModel.owner, StudyModel.spec).order_by(StudyModel.id))
-                     if refers_to(spec, dataset_id)]
+                     if names_it(spec)]
             if users:
                 return DatasetDeletion(users)
             sha256 = row.sha256

@@ -8,7 +8,8 @@ import os
 
 import pytest
 
-from storage import CHUNK_BYTES, DatasetNotFound, Store
+from storage import CHUNK_BYTES, DatasetDeletion, DatasetNotFound, Store
+from tuner.spec.dataset_refs import names_dataset
 
 
 def test_a_dataset_is_saved_in_chunks_and_read_back_by_its_digest(store: Store) -> None:
@@ -38,6 +39,11 @@ def test_bytes_that_do_not_match_their_digest_store_nothing(store: Store) -> Non
         store.blob_chunk(sha, 5)
 
 
+def delete(store: Store, dataset_id: str) -> DatasetDeletion:
+    """``Store.delete_dataset`` with the reference syntax the API gives it."""
+    return store.delete_dataset(dataset_id, lambda spec: names_dataset(spec, dataset_id))
+
+
 def test_a_dataset_is_deleted_with_its_bytes_only_once_nothing_names_it(store: Store) -> None:
     blob = os.urandom(CHUNK_BYTES + 7)
     sha = hashlib.sha256(blob).hexdigest()
@@ -48,19 +54,19 @@ def test_a_dataset_is_deleted_with_its_bytes_only_once_nothing_names_it(store: S
     unrelated = {"name": "other", "workload": {"name": "images", "params": {"root": f"dataset:{'e' * 31}0/x"}}}
     store.create_or_resume_study("other", unrelated, ["maximize"], 2)
 
-    kept = store.delete_dataset("e" * 32)  # a study names it: nothing is deleted
+    kept = delete(store, "e" * 32)  # a study names it: nothing is deleted
     assert kept.users == [("uses-e", "bob")] and store.dataset("e" * 32).sha256 == sha
-    gone = store.delete_dataset("f" * 32)  # its twin goes, the shared bytes stay for "e"
+    gone = delete(store, "f" * 32)  # its twin goes, the shared bytes stay for "e"
     assert gone.users == [] and not gone.bytes_freed and store.blob_chunks(sha) == 2
     with pytest.raises(DatasetNotFound):
         store.dataset("f" * 32)
 
     store.delete_study(study.id)
-    last = store.delete_dataset("e" * 32)
+    last = delete(store, "e" * 32)
     assert last.users == [] and last.bytes_freed
     with pytest.raises(DatasetNotFound):
         store.blob_chunks(sha)
     with pytest.raises(DatasetNotFound):
         store.blob_chunk(sha, 0)  # the chunks went with the blob
     with pytest.raises(DatasetNotFound):
-        store.delete_dataset("e" * 32)
+        delete(store, "e" * 32)

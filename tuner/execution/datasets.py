@@ -56,6 +56,10 @@ class DatasetCache:
             self._fetch(record, final)
         return final
 
+    def evict(self, record: DatasetRecord) -> None:
+        """Remove this cache's copy of ``record`` (its bytes have left the store), if it has one."""
+        self._remove(self.entry(record))
+
     def adopt(self, record: DatasetRecord, checked: Path) -> None:
         """Move ``checked`` (the file or unpacked folder the API has just checked and stored) into the cache."""
         self.root.mkdir(parents=True, exist_ok=True)
@@ -108,4 +112,9 @@ class DatasetCache:
         except OSError:
             if not final.exists():
                 raise
-            shutil.rmtree(ready, ignore_errors=True) if ready.is_dir() else ready.unlink(missing_ok=True)
+            DatasetCache._remove(ready)
+
+    @staticmethod
+    def _remove(path: Path) -> None:
+        """Remove the file or folder ``path``; nothing if there is none."""
+        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)

@@ -36,6 +36,19 @@ def is_reference(value: object) -> bool:
     return isinstance(value, str) and value.startswith(PREFIX)
 
 
+def names_dataset(value: Any, dataset_id: str) -> bool:
+    """Whether ``value`` (a stored spec document, or anything in it) refers to the data set ``dataset_id``, as
+    ``dataset:<id>`` or ``dataset:<id>/<path>``. Every value is looked at, not only the workload's known file
+    params, so a study of a plugin workload this host lacks still counts."""
+    if isinstance(value, str):
+        return is_reference(value) and value[len(PREFIX):].partition("/")[0] == dataset_id
+    if isinstance(value, Mapping):
+        return any(names_dataset(v, dataset_id) for v in value.values())
+    if isinstance(value, list):
+        return any(names_dataset(v, dataset_id) for v in value)
+    return False
+
+
 def parse_reference(value: str) -> DatasetRef:
     """The reference ``value`` (which starts with ``dataset:``); ``ValueError`` saying how to write one."""
     dataset_id, _, inner = value[len(PREFIX):].partition("/")
